@@ -1,0 +1,159 @@
+"""``python -m pipeline …``: one command line for every job.
+
+Argument parsing lives here; each command's work lives in its own module, imported
+only when that command runs (so ``sql`` does not pay for Faust's import time).
+Any :class:`~pipeline.config.UserError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from pipeline.config import ConfigError, Settings, UserError, load_settings
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage dump
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m pipeline", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", dest="data_dir", help="state directory (TTHC_DATA_DIR)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    infra = commands.add_parser("infra", help="local Kafka, Prometheus, Alertmanager")
+    infra.add_argument("action", choices=["up", "down", "status"])
+
+    worker = commands.add_parser("worker", help="the stream processor")
+    worker.add_argument("--clock", choices=["wall", "event"], help="TTHC_CLOCK")
+    worker.add_argument("--web-port", dest="web_port", help="TTHC_WEB_PORT")
+    worker.add_argument("--app-id", dest="app_id", help="TTHC_APP_ID (consumer group)")
+
+    replay = commands.add_parser("replay", help="send a JSONL file, one message per line")
+    replay.add_argument("file")
+    replay.add_argument("--rate", type=_positive_float, help="messages per second (default: as fast as possible)")
+
+    simulate = commands.add_parser("simulate", help="synthetic dossier lifecycles")
+    simulate.add_argument("--rate", type=_positive_float, default=20.0, help="events per second")
+    simulate.add_argument("--duration", type=_duration, default=60.0, help="e.g. 90, 90s, 5m, 1h")
+    simulate.add_argument("--units", type=_positive_int, default=12)
+    simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument(
+        "--incident",
+        action="append",
+        default=[],
+        help="unit=U,indicator=I,level=0.5 (repeatable): drive one unit's indicator down",
+    )
+
+    sql = commands.add_parser("sql", help="read-only ad-hoc SQL on the stored facts")
+    sql.add_argument("query")
+    sql.add_argument("--format", choices=["json", "table", "csv"], default="table")
+
+    indicators = commands.add_parser("indicators", help="batch indicators from stored facts")
+    indicators.add_argument("--window", required=True, help="1h,24h,7d,30d,mtd,qtd,ytd (comma-separated)")
+    indicators.add_argument("--unit")
+    indicators.add_argument("--sector")
+    indicators.add_argument("--at", help="RFC 3339 time T (default: now)")
+    indicators.add_argument("--format", choices=["json", "table"], default="table")
+    return parser
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
+    return value
+
+
+def _duration(raw: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = raw.strip().lower()
+    scale = units.get(text[-1:], None)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (use 90, 90s, 5m or 1h)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
+    return value
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        key: getattr(args, key, None)
+        for key in ("data_dir", "clock", "web_port", "app_id")
+    }
+    return load_settings(overrides=overrides)
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "infra":
+        from pipeline.infra import manager
+
+        return manager.run_action(settings, args.action)
+    if args.command == "worker":
+        from pipeline.stream.worker import run_worker
+
+        return run_worker(settings)
+    if args.command == "replay":
+        from pipeline.feed.replay import replay_file
+
+        replay_file(settings, args.file, rate=args.rate)
+        return 0
+    if args.command == "simulate":
+        from pipeline.feed.simulate import parse_incident, run_simulation
+
+        incidents = [parse_incident(text) for text in args.incident]
+        run_simulation(
+            settings,
+            rate=args.rate,
+            duration=args.duration,
+            units=args.units,
+            incidents=incidents,
+            seed=args.seed,
+        )
+        return 0
+    if args.command == "sql":
+        from pipeline.access import print_sql
+
+        return print_sql(settings, args.query, args.format)
+    if args.command == "indicators":
+        from pipeline.access import print_indicators
+
+        return print_indicators(
+            settings,
+            windows=args.window,
+            unit=args.unit,
+            sector=args.sector,
+            at=args.at,
+            output_format=args.format,
+        )
+    raise UserError(f"unknown command {args.command!r}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        return _dispatch(args, _settings(args))
+    except (UserError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,163 @@
+"""One settings object, built from ``TTHC_*`` environment variables.
+
+Every variable has a documented default (README, "Configuration"); command-line
+flags override them through :func:`load_settings`'s ``overrides``. A bad value
+raises :class:`ConfigError`, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UserError(Exception):
+    """A problem the operator can fix; the CLI prints it as one line, no traceback."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value or command-line argument is unusable."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
+
+
+def _choice(*allowed: str):
+    def parse(name: str, raw: str) -> str:
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return raw.strip()
+
+
+def _path(name: str, raw: str) -> Path:
+    return Path(_text(name, raw)).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of the pipeline. Field ``x`` comes from ``TTHC_X``."""
+
+    data_dir: Path = Path("./var")
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_controller_port: int = 19094
+    topic: str = "tthc.case-events"
+    partitions: int = 4
+    app_id: str = "tthc-pipeline"
+    clickhouse_dsn: str = ""  # empty: chdb:///<data_dir>/clickhouse
+    clock: str = "wall"
+    web_port: int = 6066
+    prometheus_port: int = 19090
+    alertmanager_port: int = 19093
+    dedupe_retention_days: int = 35
+    hold_retention_days: int = 35
+    batch_size: int = 500
+    flush_interval: float = 1.0
+    snapshot_interval: float = 60.0
+    gauge_interval: float = 5.0
+    targets_file: Path = PROJECT_ROOT / "deploy" / "targets.toml"
+    units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
+
+    @property
+    def dlq_topic(self) -> str:
+        return f"{self.topic}.dlq"
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.effective_clickhouse_dsn.startswith("chdb:")
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+
+_PARSERS = {
+    "data_dir": _path,
+    "kafka_bootstrap": _text,
+    "kafka_controller_port": _port,
+    "topic": _text,
+    "partitions": _positive_int,
+    "app_id": _text,
+    "clickhouse_dsn": lambda name, raw: raw.strip(),
+    "clock": _choice("wall", "event"),
+    "web_port": _port,
+    "prometheus_port": _port,
+    "alertmanager_port": _port,
+    "dedupe_retention_days": _positive_int,
+    "hold_retention_days": _positive_int,
+    "batch_size": _positive_int,
+    "flush_interval": _positive_float,
+    "snapshot_interval": _positive_float,
+    "gauge_interval": _positive_float,
+    "targets_file": _path,
+    "units_file": _path,
+}
+
+
+def env_name(field_name: str) -> str:
+    return "TTHC_" + field_name.upper()
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from ``environ`` (default ``os.environ``), then ``overrides`` (CLI flags).
+
+    Overrides whose value is ``None`` are ignored, so argparse defaults of ``None``
+    leave the environment's value in place.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _PARSERS[f.name](env_name(f.name), raw)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in _PARSERS:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _PARSERS[key](f"--{key.replace('_', '-')}", str(value))
+    return replace(Settings(), **values)
