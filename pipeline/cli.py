@@ -25,7 +25,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     infra = commands.add_parser("infra", help="local Kafka, Prometheus, Alertmanager")
-    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("action", choices=["up", "down", "status", "fetch"])
 
     worker = commands.add_parser("worker", help="the stream processor")
     worker.add_argument("--clock", choices=["wall", "event"], help="TTHC_CLOCK")

@@ -1,0 +1,34 @@
+# The project's commands. Every target does its own set-up on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+.PHONY: setup demo test unit integration bench clean
+
+setup: $(VENV)/.installed
+	@bash scripts/install-system-packages.sh
+	@$(PY) -m pipeline infra fetch
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.lock
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit
+
+integration: setup
+	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+
+bench: setup
+	$(PY) -m benchmarks
+
+clean:
+	-$(PY) -m pipeline infra down
+	rm -rf var

@@ -1,0 +1,36 @@
+#!/bin/sh
+# System programs that `python -m pipeline infra up` runs (Debian/Ubuntu packages):
+#   prometheus, promtool            <- prometheus
+#   prometheus-alertmanager, amtool <- prometheus-alertmanager
+#   java (17+)                      <- openjdk-17-jre-headless   (runs the Kafka broker)
+#   mvn                             <- maven                     (fetches the Kafka jars once)
+# Idempotent: when every program is on PATH it only says so. apt runs only for what is missing.
+set -eu
+
+packages=""
+need() {  # need <program> <package>: queue the package when the program is missing
+    if ! command -v "$1" >/dev/null 2>&1; then
+        case " $packages " in *" $2 "*) ;; *) packages="$packages $2" ;; esac
+    fi
+}
+need prometheus prometheus
+need promtool prometheus
+# upstream tarballs name the binary `alertmanager`; either will do
+command -v alertmanager >/dev/null 2>&1 || need prometheus-alertmanager prometheus-alertmanager
+need amtool prometheus-alertmanager
+need java openjdk-17-jre-headless
+need mvn maven
+
+if [ -z "$packages" ]; then
+    echo "system packages: all present (prometheus, alertmanager, java, mvn)"
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "error: missing packages:$packages; run as root: apt-get install -y --no-install-recommends$packages" >&2
+    exit 1
+fi
+echo "installing:$packages"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# shellcheck disable=SC2086  # word splitting of the package list is intended
+apt-get install -y --no-install-recommends $packages

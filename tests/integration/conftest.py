@@ -1,0 +1,46 @@
+"""Integration fixtures: the real Kafka, Prometheus and Alertmanager from ``pipeline.infra``.
+
+The environment is set at import time, before any Settings are loaded, so these tests use
+their own data dir and ports and never touch a demo running on the defaults. setdefault:
+CI may override any of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+TEST_ENV = {
+    "TTHC_DATA_DIR": str(REPO / "var" / "test"),
+    "TTHC_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
+    "TTHC_KAFKA_CONTROLLER_PORT": "29094",
+    "TTHC_PROMETHEUS_PORT": "29090",
+    "TTHC_ALERTMANAGER_PORT": "29093",
+    "TTHC_WEB_PORT": "26066",
+}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
+from pipeline.config import Settings, load_settings  # noqa: E402  (after the env is set)
+from pipeline.infra.manager import down, running_pids, up  # noqa: E402
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API.
+    for message in ("read_text is deprecated", "open_text is deprecated"):
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Settings]:
+    """All three services, up once per session (reusing any left by an earlier run)."""
+    settings = load_settings()
+    up(settings)
+    yield settings
+    down(settings)
+    assert not any(running_pids(settings).values()), "infra down left a service running"
