@@ -1,0 +1,476 @@
+"""The case (hồ sơ) as the pipeline sees it, and the outcomes it yields.
+
+Implements the case rules of docs/indicators.md exactly. A ``CaseState`` holds
+the events of one ``case_id`` compactly, kept sorted by (occurred_at, event_id),
+so every rule that says "earliest" is "first in the list" and the result never
+depends on arrival order.
+
+Compact event row (a tuple in memory, a list in ``to_dict()``)::
+
+    (occurred_at_us, event_id, event_type, unit_id, *extra)
+
+with ``extra`` by type (only what the rules need):
+
+    received           sector, procedure_code, channel, online_mode, due_at_us,
+                       digitized, reused_data, vneid_authenticated
+    payment            online (bool: method == "online")
+    result_returned    electronic_result (bool)
+    rated              rating (int)
+    feedback_received  due_at_us
+    (all others)       nothing
+
+Everything here is pure: no I/O, no clock; the clock ``now_us`` is passed in.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipeline.core.outcomes import Outcome, make_outcome
+
+if TYPE_CHECKING:  # pragma: no cover - the contract module is only needed for typing
+    from pipeline.contract.events import CaseEvent
+
+__all__ = [
+    "CaseState",
+    "CaseSummary",
+    "case_outcomes",
+    "case_summary",
+    "held_since_us",
+    "UNKNOWN_SECTOR",
+    "STATE_VERSION",
+]
+
+UNKNOWN_SECTOR = "unknown"
+STATE_VERSION = 1
+
+_LOCAL_OFFSET_US = 7 * 3600 * 1_000_000  # Asia/Ho_Chi_Minh: UTC+7, no DST
+_DAY_US = 86_400 * 1_000_000
+
+# indices into a compact row
+_T, _ID, _TYPE, _UNIT = 0, 1, 2, 3
+# received extras
+_R_SECTOR, _R_PROC, _R_CHANNEL, _R_MODE, _R_DUE, _R_DIGI, _R_REUSE, _R_VNEID = range(4, 12)
+
+_FINISH_TYPES = frozenset(("resolved", "stopped", "withdrawn"))
+
+
+def _compact(ev: "CaseEvent") -> tuple:
+    typ = ev.event_type
+    f = ev.fields
+    head = (ev.occurred_at_us, ev.event_id, typ, ev.unit_id)
+    if typ == "received":
+        return head + (
+            f.get("sector"),
+            f.get("procedure_code"),
+            f.get("channel"),
+            f.get("online_mode"),
+            f.get("due_at"),
+            bool(f.get("digitized", False)),
+            bool(f.get("reused_data", False)),
+            bool(f.get("vneid_authenticated", False)),
+        )
+    if typ == "payment":
+        return head + (f.get("method") == "online",)
+    if typ == "result_returned":
+        return head + (bool(f.get("electronic_result", False)),)
+    if typ == "rated":
+        return head + (f.get("rating"),)
+    if typ == "feedback_received":
+        return head + (f.get("due_at"),)
+    return head
+
+
+class CaseState:
+    """The events of one case, compact and sorted by (occurred_at, event_id)."""
+
+    __slots__ = ("case_id", "_events", "_ids")
+
+    def __init__(self, case_id: str, events: list[tuple] | None = None) -> None:
+        self.case_id = case_id
+        self._events: list[tuple] = events if events is not None else []
+        self._ids: set[str] | None = None  # built lazily
+
+    @classmethod
+    def new(cls, case_id: str) -> "CaseState":
+        return cls(case_id)
+
+    # -- membership ---------------------------------------------------------
+    @property
+    def event_ids(self) -> set[str]:
+        ids = self._ids
+        if ids is None:
+            ids = self._ids = {e[_ID] for e in self._events}
+        return ids
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self.event_ids
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    @property
+    def events(self) -> tuple[tuple, ...]:
+        """The compact rows, earliest first (read-only view, for inspection)."""
+        return tuple(self._events)
+
+    # -- mutation -----------------------------------------------------------
+    def add(self, event: "CaseEvent") -> bool:
+        """Add one event; False (and no change) when its event_id is already here."""
+        if event.case_id != self.case_id:
+            raise ValueError(
+                f"event {event.event_id!r} belongs to case {event.case_id!r}, not {self.case_id!r}"
+            )
+        ids = self.event_ids
+        eid = event.event_id
+        if eid in ids:
+            return False
+        row = _compact(event)
+        events = self._events
+        if not events or events[-1] < row:
+            events.append(row)  # the usual case: events arrive roughly in order
+        else:
+            insort(events, row)
+        ids.add(eid)
+        return True
+
+    # -- serialisation ------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (str/int/bool/None/list/dict only)."""
+        return {"v": STATE_VERSION, "case_id": self.case_id, "events": [list(e) for e in self._events]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CaseState":
+        v = d.get("v", STATE_VERSION)
+        if v != STATE_VERSION:
+            raise ValueError(f"unsupported case state version {v!r}")
+        events = [tuple(r) for r in d["events"]]
+        # rows are stored sorted; re-sort only if something else wrote them
+        for i in range(1, len(events)):
+            if not events[i - 1] < events[i]:
+                events.sort()
+                break
+        return cls(d["case_id"], events)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CaseState):
+            return NotImplemented
+        return self.case_id == other.case_id and self._events == other._events
+
+    def __repr__(self) -> str:
+        return f"CaseState({self.case_id!r}, {len(self._events)} events)"
+
+
+# ---------------------------------------------------------------------------
+# the rules
+
+
+class _Scan:
+    """One pass over the sorted events, collecting what the rules need."""
+
+    __slots__ = (
+        "rejected",
+        "received",
+        "finish_ev",
+        "first_rr",
+        "sups",
+        "first_apology_t",
+        "payments",
+        "ratings",
+        "fb_received",
+        "fb_answers",
+    )
+
+    def __init__(self, events: list[tuple]) -> None:
+        rejected = False
+        received = finish_ev = first_rr = fb_received = None
+        first_apology_t = None
+        sups: list[tuple[int, bool]] = []
+        payments: list[tuple] = []
+        ratings: list[tuple] = []
+        fb_answers: list[int] = []
+        for e in events:
+            typ = e[_TYPE]
+            if typ == "payment":
+                payments.append(e)
+            elif typ == "received":
+                if received is None:
+                    received = e
+            elif typ == "supplement_requested":
+                sups.append((e[_T], True))
+            elif typ == "supplement_received":
+                sups.append((e[_T], False))
+            elif typ == "result_returned":
+                if first_rr is None:
+                    first_rr = e
+            elif typ in _FINISH_TYPES:
+                if finish_ev is None:
+                    finish_ev = e
+            elif typ == "rated":
+                ratings.append(e)
+            elif typ == "apology_issued":
+                if first_apology_t is None:
+                    first_apology_t = e[_T]
+            elif typ == "rejected":
+                rejected = True
+            elif typ == "feedback_received":
+                if fb_received is None:
+                    fb_received = e
+            elif typ == "feedback_answered":
+                fb_answers.append(e[_T])
+            # transferred and unknown types: recorded, no effect on the rules
+        if finish_ev is None:
+            finish_ev = first_rr
+        self.rejected = rejected
+        self.received = received
+        self.finish_ev = finish_ev
+        self.first_rr = first_rr
+        self.sups = sups
+        self.first_apology_t = first_apology_t
+        self.payments = payments
+        self.ratings = ratings
+        self.fb_received = fb_received
+        self.fb_answers = fb_answers
+
+
+def _pauses(sups: list[tuple[int, bool]], finish_t: int | None, now_us: int) -> tuple[int, int]:
+    """(paused_us, requests) over the supplement events with occurred_at <= finish.
+
+    Unfinished (finish_t None): all events; a pause still open counts up to now_us
+    (never negative). Finished: a pause still open is closed at the finish.
+    """
+    paused = 0
+    requests = 0
+    open_at: int | None = None
+    for t, is_request in sups:
+        if finish_t is not None and t > finish_t:
+            break
+        if is_request:
+            requests += 1
+            if open_at is None:
+                open_at = t
+        elif open_at is not None:
+            paused += t - open_at
+            open_at = None
+    if open_at is not None:
+        end = finish_t if finish_t is not None else now_us
+        if end > open_at:
+            paused += end - open_at
+    return paused, requests
+
+
+def _local_day(us: int) -> int:
+    return (us + _LOCAL_OFFSET_US) // _DAY_US
+
+
+def _feedback_outcomes(s: _Scan, out: list[Outcome]) -> None:
+    fr = s.fb_received
+    if fr is None or not s.fb_answers:
+        return
+    unit = fr[_UNIT]
+    due = fr[4]
+    for t in s.fb_answers:
+        out.append(make_outcome("feedback_on_time", unit, "", t, due is not None and t <= due))
+
+
+def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list[Outcome]:
+    """All outcomes the case yields at clock ``now_us`` (docs/indicators.md).
+
+    The result depends on ``now_us`` only through held events (attributed once
+    ``occurred_at + hold_retention_us < now_us``). Outcome times may lie after
+    ``now_us`` (future-dated events); the windows exclude them.
+    Order is deterministic and independent of arrival order.
+    """
+    s = _Scan(state._events)
+    out: list[Outcome] = []
+    if not s.rejected:
+        rec = s.received
+        if rec is not None:
+            unit = rec[_UNIT]
+            sector = rec[_R_SECTOR]
+            rt = rec[_T]
+            online = rec[_R_CHANNEL] == "online"
+            out.append(make_outcome("full_online", unit, sector, rt, online and rec[_R_MODE] == "full"))
+            out.append(make_outcome("remote", unit, sector, rt, online))
+            out.append(make_outcome("digitized", unit, sector, rt, rec[_R_DIGI]))
+            out.append(make_outcome("data_reuse", unit, sector, rt, rec[_R_REUSE]))
+            if online:
+                out.append(make_outcome("vneid_auth", unit, sector, rt, rec[_R_VNEID]))
+            fin = s.finish_ev
+            due = rec[_R_DUE]
+            if fin is not None and due is not None:
+                ft = fin[_T]
+                if s.sups:
+                    paused, requests = _pauses(s.sups, ft, now_us)
+                else:
+                    paused = requests = 0
+                eff_due = due + paused
+                on_time = ft <= eff_due and requests <= 1
+                out.append(make_outcome("on_time", unit, sector, ft, on_time))
+                out.append(
+                    make_outcome("early", unit, sector, ft, on_time and _local_day(ft) < _local_day(eff_due))
+                )
+                if not on_time:
+                    ap = s.first_apology_t
+                    out.append(make_outcome("apology_coverage", unit, sector, ft, ap is not None and ap <= ft))
+            rr = s.first_rr
+            if rr is not None:
+                out.append(make_outcome("e_result", unit, sector, rr[_T], rr[4]))
+            for p in s.payments:
+                out.append(make_outcome("online_payment", unit, sector, p[_T], p[4]))
+            for r in s.ratings:
+                rating = r[4]
+                out.append(make_outcome("satisfaction", unit, sector, r[_T], rating is not None and rating >= 4))
+        else:
+            # held: attributed to the event's own unit, sector "unknown", after retention
+            limit = now_us - hold_retention_us  # released when t + retention < now, i.e. t < limit
+            rr = s.first_rr
+            if rr is not None and rr[_T] < limit:
+                out.append(make_outcome("e_result", rr[_UNIT], UNKNOWN_SECTOR, rr[_T], rr[4]))
+            for p in s.payments:
+                if p[_T] < limit:
+                    out.append(make_outcome("online_payment", p[_UNIT], UNKNOWN_SECTOR, p[_T], p[4]))
+            for r in s.ratings:
+                if r[_T] < limit:
+                    rating = r[4]
+                    out.append(
+                        make_outcome("satisfaction", r[_UNIT], UNKNOWN_SECTOR, r[_T], rating is not None and rating >= 4)
+                    )
+    if s.fb_received is not None:
+        _feedback_outcomes(s, out)
+    return out
+
+
+def held_since_us(
+    state: CaseState, now_us: int | None = None, hold_retention_us: int | None = None
+) -> int | None:
+    """Earliest occurred_at among events whose outcomes are still held, else None.
+
+    Held events are the ``payment``, ``rated`` and first ``result_returned`` events of
+    a case with no ``received`` (and no ``rejected``). Without ``now_us`` every such
+    event counts; with ``now_us`` and ``hold_retention_us`` only those not released
+    yet (``occurred_at + retention >= now_us``). The worker should re-evaluate the
+    case once its clock is strictly greater than ``held_since + retention``.
+    """
+    s = _Scan(state._events)
+    if s.rejected or s.received is not None:
+        return None
+    times = [p[_T] for p in s.payments]
+    times.extend(r[_T] for r in s.ratings)
+    if s.first_rr is not None:
+        times.append(s.first_rr[_T])
+    if now_us is not None:
+        if hold_retention_us is None:
+            raise ValueError("hold_retention_us is required with now_us")
+        limit = now_us - hold_retention_us
+        times = [t for t in times if t >= limit]
+    return min(times) if times else None
+
+
+# ---------------------------------------------------------------------------
+# summary (for the `cases` table and the open-case gauges)
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSummary:
+    case_id: str
+    unit: str | None
+    sector: str | None
+    procedure_code: str | None
+    channel: str | None
+    status: str  # open | finished | rejected | held | feedback_open | feedback_answered
+    received_at_us: int | None
+    due_at_us: int | None
+    effective_due_us: int | None
+    finished_at_us: int | None
+    finish_type: str | None  # resolved | stopped | withdrawn | result_returned | None
+    on_time: bool | None
+    early: bool | None
+    supplement_requests: int
+    paused_us: int
+    has_apology: bool
+    overdue: bool
+    event_count: int
+
+
+def case_summary(state: CaseState, now_us: int) -> CaseSummary:
+    """The case at clock ``now_us``.
+
+    status: ``rejected`` if any rejected event; else ``finished``/``open`` if it has a
+    received; else ``feedback_answered``/``feedback_open`` if it has a
+    feedback_received; else ``held``. For feedback the unit is the earliest
+    feedback_received's unit, the sector ``""``, received/due/finished are the
+    feedback's receipt, due_at and earliest answer, and on_time is whether that
+    earliest answer was at or before the due time.
+    """
+    s = _Scan(state._events)
+    rec = s.received
+    fin = s.finish_ev
+    fin_t = fin[_T] if fin is not None else None
+    paused, requests = _pauses(s.sups, fin_t, now_us)
+    if fin_t is not None:
+        has_apology = s.first_apology_t is not None and s.first_apology_t <= fin_t
+    else:
+        has_apology = s.first_apology_t is not None
+
+    unit = sector = proc = channel = None
+    received_at = due = eff_due = None
+    on_time = early = None
+    overdue = False
+    finished_at = fin_t
+    finish_type = fin[_TYPE] if fin is not None else None
+
+    if rec is not None:
+        unit, sector, proc, channel = rec[_UNIT], rec[_R_SECTOR], rec[_R_PROC], rec[_R_CHANNEL]
+        received_at, due = rec[_T], rec[_R_DUE]
+        if due is not None:
+            eff_due = due + paused
+    if s.rejected:
+        status = "rejected"
+    elif rec is not None:
+        if fin is None:
+            status = "open"
+            overdue = eff_due is not None and eff_due < now_us
+        else:
+            status = "finished"
+            if eff_due is not None:
+                on_time = fin_t <= eff_due and requests <= 1
+                early = on_time and _local_day(fin_t) < _local_day(eff_due)
+    elif s.fb_received is not None:
+        fr = s.fb_received
+        unit, sector = fr[_UNIT], ""
+        received_at, due = fr[_T], fr[4]
+        eff_due = due
+        finish_type = None
+        if s.fb_answers:
+            status = "feedback_answered"
+            finished_at = s.fb_answers[0]
+            on_time = due is not None and finished_at <= due
+        else:
+            status = "feedback_open"
+            finished_at = None
+        paused, requests, has_apology = 0, 0, False
+    else:
+        status = "held"
+    return CaseSummary(
+        case_id=state.case_id,
+        unit=unit,
+        sector=sector,
+        procedure_code=proc,
+        channel=channel,
+        status=status,
+        received_at_us=received_at,
+        due_at_us=due,
+        effective_due_us=eff_due,
+        finished_at_us=finished_at,
+        finish_type=finish_type,
+        on_time=on_time,
+        early=early,
+        supplement_requests=requests,
+        paused_us=paused,
+        has_apology=has_apology,
+        overdue=overdue,
+        event_count=len(state._events),
+    )

@@ -1,0 +1,182 @@
+"""Targets (chỉ tiêu) from ``deploy/targets.toml`` (docs/indicators.md, "Targets").
+
+File format::
+
+    min_volume = 20              # optional, default 20, integer >= 1
+
+    [on_time]                    # one table per indicator, all twelve required
+    op = ">"                     # ">", ">=" or "="
+    value = 0.95                 # a number in [0, 1]
+
+    [satisfaction.sectors]       # optional per-sector overrides
+    dat_dai = 0.85               # keeps the indicator's op
+    xay_dung = { op = ">=", value = 0.85 }   # or a table; op optional
+
+Values are read as exact decimals (``0.95`` is 19/20, not the nearest binary
+float), and comparisons are done on integers: for ``>= p/q``, ``n * q >= p * d``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from os import PathLike
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.core.indicators import INDICATORS
+
+__all__ = ["Targets", "TargetsError", "load_targets", "parse_targets", "OPS", "DEFAULT_MIN_VOLUME"]
+
+OPS = (">", ">=", "=")
+DEFAULT_MIN_VOLUME = 20
+_RESERVED_SECTORS = ("all", "")
+
+
+class TargetsError(ValueError):
+    """A problem with the targets file; ``str()`` is one line naming file and problem."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    min_volume: int
+    defaults: Mapping[str, tuple[str, Fraction]]
+    overrides: Mapping[str, Mapping[str, tuple[str, Fraction]]] = field(default_factory=dict)
+    source: str = "<targets>"
+
+    def _target(self, indicator: str, sector: str) -> tuple[str, Fraction]:
+        per = self.overrides.get(indicator)
+        if per:
+            t = per.get(sector)
+            if t is not None:
+                return t
+        try:
+            return self.defaults[indicator]
+        except KeyError:
+            raise KeyError(f"no target for indicator {indicator!r}") from None
+
+    def target_for(self, indicator: str, sector: str) -> tuple[str, float]:
+        """(op, value) for the scope with this sector label.
+
+        A sector override applies only when ``sector`` equals it (the sector scope
+        of that sector); ``"all"`` (unit and province scopes) and every other
+        sector get the indicator's default.
+        """
+        op, value = self._target(indicator, sector)
+        return op, float(value)
+
+    def meets(self, indicator: str, sector: str, numerator: int, denominator: int) -> bool | None:
+        """Whether numerator/denominator passes the target; None when denominator is 0."""
+        if denominator == 0:
+            return None
+        op, value = self._target(indicator, sector)
+        p, q = value.numerator, value.denominator
+        lhs = numerator * q
+        rhs = p * denominator
+        if op == ">":
+            return lhs > rhs
+        if op == ">=":
+            return lhs >= rhs
+        return lhs == rhs
+
+    def below_target(self, indicator: str, sector: str, numerator: int, denominator: int) -> bool:
+        """Fails the comparison and the denominator is at least ``min_volume``."""
+        if denominator < self.min_volume:
+            return False
+        return self.meets(indicator, sector, numerator, denominator) is False
+
+
+def _value(raw: Any, where: str, fail) -> Fraction:
+    if isinstance(raw, bool) or not isinstance(raw, (int, Decimal)):
+        fail(f"{where}: value must be a number, got {raw!r}")
+    if isinstance(raw, Decimal) and not raw.is_finite():
+        fail(f"{where}: value must be a finite number, got {raw}")
+    v = Fraction(raw)
+    if not 0 <= v <= 1:
+        fail(f"{where}: value {raw} is outside [0, 1]")
+    return v
+
+
+def _op(raw: Any, where: str, fail) -> str:
+    if raw not in OPS:
+        fail(f"{where}: op must be one of '>', '>=', '=', got {raw!r}")
+    return raw
+
+
+def parse_targets(data: Mapping[str, Any], source: str = "<targets>") -> Targets:
+    """Validate already-parsed TOML data (numbers as int or Decimal)."""
+
+    def fail(problem: str):
+        raise TargetsError(f"{source}: {problem}")
+
+    min_volume = data.get("min_volume", DEFAULT_MIN_VOLUME)
+    if isinstance(min_volume, bool) or not isinstance(min_volume, int):
+        fail(f"min_volume must be an integer, got {min_volume!r}")
+    if min_volume < 1:
+        fail(f"min_volume must be at least 1, got {min_volume}")
+
+    known = set(INDICATORS)
+    for key in data:
+        if key != "min_volume" and key not in known:
+            fail(f"unknown indicator [{key}] (known: {', '.join(INDICATORS)})")
+    defaults: dict[str, tuple[str, Fraction]] = {}
+    overrides: dict[str, dict[str, tuple[str, Fraction]]] = {}
+    for ind in INDICATORS:
+        table = data.get(ind)
+        if table is None:
+            fail(f"missing indicator [{ind}]")
+        if not isinstance(table, dict):
+            fail(f"[{ind}] must be a table with op and value")
+        for key in table:
+            if key not in ("op", "value", "sectors"):
+                fail(f"[{ind}]: unknown key {key!r} (expected op, value, sectors)")
+        if "op" not in table:
+            fail(f"[{ind}]: missing op")
+        if "value" not in table:
+            fail(f"[{ind}]: missing value")
+        op = _op(table["op"], f"[{ind}]", fail)
+        defaults[ind] = (op, _value(table["value"], f"[{ind}]", fail))
+        sectors = table.get("sectors")
+        if sectors is None:
+            continue
+        if not isinstance(sectors, dict):
+            fail(f"[{ind}].sectors must be a table of sector = value")
+        per: dict[str, tuple[str, Fraction]] = {}
+        for sector, raw in sectors.items():
+            where = f"[{ind}.sectors] {sector}"
+            if sector in _RESERVED_SECTORS:
+                fail(f"{where}: sector code {sector!r} is reserved")
+            if isinstance(raw, dict):
+                for key in raw:
+                    if key not in ("op", "value"):
+                        fail(f"{where}: unknown key {key!r} (expected op, value)")
+                if "value" not in raw:
+                    fail(f"{where}: missing value")
+                s_op = _op(raw["op"], where, fail) if "op" in raw else op
+                per[sector] = (s_op, _value(raw["value"], where, fail))
+            else:
+                per[sector] = (op, _value(raw, where, fail))
+        if per:
+            overrides[ind] = per
+    return Targets(min_volume=min_volume, defaults=defaults, overrides=overrides, source=source)
+
+
+def load_targets(path: str | PathLike[str]) -> Targets:
+    """Read and validate a targets TOML file; raises ``TargetsError`` (one line)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh, parse_float=Decimal)
+    except FileNotFoundError:
+        raise TargetsError(f"{p}: targets file not found") from None
+    except IsADirectoryError:
+        raise TargetsError(f"{p}: is a directory, not a targets file") from None
+    except PermissionError:
+        raise TargetsError(f"{p}: permission denied") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetsError(f"{p}: invalid TOML: {' '.join(str(exc).split())}") from None
+    except UnicodeDecodeError:
+        raise TargetsError(f"{p}: invalid TOML: not UTF-8") from None
+    return parse_targets(data, source=str(p))
