@@ -89,7 +89,6 @@ class Settings:
     batch_size: int = 500
     flush_interval: float = 1.0
     snapshot_interval: float = 60.0
-    gauge_interval: float = 5.0
     targets_file: Path = PROJECT_ROOT / "deploy" / "targets.toml"
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
 
@@ -129,7 +128,6 @@ _PARSERS = {
     "batch_size": _positive_int,
     "flush_interval": _positive_float,
     "snapshot_interval": _positive_float,
-    "gauge_interval": _positive_float,
     "targets_file": _path,
     "units_file": _path,
 }

@@ -1,0 +1,555 @@
+"""Realistic dossier (hồ sơ) lifecycles as contract events (plain dicts).
+
+Shared by the live simulation (:mod:`pipeline.feed.simulate`) and the deterministic
+history scenario (:mod:`pipeline.feed.scenario`). Everything is drawn from one
+:class:`random.Random`, so the same seed and the same calls give the same events.
+
+The model
+---------
+Time is modelled as *working seconds* from the receipt (a working day is 9 hours,
+08:00–17:00 Monday–Friday in Asia/Ho_Chi_Minh); a :class:`Clock` turns them into
+real instants:
+
+* :class:`WorkingClock` (history scenario): office hours, weekends skipped, whole
+  seconds — a dossier due in 5 working days is due 5 working days later at the same
+  time of day.
+* :class:`CompressedClock` (live simulation): one working day lasts
+  ``seconds_per_working_day`` real seconds (default 20), so a whole case lives for a
+  few minutes. Due dates of cases meant to finish late, or on the due date, are
+  compressed the same way (so they really do finish late / on the due date); the due
+  date of a case meant to finish *early* is kept at its real calendar distance
+  (``working days`` × 24 h) so that its finish falls on an earlier calendar day —
+  otherwise ``early`` (a calendar-date comparison) could never be hit within minutes.
+
+Per case the generator draws an outcome class (early / on the due date / late) from
+the unit's profile, then the events: ``received`` (channel mix ≈55 % online — of
+which ≈60 % fully online — 40 % direct, 5 % postal; due 3–15 working days), maybe a
+supplement request (≈15 %, rarely twice, sometimes never answered), fee payments
+(≈60 % of cases; ≈75 % online), the finish (``resolved``; a few cases ``withdrawn``
+or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), an apology
+before the finish for most late cases (some only after the finish), the result
+return (mostly electronic), ratings (mostly 4–5); ≈3 % are rejected (some without
+any ``received``), ≈1 % never finish (stuck, overdue), ≈4 % are transferred (later
+processing events then come from the receiving unit). Feedback items (phản ánh, kiến nghị) are generated separately.
+
+Incidents
+---------
+``Incident(unit, indicator, level)`` sets the unit's probability of a *hit* for that
+indicator to ``level``: ``satisfaction`` ratings ≥ 4; ``on_time`` cases on time;
+``early`` cases finished before the due date (the others on the due date or late);
+``online_payment`` online payments; ``full_online`` fully-online dossiers (the others
+direct); ``remote`` online dossiers; ``e_result`` electronic returns;
+``digitized``/``data_reuse``/``vneid_auth`` the received's flag; ``apology_coverage``
+late cases with an apology before the finish; ``feedback_on_time`` answers on time.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+LOCAL_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7, no DST
+WORKDAY_START = time(8, 0)
+WORKDAY_SECONDS = 9 * 3600  # 08:00-17:00
+HOUR = 3600.0
+
+SECTORS: tuple[str, ...] = (
+    "dat_dai",
+    "xay_dung",
+    "dau_tu",
+    "ho_tich",
+    "tu_phap",
+    "giao_thong",
+    "lao_dong",
+    "y_te",
+    "giao_duc",
+    "kinh_doanh",
+)
+
+#: Used when ``deploy/units.csv`` is absent or has no currently valid unit.
+FALLBACK_UNITS: tuple[str, ...] = (
+    "TTPVHCC",
+    "SO_TNMT",
+    "SO_XD",
+    "SO_KHDT",
+    "SO_TP",
+    "SO_GTVT",
+    "SO_LDTBXH",
+    "SO_YT",
+    "SO_GDDT",
+    "SO_CT",
+    "UBND_H01",
+    "UBND_X01",
+)
+
+# Procedure codes per sector (shape of the national procedure codes, not real ones).
+_PROCEDURES = {sector: tuple(f"{i + 1}.{n:06d}" for n in range(4)) for i, sector in enumerate(SECTORS)}
+
+# A unit's hit probabilities are drawn uniformly from these ranges (before incidents).
+_PROFILE_RANGES: dict[str, tuple[float, float]] = {
+    "on_time": (0.93, 0.995),
+    "early_given_on_time": (0.62, 0.85),
+    "online_payment": (0.68, 0.85),
+    "remote": (0.48, 0.62),
+    "full_given_online": (0.52, 0.68),
+    "satisfaction": (0.9, 0.995),
+    "e_result": (0.8, 0.97),
+    "digitized": (0.9, 1.0),
+    "data_reuse": (0.7, 0.92),
+    "vneid_auth": (0.85, 1.0),
+    "apology_coverage": (0.75, 0.95),
+    "feedback_on_time": (0.85, 0.99),
+}
+
+_AMOUNTS = (10_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 500_000, 1_000_000)
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Drive one unit's indicator down: its hit probability becomes ``level``."""
+
+    unit: str
+    indicator: str
+    level: float
+
+
+# --------------------------------------------------------------------------- units
+
+
+def load_units(path: str | Path | None = None, today: date | None = None) -> list[str]:
+    """Unit ids of the currently valid rows of the unit registry, in file order.
+
+    ``path`` defaults to ``deploy/units.csv``. A row is valid when ``valid_from`` is
+    empty or ≤ today and ``valid_to`` is empty or ≥ today. Falls back to
+    :data:`FALLBACK_UNITS` when the file is missing, unreadable or has no valid row.
+    """
+    if path is None:
+        from pipeline.config import PROJECT_ROOT
+
+        path = PROJECT_ROOT / "deploy" / "units.csv"
+    today = today or date.today()
+    units: list[str] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                unit = (row.get("unit_id") or "").strip()
+                if not unit or unit in ("all", "unknown") or len(unit) > 64 or unit in units:
+                    continue
+                if not _valid_on(row.get("valid_from"), row.get("valid_to"), today):
+                    continue
+                units.append(unit)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return list(FALLBACK_UNITS)
+    return units or list(FALLBACK_UNITS)
+
+
+def _valid_on(valid_from: str | None, valid_to: str | None, today: date) -> bool:
+    try:
+        if valid_from and valid_from.strip() and date.fromisoformat(valid_from.strip()[:10]) > today:
+            return False
+        if valid_to and valid_to.strip() and date.fromisoformat(valid_to.strip()[:10]) < today:
+            return False
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- clocks
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 in +07:00; whole seconds when possible, else milliseconds."""
+    local = t.astimezone(LOCAL_TZ)
+    return local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
+
+
+class WorkingClock:
+    """Office hours 08:00–17:00 Monday–Friday (no holidays), whole seconds."""
+
+    def align(self, t: datetime) -> datetime:
+        """The first working instant at or after ``t``."""
+        local = t.astimezone(LOCAL_TZ)
+        while True:
+            start = datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)
+            end = start + timedelta(seconds=WORKDAY_SECONDS)
+            if local.weekday() >= 5 or local >= end:
+                local = start + timedelta(days=1)
+                continue
+            return max(local, start)
+
+    def after(self, t: datetime, working_seconds: float) -> datetime:
+        """The instant ``working_seconds`` of office time after ``t``."""
+        current = self.align(t)
+        remaining = timedelta(seconds=round(max(0.0, working_seconds)))
+        while True:
+            end = datetime.combine(current.date(), WORKDAY_START, LOCAL_TZ) + timedelta(seconds=WORKDAY_SECONDS)
+            if remaining <= end - current:
+                return current + remaining
+            remaining -= end - current
+            current = self.align(end)
+
+    def back(self, t: datetime) -> datetime:
+        """The last working instant at or before ``t``."""
+        local = t.astimezone(LOCAL_TZ)
+        while True:
+            start = datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)
+            end = start + timedelta(seconds=WORKDAY_SECONDS)
+            if local.weekday() >= 5 or local < start:
+                local = end - timedelta(days=1)
+                continue
+            return min(local, end)
+
+    def day_offset(self, t: datetime) -> float:
+        """Working seconds already elapsed on ``t``'s working day."""
+        local = self.align(t)
+        return (local - datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)).total_seconds()
+
+    def due(self, t0: datetime, working_days: int, early: bool) -> datetime:
+        return self.after(t0, working_days * WORKDAY_SECONDS)
+
+
+class CompressedClock:
+    """Live time: one working day lasts ``seconds_per_working_day`` real seconds."""
+
+    def __init__(self, seconds_per_working_day: float = 20.0) -> None:
+        self.seconds_per_working_day = seconds_per_working_day
+
+    def align(self, t: datetime) -> datetime:
+        return t
+
+    def after(self, t: datetime, working_seconds: float) -> datetime:
+        real = max(0.0, working_seconds) / WORKDAY_SECONDS * self.seconds_per_working_day
+        out = t + timedelta(seconds=real)
+        return out.replace(microsecond=out.microsecond // 1000 * 1000)
+
+    def back(self, t: datetime) -> datetime:
+        return t
+
+    def day_offset(self, t: datetime) -> float:
+        return float(WORKDAY_SECONDS)
+
+    def due(self, t0: datetime, working_days: int, early: bool) -> datetime:
+        if early:  # a real calendar distance: the finish falls on an earlier date
+            return t0 + timedelta(days=working_days)
+        return self.after(t0, working_days * WORKDAY_SECONDS)
+
+
+# --------------------------------------------------------------------------- generator
+
+
+class LifecycleGenerator:
+    """Draws dossier and feedback lifecycles; deterministic given ``rng``.
+
+    ``units``: unit ids to attribute cases to (the first one, the service centre in
+    the registry, gets a larger share). ``new_id``: event id factory (default: a UUID
+    drawn from ``rng``).
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        units: Sequence[str],
+        *,
+        clock: WorkingClock | CompressedClock | None = None,
+        incidents: Iterable[Incident] = (),
+        new_id: Callable[[], str] | None = None,
+    ) -> None:
+        if not units:
+            raise ValueError("at least one unit is needed")
+        self.rng = rng
+        self.units = list(units)
+        self.clock = clock or WorkingClock()
+        self._new_id = new_id or (lambda: str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
+        self.profiles: dict[str, dict[str, float]] = {}
+        self.unit_sectors: dict[str, list[float]] = {}
+        for unit in self.units:
+            self.profiles[unit] = {k: rng.uniform(lo, hi) for k, (lo, hi) in _PROFILE_RANGES.items()}
+            weights = [0.2] * len(SECTORS)
+            for index in rng.sample(range(len(SECTORS)), 3):
+                weights[index] += rng.uniform(1.0, 3.0)
+            self.unit_sectors[unit] = weights
+        self.unit_weights = [3.0 if i == 0 and len(self.units) > 1 else rng.uniform(0.6, 1.4) for i in range(len(self.units))]
+        self.overrides: dict[tuple[str, str], float] = {}
+        for incident in incidents:
+            self.overrides[(incident.unit, incident.indicator)] = float(incident.level)
+
+    # ---- probabilities
+
+    def _profile(self, unit: str) -> dict[str, float]:
+        profile = self.profiles.get(unit)
+        if profile is None:  # a unit outside the list (e.g. a transfer target): a fresh profile
+            profile = {k: (lo + hi) / 2 for k, (lo, hi) in _PROFILE_RANGES.items()}
+            self.profiles[unit] = profile
+        return profile
+
+    def probability(self, unit: str, indicator: str) -> float:
+        """The unit's hit probability for ``indicator`` (incidents applied)."""
+        override = self.overrides.get((unit, indicator))
+        profile = self._profile(unit)
+        if indicator == "early":
+            on_time = self.probability(unit, "on_time")
+            if override is not None:
+                return min(override, on_time)
+            return on_time * profile["early_given_on_time"]
+        if override is not None:
+            return override
+        return profile[indicator]
+
+    def _channel_probabilities(self, unit: str) -> tuple[float, float]:
+        """(P(online), P(full | online))."""
+        profile = self._profile(unit)
+        p_online = self.overrides.get((unit, "remote"), profile["remote"])
+        p_full = profile["full_given_online"]
+        full_level = self.overrides.get((unit, "full_online"))
+        if full_level is not None:  # P(online and full) = level; the dossiers lost go direct
+            partial = min(p_online * (1.0 - p_full), 1.0 - full_level)
+            p_online = full_level + partial
+            p_full = full_level / p_online if p_online > 0 else 0.0
+        return p_online, p_full
+
+    def _hit(self, unit: str, indicator: str) -> bool:
+        return self.rng.random() < self.probability(unit, indicator)
+
+    # ---- helpers
+
+    def pick_unit(self) -> str:
+        return self.rng.choices(self.units, weights=self.unit_weights)[0]
+
+    def pick_sector(self, unit: str) -> str:
+        weights = self.unit_sectors.get(unit) or [1.0] * len(SECTORS)
+        return self.rng.choices(SECTORS, weights=weights)[0]
+
+    def new_event_id(self) -> str:
+        return self._new_id()
+
+    def _event(self, event_type: str, case_id: str, unit: str, t: datetime, source: str | None, **fields) -> dict:
+        event = {
+            "schema_version": 1,
+            "event_id": self.new_event_id(),
+            "event_type": event_type,
+            "case_id": case_id,
+            "unit_id": unit,
+            "occurred_at": format_time(t),
+        }
+        if source is not None:
+            event["source"] = source
+        event.update(fields)
+        return event
+
+    # ---- a dossier
+
+    def case(self, case_id: str, received_at: datetime, unit: str | None = None, sector: str | None = None) -> list[dict]:
+        """All events of one dossier, in occurred_at order (the first is its receipt
+        unless it was rejected at the desk)."""
+        rng, clock = self.rng, self.clock
+        unit = unit or self.pick_unit()
+        sector = sector or self.pick_sector(unit)
+        t0 = clock.align(received_at)
+        days = rng.randint(3, 15)
+        due_w = days * WORKDAY_SECONDS
+
+        p_on_time = self.probability(unit, "on_time")
+        p_early = self.probability(unit, "early")
+        draw = rng.random()
+        outcome = "early" if draw < p_early else ("due_day" if draw < p_on_time else "late")
+        due = clock.due(t0, days, early=outcome == "early")
+
+        p_online, p_full = self._channel_probabilities(unit)
+        if rng.random() < p_online:
+            channel = "online"
+        else:
+            channel = "postal" if rng.random() < 5 / 45 else "direct"
+        fields: dict = {
+            "procedure_code": rng.choice(_PROCEDURES[sector]) if sector in _PROCEDURES else "9.000001",
+            "sector": sector,
+            "channel": channel,
+        }
+        if channel == "online":
+            fields["online_mode"] = "full" if rng.random() < p_full else "partial"
+        fields["due_at"] = format_time(due)
+        fields["has_fee"] = rng.random() < 0.6
+        fields["digitized"] = self._hit(unit, "digitized")
+        fields["reused_data"] = self._hit(unit, "data_reuse")
+        if channel == "online":
+            fields["vneid_authenticated"] = self._hit(unit, "vneid_auth")
+        else:
+            fields["vneid_authenticated"] = rng.random() < 0.2
+        desk = "dvc-tinh" if channel == "online" else "mot-cua"
+        received = self._event("received", case_id, unit, t0, desk, **fields)
+        events: list[dict] = [received]
+
+        def at(w: float) -> datetime:  # processing offset -> real time, pauses added
+            shift = sum(length for start, length in pauses if w > start)
+            return clock.after(t0, w + shift)
+
+        pauses: list[tuple[float, float]] = []  # (processing offset, working length)
+
+        def pay(w: float) -> None:
+            pay_at(at(w))
+
+        def pay_at(t: datetime) -> None:
+            online = self._hit(unit, "online_payment")
+            events.append(
+                self._event(
+                    "payment", case_id, unit, t, "payment-gateway" if online else "mot-cua",
+                    method="online" if online else "offline", amount_vnd=rng.choice(_AMOUNTS),
+                )
+            )
+
+        kind = rng.random()
+        if kind < 0.03:  # rejected (không được tiếp nhận)
+            if fields["has_fee"] and channel == "online" and rng.random() < 0.5:
+                pay(rng.uniform(60, 900))
+            events.append(self._event("rejected", case_id, unit, at(rng.uniform(0.1, 0.5) * WORKDAY_SECONDS), desk))
+            if rng.random() < 0.3:
+                events.remove(received)  # turned away at the desk: never received
+            return _sorted(events)
+        ending = "withdrawn" if kind < 0.05 else "stopped" if kind < 0.06 else "stuck" if kind < 0.07 else "resolved"
+
+        if fields["has_fee"]:
+            pay(rng.uniform(120, 4 * HOUR))
+
+        # processing finish offset by outcome class
+        if outcome == "early":
+            w_finish = rng.uniform(0.15 * due_w, due_w - WORKDAY_SECONDS)
+        elif outcome == "due_day":
+            w_finish = due_w - rng.uniform(0, clock.day_offset(t0))
+        else:
+            w_finish = due_w + rng.uniform(0.05, 4.0) * WORKDAY_SECONDS
+        w_finish = max(w_finish, 2 * HOUR)
+
+        handler = unit
+        if ending == "resolved" and rng.random() < 0.04 and len(self.units) > 1:
+            target = rng.choice([u for u in self.units if u != unit])
+            w_transfer = rng.uniform(0.1, 0.4) * w_finish
+            events.append(self._event("transferred", case_id, unit, at(w_transfer), "mot-cua", to_unit_id=target))
+            handler = target
+
+        paused = timedelta(0)  # real length of the pauses
+        if rng.random() < 0.15:  # supplement requested (Yêu cầu bổ sung)
+            w_req = rng.uniform(0.1, 0.6) * w_finish
+            length = rng.uniform(0.3, 3.0) * WORKDAY_SECONDS
+            t_req = at(w_req)
+            events.append(self._event("supplement_requested", case_id, handler, t_req, "mot-cua"))
+            if rng.random() < 0.05:  # never handed in
+                if rng.random() < 0.5:
+                    w_end = w_req + rng.uniform(3, 10) * WORKDAY_SECONDS
+                    events.append(self._event("withdrawn", case_id, unit, clock.after(t0, w_end), "mot-cua"))
+                return _sorted(events)  # otherwise it stays open, paused
+            t_resume = clock.after(t_req, length)
+            events.append(self._event("supplement_received", case_id, handler, t_resume, desk))
+            pauses.append((w_req, length))
+            paused += t_resume - t_req
+            if rng.random() < 0.07 and w_finish - w_req > HOUR:  # asked a second time
+                w_req2 = rng.uniform(w_req + 0.25 * (w_finish - w_req), w_req + 0.75 * (w_finish - w_req))
+                t_req2 = at(w_req2)
+                length2 = rng.uniform(0.3, 2.0) * WORKDAY_SECONDS
+                t_resume2 = clock.after(t_req2, length2)
+                events.append(self._event("supplement_requested", case_id, handler, t_req2, "mot-cua"))
+                events.append(self._event("supplement_received", case_id, handler, t_resume2, desk))
+                pauses.append((w_req2, length2))
+                paused += t_resume2 - t_req2
+
+        effective_due = due + paused
+        if ending == "stuck":  # never finished: stays open, overdue; sometimes an apology
+            if rng.random() < 0.4 and outcome != "early":
+                t_apology = clock.after(effective_due, rng.uniform(0, 2.0) * WORKDAY_SECONDS)
+                new_due = clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS)
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+            return _sorted(events)
+
+        t_finish = at(w_finish)
+        if outcome != "late" and t_finish > effective_due:  # the pause stretched over a weekend
+            t_finish = clock.back(effective_due)
+        elif outcome == "late" and t_finish <= effective_due:
+            t_finish = clock.after(effective_due, rng.uniform(0.05, 2.0) * WORKDAY_SECONDS)
+        if ending in ("withdrawn", "stopped"):
+            events.append(self._event(ending, case_id, handler if ending == "stopped" else unit, t_finish, "mot-cua"))
+            return _sorted(events)
+
+        has_resolved = rng.random() >= 0.03
+        if has_resolved:
+            events.append(self._event("resolved", case_id, handler, t_finish, "mot-cua"))
+            return_after = rng.uniform(0.05, 2.0) * WORKDAY_SECONDS
+            t_return = clock.after(t_finish, return_after)
+            returned = rng.random() < 0.95
+        else:  # the return is the finish
+            return_after = 0.0
+            t_return = t_finish
+            returned = True
+
+        if outcome == "late":
+            if self._hit(unit, "apology_coverage"):
+                lo = max(w_finish - 1.5 * WORKDAY_SECONDS, 0.5 * w_finish)
+                t_apology = at(rng.uniform(lo, w_finish - 0.05 * WORKDAY_SECONDS))
+                if t_apology >= t_finish:
+                    t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
+                new_due = clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS)
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+            elif returned and has_resolved and rng.random() < 0.4:  # apology only after the finish
+                t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
+                new_due = clock.after(t_return, 0.5 * WORKDAY_SECONDS)
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+
+        if not returned:
+            return _sorted(events)
+        if fields["has_fee"] and rng.random() < 0.15:  # a charge paid at the return
+            pay_at(clock.after(t_finish, 0.9 * return_after))
+        electronic = self._hit(unit, "e_result")
+        events.append(
+            self._event("result_returned", case_id, handler, t_return, "dvc-tinh" if electronic else "mot-cua", electronic_result=electronic)
+        )
+        if rng.random() < 0.55:
+            t_rated = clock.after(t_return, rng.uniform(0, 0.5) * WORKDAY_SECONDS)
+            events.append(self._rating(case_id, handler, unit, t_rated))
+            if rng.random() < 0.03:
+                events.append(self._rating(case_id, handler, unit, clock.after(t_rated, rng.uniform(0.5, 3) * WORKDAY_SECONDS)))
+        return _sorted(events)
+
+    def _rating(self, case_id: str, handler: str, owner: str, t: datetime) -> dict:
+        rng = self.rng
+        if self._hit(owner, "satisfaction"):
+            rating = 5 if rng.random() < 0.65 else 4
+        else:
+            rating = rng.choices((3, 2, 1), weights=(0.55, 0.3, 0.15))[0]
+        return self._event("rated", case_id, handler, t, "danh-gia", rating=rating)
+
+    # ---- a feedback (phản ánh, kiến nghị)
+
+    def feedback(self, feedback_id: str, received_at: datetime, unit: str | None = None) -> list[dict]:
+        rng, clock = self.rng, self.clock
+        unit = unit or self.pick_unit()
+        t0 = clock.align(received_at)
+        days = rng.choice((5, 7, 10, 15))
+        due_w = days * WORKDAY_SECONDS
+        on_time = self._hit(unit, "feedback_on_time")
+        due = clock.due(t0, days, early=on_time)
+        events = [self._event("feedback_received", feedback_id, unit, t0, "pakn", due_at=format_time(due))]
+        if rng.random() < 0.06:  # not answered (yet)
+            return events
+        if on_time:
+            w_answer = rng.uniform(0.1, 0.95) * due_w
+        else:
+            w_answer = due_w + rng.uniform(0.1, 5.0) * WORKDAY_SECONDS
+        events.append(self._event("feedback_answered", feedback_id, unit, clock.after(t0, w_answer), "pakn"))
+        if rng.random() < 0.02:  # answered again
+            events.append(self._event("feedback_answered", feedback_id, unit, clock.after(t0, w_answer + WORKDAY_SECONDS), "pakn"))
+        return events
+
+
+def _sorted(events: list[dict]) -> list[dict]:
+    """Stable sort by instant (the generator builds events roughly in order)."""
+    return sorted(events, key=lambda e: datetime.fromisoformat(e["occurred_at"]))
+
+
+def event_bytes(event: Mapping, spaced: bool = False) -> bytes:
+    """One JSONL line (no newline): compact JSON, or with spaces, UTF-8."""
+    import json
+
+    separators = (", ", ": ") if spaced else (",", ":")
+    return json.dumps(event, ensure_ascii=False, separators=separators).encode("utf-8")

@@ -1,0 +1,180 @@
+"""``python -m pipeline simulate``: live synthetic load, events sent in real time.
+
+Many dossier and feedback lifecycles (:mod:`pipeline.feed.lifecycle`) run side by
+side; every event is sent when its ``occurred_at`` comes (``occurred_at`` ≈ now) and
+the sender keeps a steady ``rate`` events/s: at each send slot the earliest pending
+event that is due goes out, and when none is due a new case starts (its ``received``
+is sent now). So the number of cases in flight grows until their later events fill
+the rate.
+
+Time compression: one working day lasts :data:`SECONDS_PER_WORKING_DAY` (20) real
+seconds, so a dossier due in 3–15 working days is due 1–5 minutes after its receipt
+and its whole life spans a few minutes; cases meant to finish late really finish
+after their (compressed) due date, and the open-case gauges see overdue dossiers.
+Cases meant to finish *early* get a due date at its real calendar distance (days),
+since ``early`` compares calendar dates (see :mod:`pipeline.feed.lifecycle`).
+
+``--seed`` fixes the lifecycle draws (channels, outcomes, ratings …); event and case
+ids are always fresh (a second run never produces duplicates of the first).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.config import Settings, UserError
+from pipeline.feed.lifecycle import (
+    LOCAL_TZ,
+    CompressedClock,
+    Incident,
+    LifecycleGenerator,
+    load_units,
+)
+from pipeline.feed.replay import Progress, _Acks, flush_and_check, open_producer, send_all
+
+SECONDS_PER_WORKING_DAY = 20.0
+FEEDBACK_SHARE = 0.05  # of new lifecycles
+
+
+def _indicator_ids() -> tuple[str, ...]:
+    from pipeline.core.indicators import INDICATORS  # plain data
+
+    return INDICATORS
+
+
+def parse_incident(text: str) -> Incident:
+    """``unit=U,indicator=I,level=0.5`` -> :class:`Incident`; :class:`UserError` if malformed."""
+    prefix = f"bad --incident {text!r}"
+    values: dict[str, str] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            raise UserError(f"{prefix}: {part!r} is not key=value (expected unit=U,indicator=I,level=0.5)")
+        key, value = (s.strip() for s in part.split("=", 1))
+        if key not in ("unit", "indicator", "level"):
+            raise UserError(f"{prefix}: unknown key {key!r} (expected unit, indicator, level)")
+        if key in values:
+            raise UserError(f"{prefix}: {key} given twice")
+        values[key] = value
+    missing = [k for k in ("unit", "indicator", "level") if not values.get(k)]
+    if missing:
+        raise UserError(f"{prefix}: missing {', '.join(missing)} (expected unit=U,indicator=I,level=0.5)")
+    unit, indicator = values["unit"], values["indicator"]
+    if unit == "all":
+        raise UserError(f"{prefix}: unit must be a unit code, not 'all'")
+    indicators = _indicator_ids()
+    if indicator not in indicators:
+        raise UserError(f"{prefix}: unknown indicator {indicator!r} (one of {', '.join(indicators)})")
+    try:
+        level = float(values["level"])
+    except ValueError:
+        raise UserError(f"{prefix}: level must be a number in [0, 1], got {values['level']!r}") from None
+    if not 0.0 <= level <= 1.0:  # also rejects nan
+        raise UserError(f"{prefix}: level must be in [0, 1], got {values['level']}")
+    return Incident(unit=unit, indicator=indicator, level=level)
+
+
+@dataclass(order=True)
+class _Pending:
+    at: datetime
+    seq: int
+    event: dict
+
+
+def _now() -> datetime:
+    now = datetime.now(LOCAL_TZ)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def run_simulation(
+    settings: Settings,
+    rate: float = 20.0,
+    duration: float = 60.0,
+    units: int = 12,
+    incidents=(),
+    seed: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Send live events at ~``rate``/s for ``duration`` seconds; return the number sent."""
+    if not rate or rate <= 0:
+        raise UserError(f"--rate must be positive, got {rate}")
+    if not duration or duration <= 0:
+        raise UserError(f"--duration must be positive, got {duration}")
+    if units < 1:
+        raise UserError(f"--units must be positive, got {units}")
+    registry = load_units(settings.units_file)
+    chosen = registry[:units]
+    incidents = list(incidents)
+    for incident in incidents:
+        if incident.unit not in chosen:
+            raise UserError(
+                f"incident unit {incident.unit!r} is not among the {len(chosen)} simulated units "
+                f"({', '.join(chosen)}); raise --units or pick one of them"
+            )
+
+    rng = random.Random(seed)
+    generator = LifecycleGenerator(
+        rng,
+        chosen,
+        clock=CompressedClock(SECONDS_PER_WORKING_DAY),
+        incidents=incidents,
+        new_id=lambda: str(uuid.uuid4()),
+    )
+    run_tag = uuid.uuid4().hex[:6].upper()
+    producer = open_producer(settings)
+    acks = _Acks()
+    bar = Progress("simulate", None, enabled=progress, interval=0.5)
+    pending: list[_Pending] = []
+    counter = {"seq": 0, "cases": 0, "feedback": 0}
+
+    def start_lifecycle(now: datetime) -> None:
+        if rng.random() < FEEDBACK_SHARE:
+            counter["feedback"] += 1
+            events = generator.feedback(f"PAKN-SIM-{run_tag}-{counter['feedback']:06d}", now)
+        else:
+            counter["cases"] += 1
+            events = generator.case(f"HS-SIM-{run_tag}-{counter['cases']:06d}", now)
+        for event in events:
+            counter["seq"] += 1
+            heapq.heappush(pending, _Pending(datetime.fromisoformat(event["occurred_at"]), counter["seq"], event))
+
+    started = time.monotonic()
+    sent = 0
+
+    def messages():  # reads ``sent``, counted by the loop below
+        while True:
+            slot = started + sent / rate
+            if slot - started >= duration or time.monotonic() - started >= duration + 1.0:
+                return
+            delay = slot - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = _now()
+            while not pending or pending[0].at > now:
+                start_lifecycle(now)
+            event = heapq.heappop(pending).event
+            value = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            yield event["case_id"].encode("utf-8"), value
+
+    try:
+        for _ in send_all(producer, settings.topic, messages(), acks):
+            sent += 1
+            bar.update(sent, extra=f"| {counter['cases']} cases + {counter['feedback']} feedback started, "
+                                   f"{len(pending)} events pending, {time.monotonic() - started:.0f}/{duration:.0f} s")
+        flush_and_check(producer, settings.topic, acks)
+    finally:
+        producer.close(timeout=5)
+    elapsed = time.monotonic() - started
+    bar.finish(
+        f"simulate: sent {sent} events ({counter['cases']} cases, {counter['feedback']} feedback, "
+        f"{len(chosen)} units) to {settings.topic} in {elapsed:.1f} s ({sent / elapsed if elapsed > 0 else 0:.1f} ev/s)"
+    )
+    return sent

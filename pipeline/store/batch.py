@@ -1,0 +1,268 @@
+"""Batch indicators: the twelve indicators at a clock T from ``case_events`` alone.
+
+One SQL query does the work (docs/indicators.md, followed rule by rule):
+
+1. ``ev`` — the stored events with ``occurred_at <= T`` (``FINAL``: one row per event).
+2. ``per_case`` — per ``case_id``: whether it has a ``rejected``; its earliest
+   ``received`` (smallest ``occurred_at``, then smallest ``event_id``: ``argMin`` on the
+   tuple); the earliest ``resolved``/``stopped``/``withdrawn`` and the earliest
+   ``result_returned``; the supplement events, apologies, payments, ratings; the
+   earliest ``feedback_received`` and every ``feedback_answered``.
+3. ``derived`` — finish, the pause walk (``arrayFold`` over the supplement events with
+   ``occurred_at <= finish`` sorted by (``occurred_at``, ``event_id``)), requests,
+   effective due, on time, early (local dates in UTC+7 by integer arithmetic), apology
+   before finish; then the case's outcomes as one array of
+   ``(indicator, unit, sector, time_us, hit)``, exactly those of
+   ``pipeline.core.cases.case_outcomes`` at clock T.
+4. the outcomes are expanded into their scopes — (unit, ``all``), (``all``, sector)
+   unless the sector is ``""`` (feedback), (``all``, ``all``) — and counted per window
+   with ``sumForEach`` over the windows' exclusive lower bounds
+   (``pipeline.core.windows.window_start_us``): an outcome at t is in window w when
+   ``start_w < t`` (all outcome times are ``<= T`` since only events ``<= T`` are read).
+
+Which rows are returned: every (indicator, unit, sector) scope that has **at least one
+outcome at T in any window or none** — i.e. at least one outcome produced by the events
+``<= T`` (held events only once released) — and for it every requested window, with
+zeros where the window holds none (ratio ``None``, ``meets_target`` ``None``,
+``below_target`` False). Scopes without any outcome are not listed.
+
+Filters: ``unit=U`` keeps rows whose unit label is U, ``sector=S`` rows whose sector
+label is S (``"all"`` selects the wider scopes). Order: indicators in
+``INDICATORS`` order; within one, the unit scopes (by unit), then the sector scopes
+(by sector), then the province; windows in the order requested.
+
+All user values travel as query parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from pipeline.config import UserError
+from pipeline.core.indicators import INDICATORS
+from pipeline.core.windows import WINDOWS, window_start_us
+from pipeline.store.readonly import QueryRunner
+
+__all__ = ["BATCH_SQL", "batch_indicators", "parse_windows"]
+
+_DAY_US = 86_400_000_000
+_LOCAL_OFFSET_US = 7 * 3_600_000_000  # Asia/Ho_Chi_Minh, UTC+7, no DST
+
+
+def _local_day(expr: str) -> str:
+    """SQL for the local (UTC+7) day number of an epoch-µs expression (floor division)."""
+    x = f"(({expr}) + {_LOCAL_OFFSET_US})"
+    return f"(intDiv({x}, {_DAY_US}) - if(modulo({x}, {_DAY_US}) < 0, 1, 0))"
+
+
+BATCH_SQL = f"""
+WITH
+ev AS
+(
+    SELECT
+        event_id,
+        event_type,
+        case_id,
+        unit_id,
+        toUnixTimestamp64Micro(occurred_at) AS t,
+        CAST(ifNull(sector, '') AS String) AS sector_s,
+        CAST(ifNull(channel, '') AS String) AS channel_s,
+        CAST(ifNull(online_mode, '') AS String) AS mode_s,
+        toUnixTimestamp64Micro(due_at) AS due_us,
+        ifNull(digitized, false) AS digitized_b,
+        ifNull(reused_data, false) AS reused_b,
+        ifNull(vneid_authenticated, false) AS vneid_b,
+        CAST(ifNull(method, '') AS String) AS method_s,
+        ifNull(electronic_result, false) AS electronic_b,
+        rating
+    FROM case_events FINAL
+    WHERE occurred_at <= fromUnixTimestamp64Micro({{t:Int64}}, 'UTC')
+),
+per_case AS
+(
+    SELECT
+        case_id,
+        countIf(event_type = 'rejected') > 0 AS rejected,
+        countIf(event_type = 'received') > 0 AS has_rec,
+        argMinIf(
+            (unit_id, sector_s, channel_s, mode_s, ifNull(due_us, toInt64(0)), digitized_b, reused_b, vneid_b, t),
+            (t, event_id), event_type = 'received') AS rec,
+        countIf(event_type IN ('resolved', 'stopped', 'withdrawn')) > 0 AS has_end,
+        minIf(t, event_type IN ('resolved', 'stopped', 'withdrawn')) AS end_t,
+        countIf(event_type = 'result_returned') > 0 AS has_rr,
+        argMinIf((t, unit_id, electronic_b), (t, event_id), event_type = 'result_returned') AS rr,
+        groupArrayIf((t, event_id, event_type = 'supplement_requested'),
+                     event_type IN ('supplement_requested', 'supplement_received')) AS sups,
+        groupArrayIf(t, event_type = 'apology_issued') AS apologies,
+        groupArrayIf((t, unit_id, method_s = 'online'), event_type = 'payment') AS payments,
+        groupArrayIf((t, unit_id, ifNull(rating, 0) >= 4), event_type = 'rated') AS ratings,
+        countIf(event_type = 'feedback_received') > 0 AS has_fr,
+        argMinIf((unit_id, due_us), (t, event_id), event_type = 'feedback_received') AS fr,
+        groupArrayIf(t, event_type = 'feedback_answered') AS answers
+    FROM ev
+    GROUP BY case_id
+),
+derived AS
+(
+    SELECT
+        has_end OR has_rr AS finished,
+        if(has_end, end_t, rr.1) AS fin_t,
+        arraySort(arrayFilter(x -> (NOT finished) OR x.1 <= fin_t, sups)) AS walk,
+        arrayFold(
+            (acc, x) -> if(x.3,
+                           if(acc.1, acc, (true, x.1, acc.3)),
+                           if(acc.1, (false, toInt64(0), acc.3 + (x.1 - acc.2)), acc)),
+            walk, (false, toInt64(0), toInt64(0))) AS fold,
+        fold.3 + if(fold.1, fin_t - fold.2, 0) AS paused,
+        arrayCount(x -> x.3, walk) AS requests,
+        rec.5 + paused AS eff_due,
+        (fin_t <= eff_due) AND (requests <= 1) AS on_time,
+        on_time AND ({_local_day('fin_t')} < {_local_day('eff_due')}) AS early,
+        arrayExists(a -> a <= fin_t, apologies) AS apology,
+        rec.1 AS ru,
+        rec.2 AS rs,
+        rec.9 AS rt,
+        rec.3 = 'online' AS online,
+        {{t:Int64}} - {{hold:Int64}} AS release_before,
+        arrayConcat(
+            if(rejected, [],
+               if(has_rec,
+                  arrayConcat(
+                      [('full_online', ru, rs, rt, toUInt8(online AND rec.4 = 'full')),
+                       ('remote', ru, rs, rt, toUInt8(online)),
+                       ('digitized', ru, rs, rt, toUInt8(rec.6)),
+                       ('data_reuse', ru, rs, rt, toUInt8(rec.7))],
+                      if(online, [('vneid_auth', ru, rs, rt, toUInt8(rec.8))], []),
+                      if(finished,
+                         [('on_time', ru, rs, fin_t, toUInt8(on_time)),
+                          ('early', ru, rs, fin_t, toUInt8(early))], []),
+                      if(finished AND NOT on_time,
+                         [('apology_coverage', ru, rs, fin_t, toUInt8(apology))], []),
+                      if(has_rr, [('e_result', ru, rs, rr.1, toUInt8(rr.3))], []),
+                      arrayMap(p -> ('online_payment', ru, rs, p.1, toUInt8(p.3)), payments),
+                      arrayMap(r -> ('satisfaction', ru, rs, r.1, toUInt8(r.3)), ratings)),
+                  arrayConcat(
+                      if(has_rr AND rr.1 < release_before,
+                         [('e_result', rr.2, 'unknown', rr.1, toUInt8(rr.3))], []),
+                      arrayMap(p -> ('online_payment', p.2, 'unknown', p.1, toUInt8(p.3)),
+                               arrayFilter(p -> p.1 < release_before, payments)),
+                      arrayMap(r -> ('satisfaction', r.2, 'unknown', r.1, toUInt8(r.3)),
+                               arrayFilter(r -> r.1 < release_before, ratings))))),
+            if(has_fr,
+               arrayMap(a -> ('feedback_on_time', fr.1, '', a, toUInt8(ifNull(a <= fr.2, false))), answers),
+               [])
+        ) AS outcomes
+    FROM per_case
+),
+flat AS
+(
+    SELECT o.1 AS indicator, o.2 AS unit, o.3 AS sector, o.4 AS time_us, o.5 AS hit
+    FROM derived
+    ARRAY JOIN outcomes AS o
+),
+scoped AS
+(
+    SELECT indicator, s.1 AS scope_unit, s.2 AS scope_sector, time_us, hit
+    FROM flat
+    ARRAY JOIN if(sector = '',
+                  [(unit, 'all'), ('all', 'all')],
+                  [(unit, 'all'), ('all', sector), ('all', 'all')]) AS s
+)
+SELECT
+    indicator,
+    scope_unit,
+    scope_sector,
+    sumForEach(arrayMap(lo -> toUInt64(time_us > lo AND hit), {{starts:Array(Int64)}})) AS numerators,
+    sumForEach(arrayMap(lo -> toUInt64(time_us > lo), {{starts:Array(Int64)}})) AS denominators
+FROM scoped
+WHERE ({{by_unit:UInt8}} = 0 OR scope_unit = {{unit:String}})
+  AND ({{by_sector:UInt8}} = 0 OR scope_sector = {{sector:String}})
+GROUP BY indicator, scope_unit, scope_sector
+ORDER BY indicator, scope_unit, scope_sector
+"""
+
+
+def parse_windows(windows: Sequence[str] | str) -> list[str]:
+    """Window names (a sequence or one comma-separated string), deduplicated in order."""
+    if isinstance(windows, str):
+        windows = windows.split(",")
+    out: list[str] = []
+    for w in windows:
+        w = w.strip()
+        if not w:
+            continue
+        if w not in WINDOWS:
+            raise UserError(f"unknown window {w!r} (expected one or more of {', '.join(WINDOWS)})")
+        if w not in out:
+            out.append(w)
+    if not out:
+        raise UserError(f"no window given (expected one or more of {', '.join(WINDOWS)})")
+    return out
+
+
+def _sort_key(row: dict[str, Any], window_pos: dict[str, int]) -> tuple:
+    unit, sector = row["unit"], row["sector"]
+    return (
+        INDICATORS.index(row["indicator"]),
+        unit == "all",
+        unit,
+        sector == "all",
+        sector,
+        window_pos[row["window"]],
+    )
+
+
+def batch_indicators(
+    runner: QueryRunner,
+    windows: Sequence[str],
+    at_us: int,
+    *,
+    unit: str | None = None,
+    sector: str | None = None,
+    targets: Any,
+    hold_retention_us: int,
+) -> list[dict[str, Any]]:
+    """The indicators at clock ``at_us`` over ``case_events`` (see the module doc).
+
+    Each row: ``indicator, unit, sector, window, numerator, denominator, ratio``
+    (float or None), ``target`` (float), ``op``, ``meets_target`` (bool or None),
+    ``below_target`` (bool). ``targets`` is a ``pipeline.core.targets.Targets``.
+    """
+    wins = parse_windows(windows)
+    at_us = int(at_us)
+    starts = [window_start_us(w, at_us) for w in wins]
+    params = {
+        "t": at_us,
+        "hold": int(hold_retention_us),
+        "starts": starts,
+        "by_unit": 0 if unit is None else 1,
+        "unit": unit or "",
+        "by_sector": 0 if sector is None else 1,
+        "sector": sector or "",
+    }
+    _columns, result = runner.query(BATCH_SQL, params)
+    rows: list[dict[str, Any]] = []
+    for indicator, scope_unit, scope_sector, numerators, denominators in result:
+        if indicator not in INDICATORS:  # cannot happen: the SQL names only the twelve
+            continue
+        op, value = targets.target_for(indicator, scope_sector)
+        for w, n, d in zip(wins, numerators, denominators):
+            n, d = int(n), int(d)
+            rows.append(
+                {
+                    "indicator": indicator,
+                    "unit": scope_unit,
+                    "sector": scope_sector,
+                    "window": w,
+                    "numerator": n,
+                    "denominator": d,
+                    "ratio": n / d if d else None,
+                    "target": float(value),
+                    "op": op,
+                    "meets_target": targets.meets(indicator, scope_sector, n, d),
+                    "below_target": bool(targets.below_target(indicator, scope_sector, n, d)),
+                }
+            )
+    pos = {w: i for i, w in enumerate(wins)}
+    rows.sort(key=lambda r: _sort_key(r, pos))
+    return rows

@@ -1,0 +1,260 @@
+"""ClickHouse tables of the pipeline (idempotent DDL).
+
+Tables are created in the client's current database (``default`` for chDB unless
+the DSN names another, the DSN's database for a server).
+
+Exactly-once *effects*: after a crash the worker writes again what it had written
+since its last commit, so every table the worker fills is a ``ReplacingMergeTree``
+whose sorting key is the row's identity. Duplicates collapse at merge time; **every
+read of these tables uses ``FINAL``** so the answer is exact before merges.
+
+Nullable vs defaults (one rule everywhere): a column is ``Nullable`` exactly when the
+value can be absent — a field that the event type does not carry, an optional field
+that was left out, a time that has not happened yet. Absent is ``NULL``, never ``''``
+or ``0``. Columns that always have a value (ids, counters, flags) are not Nullable.
+All times are UTC: ``DateTime64(6, 'UTC')`` for event times (µs, as in the contract),
+``DateTime64(3, 'UTC')`` for the pipeline's own bookkeeping times.
+
+Tables and their identities:
+
+``case_events``
+    one row per accepted event; ``ORDER BY (case_id, event_id)`` — the identity is
+    the event id (unique across cases: the worker accepts an id once), and placing
+    ``case_id`` first keeps a case's events together for the per-case queries (the
+    batch indicators group by case). ``raw`` is the canonical JSON of
+    ``CaseEvent.to_record()`` (sorted keys, compact, UTF-8) — never the producer's
+    bytes, so unknown extra fields are never stored. No partitioning, so ``FINAL``
+    always sees both copies of a re-written row.
+``invalid_events``
+    one row per rejected Kafka message; ``ORDER BY (topic, kafka_partition,
+    kafka_offset)`` — the message's coordinates (the topic is part of the identity
+    so that renaming ``TTHC_TOPIC`` never collapses two different messages).
+    ``raw`` keeps the original bytes as text: the UTF-8 text itself when the bytes
+    are valid UTF-8 (``raw_encoding = 'utf8'``), otherwise standard base64
+    (``raw_encoding = 'base64'``); an absent value (tombstone) is ``''`` / ``'none'``.
+    ``kafka_key`` is the key decoded as UTF-8 (invalid bytes replaced by U+FFFD),
+    NULL without a key.
+``cases``
+    ``ReplacingMergeTree(version) ORDER BY case_id`` — one row per case, its current
+    derived state; the row with the highest ``version`` wins.
+``units``
+    the registry of units (``deploy/units.csv``), ``ORDER BY (unit_id, valid_from)``.
+``indicator_snapshots``
+    periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
+    indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
+    written twice after a crash is stored once (reads without ``FINAL`` are no worse
+    than with a plain MergeTree).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TABLES",
+    "CASE_EVENT_COLUMNS",
+    "INVALID_EVENT_COLUMNS",
+    "CASE_COLUMNS",
+    "UNIT_COLUMNS",
+    "SNAPSHOT_COLUMNS",
+    "ensure_schema",
+]
+
+CASE_EVENT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "event_type",
+    "case_id",
+    "unit_id",
+    "occurred_at",
+    "source",
+    "procedure_code",
+    "sector",
+    "channel",
+    "online_mode",
+    "due_at",
+    "has_fee",
+    "digitized",
+    "reused_data",
+    "vneid_authenticated",
+    "to_unit_id",
+    "method",
+    "amount_vnd",
+    "electronic_result",
+    "new_due_at",
+    "rating",
+    "raw",
+    "kafka_partition",
+    "kafka_offset",
+    "ingested_at",
+)
+
+INVALID_EVENT_COLUMNS: tuple[str, ...] = (
+    "topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_key",
+    "reason",
+    "detail",
+    "raw",
+    "raw_encoding",
+    "received_at",
+)
+
+CASE_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "unit_id",
+    "sector",
+    "procedure_code",
+    "channel",
+    "status",
+    "received_at",
+    "due_at",
+    "effective_due",
+    "finished_at",
+    "finish_type",
+    "on_time",
+    "early",
+    "supplement_requests",
+    "paused_seconds",
+    "has_apology",
+    "overdue",
+    "event_count",
+    "version",
+    "updated_at",
+)
+
+UNIT_COLUMNS: tuple[str, ...] = ("unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to")
+
+SNAPSHOT_COLUMNS: tuple[str, ...] = (
+    "taken_at",
+    "clock_at",
+    "indicator",
+    "unit",
+    "sector",
+    "window",
+    "numerator",
+    "denominator",
+    "ratio",
+    "target",
+    "below_target",
+)
+
+_DDL: dict[str, str] = {
+    "case_events": """
+CREATE TABLE IF NOT EXISTS case_events
+(
+    event_id            String,
+    event_type          LowCardinality(String),
+    case_id             String,
+    unit_id             String,
+    occurred_at         DateTime64(6, 'UTC'),
+    source              Nullable(String),
+    procedure_code      Nullable(String),
+    sector              LowCardinality(Nullable(String)),
+    channel             LowCardinality(Nullable(String)),
+    online_mode         LowCardinality(Nullable(String)),
+    due_at              Nullable(DateTime64(6, 'UTC')),
+    has_fee             Nullable(Bool),
+    digitized           Nullable(Bool),
+    reused_data         Nullable(Bool),
+    vneid_authenticated Nullable(Bool),
+    to_unit_id          Nullable(String),
+    method              LowCardinality(Nullable(String)),
+    amount_vnd          Nullable(Int64),
+    electronic_result   Nullable(Bool),
+    new_due_at          Nullable(DateTime64(6, 'UTC')),
+    rating              Nullable(UInt8),
+    raw                 String,
+    kafka_partition     Int32,
+    kafka_offset        Int64,
+    ingested_at         DateTime64(3, 'UTC'),
+    INDEX occurred_at_minmax occurred_at TYPE minmax GRANULARITY 4
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (case_id, event_id)
+""",
+    "invalid_events": """
+CREATE TABLE IF NOT EXISTS invalid_events
+(
+    topic           LowCardinality(String),
+    kafka_partition Int32,
+    kafka_offset    Int64,
+    kafka_key       Nullable(String),
+    reason          LowCardinality(String),
+    detail          String,
+    raw             String,
+    raw_encoding    LowCardinality(String),
+    received_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (topic, kafka_partition, kafka_offset)
+""",
+    "cases": """
+CREATE TABLE IF NOT EXISTS cases
+(
+    case_id             String,
+    unit_id             String,
+    sector              LowCardinality(Nullable(String)),
+    procedure_code      Nullable(String),
+    channel             LowCardinality(Nullable(String)),
+    status              LowCardinality(String),
+    received_at         Nullable(DateTime64(6, 'UTC')),
+    due_at              Nullable(DateTime64(6, 'UTC')),
+    effective_due       Nullable(DateTime64(6, 'UTC')),
+    finished_at         Nullable(DateTime64(6, 'UTC')),
+    finish_type         LowCardinality(Nullable(String)),
+    on_time             Nullable(Bool),
+    early               Nullable(Bool),
+    supplement_requests UInt32,
+    paused_seconds      Float64,
+    has_apology         Bool,
+    overdue             Bool,
+    event_count         UInt32,
+    version             UInt64,
+    updated_at          DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY case_id
+""",
+    "units": """
+CREATE TABLE IF NOT EXISTS units
+(
+    unit_id    String,
+    name_vi    String,
+    kind       LowCardinality(String),
+    parent_id  Nullable(String),
+    valid_from Date,
+    valid_to   Nullable(Date)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (unit_id, valid_from)
+""",
+    "indicator_snapshots": """
+CREATE TABLE IF NOT EXISTS indicator_snapshots
+(
+    taken_at     DateTime64(3, 'UTC'),
+    clock_at     DateTime64(6, 'UTC'),
+    indicator    LowCardinality(String),
+    unit         LowCardinality(String),
+    sector       LowCardinality(String),
+    `window`     LowCardinality(String),
+    numerator    UInt64,
+    denominator  UInt64,
+    ratio        Nullable(Float64),
+    target       Float64,
+    below_target Bool
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (taken_at, indicator, unit, sector, `window`)
+""",
+}
+
+TABLES: tuple[str, ...] = tuple(_DDL)
+
+
+def ensure_schema(client) -> list[str]:
+    """Create every table that does not exist yet; safe to run at every start.
+
+    Returns the table names. Existing tables are left as they are (no migrations).
+    """
+    for ddl in _DDL.values():
+        client.command(ddl.strip())
+    return list(TABLES)

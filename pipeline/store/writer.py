@@ -1,0 +1,400 @@
+"""Batched, idempotent inserts into the fact tables (``pipeline.store.schema``).
+
+Each ``write_*`` call is **one** ``client.insert`` (nothing for an empty batch) and
+returns the number of rows written. Writing the same rows again is harmless: the
+tables are ``ReplacingMergeTree`` tables keyed by each row's identity, read with
+``FINAL``. Counters for the worker's metrics:
+
+- ``rows_written[table]`` — rows sent, per table;
+- ``inserts[table]`` — insert statements that succeeded, per table;
+- ``errors`` — failed inserts (the exception is re-raised; the caller retries).
+
+Times are accepted as epoch microseconds (``int``, the project's representation)
+or as ``datetime`` (naive means UTC); they are sent as integer ticks of the column
+(µs for ``DateTime64(6)``, ms for ``DateTime64(3)``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence, TypedDict
+
+from pipeline.store.schema import (
+    CASE_COLUMNS,
+    CASE_EVENT_COLUMNS,
+    INVALID_EVENT_COLUMNS,
+    SNAPSHOT_COLUMNS,
+)
+
+__all__ = [
+    "FactWriter",
+    "InvalidRow",
+    "CaseRow",
+    "SnapshotRow",
+    "canonical_json",
+    "case_row",
+    "event_row",
+    "to_us",
+]
+
+WRITE_TABLES = ("case_events", "invalid_events", "cases", "indicator_snapshots")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def to_us(value: Any) -> int | None:
+    """Epoch microseconds from an int (already µs), a datetime (naive = UTC) or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError("a time must be epoch microseconds or a datetime, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise TypeError(f"a time must be epoch microseconds or a datetime, got {type(value).__name__}")
+
+
+def _to_ms(value: Any) -> int | None:
+    us = to_us(value)
+    return None if us is None else us // 1000
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def canonical_json(record: Mapping[str, Any]) -> str:
+    """The stored form of an event: compact JSON, keys sorted, UTF-8 (not \\u-escaped)."""
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRow:
+    """One rejected Kafka message, as it goes into ``invalid_events``.
+
+    ``key`` and ``raw`` are the message's original bytes (``None`` when absent).
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    reason: str
+    detail: str
+    raw: bytes | None
+    received_at_us: int | None = None  # default: the time of the write
+
+
+class CaseRow(TypedDict, total=False):
+    """One row of ``cases`` (``write_cases``). Required: ``case_id``, ``version``.
+
+    Times are epoch µs (or datetime) or None; absent keys take the default shown.
+
+    ==================== ======================================= ============
+    key                  meaning                                  default
+    ==================== ======================================= ============
+    case_id              the case (or feedback) id                required
+    unit_id              owner unit (received's / feedback's,     ``""``
+                         else the unit of the case's first event)
+    sector               owner sector (``""`` for feedback)       None
+    procedure_code       of the received                          None
+    channel              of the received                          None
+    status               open | finished | rejected | held |      ``"held"``
+                         feedback_open | feedback_answered
+    received_at          the received's occurred_at               None
+    due_at               the received's due_at                    None
+    effective_due        due_at + paused                          None
+    finished_at          the finish time                          None
+    finish_type          resolved | stopped | withdrawn |         None
+                         result_returned
+    on_time, early       None until finished                      None
+    supplement_requests  requests up to the finish                0
+    paused_seconds       total pause, seconds (float)             0.0
+    has_apology          apology issued (before the finish)       False
+    overdue              open and effective due < T               False
+    event_count          events of the case                       0
+    version              monotonic; the highest row wins          required
+    updated_at           when the row was derived                 now
+    ==================== ======================================= ============
+    """
+
+    case_id: str
+    unit_id: str
+    sector: str | None
+    procedure_code: str | None
+    channel: str | None
+    status: str
+    received_at: int | None
+    due_at: int | None
+    effective_due: int | None
+    finished_at: int | None
+    finish_type: str | None
+    on_time: bool | None
+    early: bool | None
+    supplement_requests: int
+    paused_seconds: float
+    has_apology: bool
+    overdue: bool
+    event_count: int
+    version: int
+    updated_at: int
+
+
+class SnapshotRow(TypedDict, total=False):
+    """One row of ``indicator_snapshots`` (``write_snapshots``); also accepted: any
+    object with these attributes (``ratio`` may be a property; computed if absent)."""
+
+    taken_at: int
+    clock_at: int
+    indicator: str
+    unit: str
+    sector: str
+    window: str
+    numerator: int
+    denominator: int
+    ratio: float | None
+    target: float
+    below_target: bool
+
+
+_CASE_DEFAULTS: dict[str, Any] = {
+    "unit_id": "",
+    "sector": None,
+    "procedure_code": None,
+    "channel": None,
+    "status": "held",
+    "received_at": None,
+    "due_at": None,
+    "effective_due": None,
+    "finished_at": None,
+    "finish_type": None,
+    "on_time": None,
+    "early": None,
+    "supplement_requests": 0,
+    "paused_seconds": 0.0,
+    "has_apology": False,
+    "overdue": False,
+    "event_count": 0,
+}
+_CASE_TIMES_US = ("received_at", "due_at", "effective_due", "finished_at")
+
+
+def case_row(summary: Any, *, version: int, updated_at_us: int | None = None) -> CaseRow:
+    """A :class:`CaseRow` from a ``pipeline.core.cases.CaseSummary`` (duck-typed)."""
+    return CaseRow(
+        case_id=summary.case_id,
+        unit_id=summary.unit or "",
+        sector=summary.sector,
+        procedure_code=summary.procedure_code,
+        channel=summary.channel,
+        status=summary.status,
+        received_at=summary.received_at_us,
+        due_at=summary.due_at_us,
+        effective_due=summary.effective_due_us,
+        finished_at=summary.finished_at_us,
+        finish_type=summary.finish_type,
+        on_time=summary.on_time,
+        early=summary.early,
+        supplement_requests=summary.supplement_requests,
+        paused_seconds=summary.paused_us / 1_000_000,
+        has_apology=summary.has_apology,
+        overdue=summary.overdue,
+        event_count=summary.event_count,
+        version=version,
+        updated_at=_now_us() if updated_at_us is None else updated_at_us,
+    )
+
+
+def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int) -> tuple:
+    """The ``case_events`` row of one ``CaseEvent`` (columns: ``CASE_EVENT_COLUMNS``).
+
+    A type-specific column is NULL when the event's ``fields`` lacks it (another
+    event type, or an optional field left out).
+    """
+    f = event.fields
+    get = f.get
+    return (
+        event.event_id,
+        event.event_type,
+        event.case_id,
+        event.unit_id,
+        event.occurred_at_us,
+        event.source,
+        get("procedure_code"),
+        get("sector"),
+        get("channel"),
+        get("online_mode"),
+        get("due_at"),
+        get("has_fee"),
+        get("digitized"),
+        get("reused_data"),
+        get("vneid_authenticated"),
+        get("to_unit_id"),
+        get("method"),
+        get("amount_vnd"),
+        get("electronic_result"),
+        get("new_due_at"),
+        get("rating"),
+        canonical_json(event.to_record()),
+        int(partition),
+        int(offset),
+        ingested_at_ms,
+    )
+
+
+def _invalid_raw(raw: bytes | None) -> tuple[str, str]:
+    if raw is None:
+        return "", "none"
+    try:
+        return bytes(raw).decode("utf-8"), "utf8"
+    except UnicodeDecodeError:
+        return base64.b64encode(bytes(raw)).decode("ascii"), "base64"
+
+
+def _field(row: Any, name: str, default: Any = None) -> Any:
+    if isinstance(row, Mapping):
+        return row.get(name, default)
+    return getattr(row, name, default)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class FactWriter:
+    """Batched inserts into ``case_events``, ``invalid_events``, ``cases`` and
+    ``indicator_snapshots``; see the module doc for the counters."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.rows_written: dict[str, int] = {t: 0 for t in WRITE_TABLES}
+        self.inserts: dict[str, int] = {t: 0 for t in WRITE_TABLES}
+        self.errors = 0
+
+    def _insert(self, table: str, data: list[tuple], columns: Sequence[str]) -> int:
+        if not data:
+            return 0
+        try:
+            self.client.insert(table, data, column_names=list(columns))
+        except Exception:
+            self.errors += 1
+            raise
+        self.inserts[table] += 1
+        self.rows_written[table] += len(data)
+        return len(data)
+
+    def write_events(self, rows: Sequence[tuple[Any, int, int]]) -> int:
+        """``rows``: ``(CaseEvent, kafka partition, kafka offset)`` per accepted event."""
+        ingested_ms = _now_us() // 1000
+        data = [event_row(ev, p, o, ingested_ms) for ev, p, o in rows]
+        return self._insert("case_events", data, CASE_EVENT_COLUMNS)
+
+    def write_invalid(self, rows: Sequence[InvalidRow]) -> int:
+        now_ms = _now_us() // 1000
+        data = []
+        for r in rows:
+            raw, encoding = _invalid_raw(r.raw)
+            key = None if r.key is None else bytes(r.key).decode("utf-8", errors="replace")
+            received = now_ms if r.received_at_us is None else r.received_at_us // 1000
+            data.append(
+                (r.topic, int(r.partition), int(r.offset), key, r.reason, r.detail or "", raw, encoding, received)
+            )
+        return self._insert("invalid_events", data, INVALID_EVENT_COLUMNS)
+
+    def write_cases(
+        self,
+        rows: Sequence[Any],
+        *,
+        version: int | None = None,
+        updated_at_us: int | None = None,
+    ) -> int:
+        """``rows``: :class:`CaseRow` dicts (see its table of keys and defaults) or
+        ``pipeline.core.cases.CaseSummary`` objects (converted by :func:`case_row`).
+
+        ``version`` / ``updated_at_us`` apply to rows that do not carry their own
+        (a summary never does: ``version`` is then required).
+        """
+        now_ms = _now_us() // 1000
+        data = []
+        for r in rows:
+            if not isinstance(r, Mapping):
+                if version is None:
+                    raise ValueError("write_cases needs version= for CaseSummary rows")
+                r = case_row(r, version=version, updated_at_us=updated_at_us)
+            elif version is not None and "version" not in r:
+                r = {**r, "version": version}
+            if "case_id" not in r or "version" not in r:
+                raise ValueError("a cases row needs 'case_id' and 'version'")
+            unknown = set(r) - set(CASE_COLUMNS)
+            if unknown:
+                raise ValueError(f"unknown cases column(s): {', '.join(sorted(unknown))}")
+            values = []
+            for col in CASE_COLUMNS:
+                if col == "case_id":
+                    values.append(r["case_id"])
+                elif col == "version":
+                    values.append(int(r["version"]))
+                elif col == "updated_at":
+                    updated = r.get("updated_at", updated_at_us)
+                    values.append(now_ms if updated is None else _to_ms(updated))
+                elif col in _CASE_TIMES_US:
+                    values.append(to_us(r.get(col)))
+                elif col == "paused_seconds":
+                    values.append(float(r.get(col, 0.0) or 0.0))
+                else:
+                    v = r.get(col, _CASE_DEFAULTS[col])
+                    values.append(_CASE_DEFAULTS[col] if v is None and _CASE_DEFAULTS[col] is not None else v)
+            data.append(tuple(values))
+        return self._insert("cases", data, CASE_COLUMNS)
+
+    def write_snapshots(
+        self,
+        rows: Sequence[Any],
+        clock_at_us: int | None = None,
+        *,
+        taken_at_us: int | None = None,
+    ) -> int:
+        """``rows``: :class:`SnapshotRow` mappings or objects with those attributes
+        (e.g. the worker's ``IndicatorFigure`` objects). ``clock_at``/``taken_at`` missing
+        from a row come from the arguments: ``clock_at_us`` is the clock T of the
+        figures, ``taken_at_us`` the wall time of the snapshot (default: now)."""
+        now_us = _now_us()
+        data = []
+        for r in rows:
+            taken = _field(r, "taken_at")
+            taken = to_us(taken) if taken is not None else (taken_at_us if taken_at_us is not None else now_us)
+            clock = _field(r, "clock_at")
+            clock = to_us(clock) if clock is not None else clock_at_us
+            if clock is None:
+                raise ValueError("a snapshot row needs clock_at (or pass clock_at_us=)")
+            numerator = int(_field(r, "numerator"))
+            denominator = int(_field(r, "denominator"))
+            ratio = _field(r, "ratio", None)
+            if ratio is None and denominator:
+                ratio = numerator / denominator
+            data.append(
+                (
+                    taken // 1000,
+                    clock,
+                    _field(r, "indicator"),
+                    _field(r, "unit"),
+                    _field(r, "sector"),
+                    _field(r, "window"),
+                    numerator,
+                    denominator,
+                    None if ratio is None else float(ratio),
+                    float(_field(r, "target")),
+                    bool(_field(r, "below_target", False)),
+                )
+            )
+        return self._insert("indicator_snapshots", data, SNAPSHOT_COLUMNS)

@@ -1,0 +1,145 @@
+"""The walking skeleton end to end: replay → real Kafka → worker → chDB, DLQ and /metrics."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from pipeline.feed.replay import replay_file
+from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli, sql_json
+
+pytestmark = pytest.mark.integration
+
+
+def _event(event_id: str, event_type: str, case_id: str, at: str, unit: str = "TTPVHCC", **fields) -> dict:
+    return {
+        "schema_version": 1,
+        "event_id": event_id,
+        "event_type": event_type,
+        "case_id": case_id,
+        "unit_id": unit,
+        "occurred_at": at,
+        **fields,
+    }
+
+
+RECEIVED = dict(
+    procedure_code="1.001", sector="ho_tich", channel="online", online_mode="full",
+    due_at="2025-08-10T17:00:00+07:00", has_fee=True, digitized=True, reused_data=False,
+    vneid_authenticated=True,
+)
+
+VALID = [
+    _event("e1", "received", "C1", "2025-08-01T08:00:00+07:00", **RECEIVED),
+    _event("e2", "payment", "C1", "2025-08-01T08:05:00+07:00", method="online", amount_vnd=50000),
+    _event("e3", "resolved", "C1", "2025-08-05T10:00:00+07:00"),
+    _event("e4", "result_returned", "C1", "2025-08-05T11:00:00+07:00", electronic_result=True),
+    _event("e5", "rated", "C1", "2025-08-05T12:00:00+07:00", rating=5),
+    _event("e6", "rated", "C2", "2025-08-02T09:00:00+07:00", rating=2),  # before its received
+    _event("e7", "received", "C2", "2025-08-01T09:00:00+07:00", unit="XA_A", **{**RECEIVED, "channel": "direct"}),
+    _event("e8", "feedback_received", "F1", "2025-08-03T09:00:00Z", due_at="2025-08-13T09:00:00Z"),
+    _event("e9", "feedback_answered", "F1", "2025-08-04T09:00:00Z"),
+    _event("e10", "supplement_requested", "C2", "2025-08-02T10:00:00+07:00", extra_unknown_field="ignored"),
+]
+
+# (line, reason) — each line has exactly one defect.
+too_big = json.dumps(_event("x-big", "rated", "C1", "2025-08-05T12:00:00+07:00", rating=5, source="x" * 70000))
+MALFORMED = [
+    (b'{"schema_version": 1, "event_id": "x1",', "invalid_json"),
+    (b"\xff\xfe not utf-8", "not_utf8"),
+    (b"[1, 2, 3]", "not_object"),
+    (too_big.encode(), "too_large"),
+    (json.dumps({**VALID[1], "event_id": "x2", "schema_version": 2}).encode(), "unsupported_version"),
+    (json.dumps({**VALID[1], "event_id": "x3", "event_type": "teleported"}).encode(), "unknown_event_type"),
+    (json.dumps({k: v for k, v in VALID[0].items() if k != "due_at"} | {"event_id": "x4"}).encode(), "missing_field"),
+    (json.dumps({**VALID[4], "event_id": "x5", "rating": "5"}).encode(), "invalid_field"),
+    (json.dumps({**VALID[4], "event_id": "x6", "rating": 7}).encode(), "invalid_field"),
+    (json.dumps({**VALID[4], "event_id": "x7", "occurred_at": "2025-08-05 12:00:00"}).encode(), "invalid_timestamp"),
+    (json.dumps({**VALID[4], "event_id": "x8", "occurred_at": "2999-01-01T00:00:00Z"}).encode(), "future_timestamp"),
+    (json.dumps({**VALID[0], "event_id": "x9", "channel": "fax"}).encode(), "invalid_field"),
+    (json.dumps({**VALID[0], "event_id": "x10", "has_fee": "yes"}).encode(), "invalid_field"),
+    (json.dumps({**VALID[4], "event_id": "x11", "unit_id": "all"}).encode(), "invalid_field"),
+    (json.dumps({k: v for k, v in VALID[4].items() if k != "case_id"} | {"event_id": "x12"}).encode(), "missing_field"),
+    (b'"just a string"', "not_object"),
+]
+DUPLICATES = [
+    json.dumps(VALID[0]).encode(),  # same bytes again
+    json.dumps({**VALID[4], "rating": 1}).encode(),  # same event_id, other content
+]
+
+
+def _lines() -> list[bytes]:
+    lines = [json.dumps(e).encode() for e in VALID[:5]]
+    lines += [line for line, _ in MALFORMED[:8]]
+    lines += DUPLICATES[:1]
+    lines += [json.dumps(e).encode() for e in VALID[5:]]
+    lines += [line for line, _ in MALFORMED[8:]]
+    lines += DUPLICATES[1:]
+    return lines
+
+
+def _dlq_messages(settings) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=3000)
+    partitions = [TopicPartition(settings.dlq_topic, p) for p in consumer.partitions_for_topic(settings.dlq_topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    messages = list(consumer)
+    consumer.close()
+    return messages
+
+
+def test_replay_counts_rows_dlq_and_restart_adds_nothing(infra, tmp_path):
+    settings = isolated_settings(infra, "skeleton", clock="event", batch_size=7, flush_interval=0.3)
+    path = tmp_path / "events.jsonl"
+    lines = _lines()
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    expected_reasons = Counter(reason for _, reason in MALFORMED)
+
+    worker = WorkerProcess(settings).start()
+    try:
+        assert replay_file(settings, str(path), progress=False) == len(lines)
+        worker.wait_processed(len(lines))
+        assert worker.counter("tthc_events_total", outcome="accepted") == len(VALID)
+        assert worker.counter("tthc_events_total", outcome="invalid") == len(MALFORMED)
+        assert worker.counter("tthc_events_total", outcome="duplicate") == len(DUPLICATES)
+        for reason, count in expected_reasons.items():
+            assert worker.counter("tthc_invalid_events_total", reason=reason) == count, reason
+
+        rows = sql_json(settings, "SELECT event_id, event_type, case_id, rating, raw FROM case_events FINAL ORDER BY event_id")
+        assert sorted(r["event_id"] for r in rows) == sorted(e["event_id"] for e in VALID)
+        by_id = {r["event_id"]: r for r in rows}
+        assert by_id["e5"]["rating"] == 5  # the first e5 won, not the rating-1 duplicate
+        assert "extra_unknown_field" not in by_id["e10"]["raw"]  # unknown fields never stored
+        invalid = sql_json(settings, "SELECT reason, count() AS n FROM invalid_events FINAL GROUP BY reason")
+        assert {r["reason"]: int(r["n"]) for r in invalid} == dict(expected_reasons)
+
+        # sql answers while the worker runs, and refuses writes
+        refused = run_cli(settings, "sql", "INSERT INTO case_events (event_id) VALUES ('z')", check=False)
+        assert refused.returncode == 2 and refused.stderr.startswith("error:") and len(refused.stderr.splitlines()) == 1
+        refused = run_cli(settings, "sql", "SELECT 1; DROP TABLE case_events", check=False)
+        assert refused.returncode == 2
+        table = run_cli(settings, "sql", "SELECT count() AS n FROM case_events FINAL", "--format", "csv")
+        assert table.stdout.splitlines() == ["n", str(len(VALID))]
+    finally:
+        worker.stop()
+
+    dead = _dlq_messages(settings)
+    assert len(dead) == len(MALFORMED)
+    reasons = Counter(dict(m.headers)["tthc-reason"].decode() for m in dead)
+    assert reasons == expected_reasons
+    assert sorted(m.value for m in dead) == sorted(line for line, _ in MALFORMED)  # original bytes kept
+
+    # The same file again while the worker is stopped: every valid line is now a duplicate.
+    assert replay_file(settings, str(path), progress=False) == len(lines)
+    worker = WorkerProcess(settings).start()
+    try:
+        worker.wait_processed(len(lines))
+        assert worker.counter("tthc_events_total", outcome="accepted") == 0
+        assert worker.counter("tthc_events_total", outcome="duplicate") == len(VALID) + len(DUPLICATES)
+        count = sql_json(settings, "SELECT count() AS n FROM case_events FINAL")
+        assert int(count[0]["n"]) == len(VALID)
+    finally:
+        worker.stop()
