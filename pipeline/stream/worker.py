@@ -114,7 +114,9 @@ class Worker:
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
             broker_commit_interval=1.0,
         )
-        raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions)
+        # internal=True: Faust creates the topics (with these partitions) when missing,
+        # so a worker started before any producer still subscribes to its input.
+        raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True)
         self.topic = app.topic(s.topic, **raw)
         self.dlq = app.topic(s.dlq_topic, **raw)
         table = dict(partitions=s.partitions)  # keys and values as JSON (Faust default)

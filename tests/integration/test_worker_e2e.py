@@ -58,7 +58,7 @@ MALFORMED = [
     (json.dumps({**VALID[4], "event_id": "x5", "rating": "5"}).encode(), "invalid_field"),
     (json.dumps({**VALID[4], "event_id": "x6", "rating": 7}).encode(), "invalid_field"),
     (json.dumps({**VALID[4], "event_id": "x7", "occurred_at": "2025-08-05 12:00:00"}).encode(), "invalid_timestamp"),
-    (json.dumps({**VALID[4], "event_id": "x8", "occurred_at": "2999-01-01T00:00:00Z"}).encode(), "future_timestamp"),
+    (json.dumps({**VALID[4], "event_id": "x8", "occurred_at": "2099-01-01T00:00:00Z"}).encode(), "future_timestamp"),
     (json.dumps({**VALID[0], "event_id": "x9", "channel": "fax"}).encode(), "invalid_field"),
     (json.dumps({**VALID[0], "event_id": "x10", "has_fee": "yes"}).encode(), "invalid_field"),
     (json.dumps({**VALID[4], "event_id": "x11", "unit_id": "all"}).encode(), "invalid_field"),
