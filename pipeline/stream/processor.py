@@ -24,9 +24,10 @@ from typing import MutableMapping
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, case_outcomes, case_summary
 from pipeline.core.outcomes import diff_outcomes
-from pipeline.core.windows import BucketCounters, local_date
+from pipeline.core.windows import BucketCounters, local_day_number
 
 DAY_US = 86_400 * 1_000_000
+HOUSEKEEPING_DAYS = 7
 # Held outcomes are stored at once with sector "unknown" and only *counted* once they
 # are older than the hold retention (see gauges.py), so the state needs no timed sweep:
 # the outcomes of a case are a function of its events alone.
@@ -71,18 +72,24 @@ class Processor:
         self.tables = tables
         self.event_clock = event_clock
         self.dedupe_retention_us = dedupe_retention_days * DAY_US
-        self._pruned_day: dict[int, object] = {}
+        self._pruned_day: dict[int, int] = {}
+        self._event_time: int | None = None
 
     # -- the clock -----------------------------------------------------------------
     def event_time(self) -> int | None:
         """Latest accepted ``occurred_at`` over all partitions (the event clock's T)."""
-        values = list(self.tables.clock.values())
-        return max(values) if values else None
+        if self._event_time is None:  # first call: read what the table recovered
+            values = list(self.tables.clock.values())
+            self._event_time = max(values) if values else None
+        return self._event_time
 
     def _advance_clock(self, partition: int, occurred_at_us: int) -> None:
         key = str(partition)
         if occurred_at_us > self.tables.clock.get(key, -(2**63)):
             self.tables.clock[key] = occurred_at_us
+            current = self.event_time()
+            if current is None or occurred_at_us > current:
+                self._event_time = occurred_at_us
 
     # -- one message ---------------------------------------------------------------
     def process(self, message: RawMessage, *, wall_now_us: int) -> Result:
@@ -126,13 +133,15 @@ class Processor:
 
     # -- housekeeping, run inside stream iteration for the current partition ----------
     def housekeeping(self, partition: int, now_us: int) -> int:
-        """Once per local day of T and partition: prune old counter detail and old ids.
+        """Every ``HOUSEKEEPING_DAYS`` of T per partition: prune old counter detail and ids.
 
-        Only keys of ``partition`` are touched: their changelog partition is the current
-        event's, so a worker never writes state that belongs to another worker.
+        Pruning late only keeps more than needed, so it runs rarely: each run walks the
+        partition's counters and seen ids. Only keys of ``partition`` are touched: their
+        changelog partition is the current event's, so no worker writes another's state.
         """
-        today = local_date(now_us)
-        if self._pruned_day.get(partition) == today:
+        today = local_day_number(now_us)
+        last = self._pruned_day.get(partition)
+        if last is not None and today - last < HOUSEKEEPING_DAYS:
             return 0
         self._pruned_day[partition] = today
         changed = BucketCounters(self.tables.counters, shard=partition).prune(now_us)

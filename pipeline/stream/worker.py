@@ -34,6 +34,7 @@ from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
 from pipeline.stream.gauges import indicator_figures, open_case_counts
 from pipeline.stream.metrics import CONTENT_TYPE, WorkerMetrics
+from pipeline.stream.writebehind import WriteBehind
 from pipeline.stream.processor import (
     ACCEPTED,
     DAY_US,
@@ -46,6 +47,8 @@ from pipeline.stream.processor import (
 )
 
 log = logging.getLogger("pipeline.worker")
+HOUSEKEEPING_EVERY_S = 3600.0  # pruning walks a partition's state: rarely, never on the hot path
+GAUGE_MIN_AGE_S = 5.0
 
 
 def _now_us() -> int:
@@ -95,6 +98,12 @@ class Worker:
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
         self.ready = False
+        self.processed = 0  # messages handled by this process (any outcome)
+        self.writing = 0  # messages whose rows are being written right now
+        self.housekept: dict[int, float] = {}  # partition -> monotonic time of last housekeeping
+        self.failure: str | None = None
+        self._gauges_key: tuple[int, int] | None = None
+        self._gauges_at = 0.0
         self.app = self._build_app()
 
     # -- Faust wiring --------------------------------------------------------------
@@ -113,6 +122,11 @@ class Worker:
             consumer_auto_offset_reset="earliest",
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
             broker_commit_interval=1.0,
+            # Buffered messages are acked only after their rows are written, so Faust
+            # must not wait for them on stop or rebalance; whatever was not acked is
+            # read again and recognised as a redelivery (see processor.py).
+            stream_wait_empty=False,
+            producer_linger_ms=10,
         )
         # internal=True: Faust creates the topics (with these partitions) when missing,
         # so a worker started before any producer still subscribes to its input.
@@ -120,13 +134,11 @@ class Worker:
         self.topic = app.topic(s.topic, **raw)
         self.dlq = app.topic(s.dlq_topic, **raw)
         table = dict(partitions=s.partitions)  # keys and values as JSON (Faust default)
-        self.tables = Tables(
-            cases=app.Table("cases", default=None, **table),
-            seen=app.Table("seen", default=None, **table),
-            counters=app.Table("counters", default=None, **table),
-            open_cases=app.Table("open_cases", default=None, **table),
-            clock=app.Table("clock", default=None, **table),
-        )
+        self.cached = {
+            name: WriteBehind(app.Table(name, default=None, **table), global_reads=name == "seen")
+            for name in ("cases", "seen", "counters", "open_cases", "clock")
+        }
+        self.tables = Tables(**self.cached)
         self.processor = Processor(
             self.tables, event_clock=s.clock == "event", dedupe_retention_days=s.dedupe_retention_days
         )
@@ -167,11 +179,27 @@ class Worker:
 
     # -- the agent -----------------------------------------------------------------
     async def _agent(self, stream) -> None:
+        try:
+            await self._consume(stream)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # A worker that silently stops consuming is worse than one that stops:
+            # crash the app so the process exits non-zero and its supervisor restarts
+            # it; unacked messages are then read again (see processor.py).
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("processing failed; stopping the worker")
+            await self.app.crash(exc)
+            raise
+
+    async def _consume(self, stream) -> None:
         stream = stream.noack()
         self._stream = stream
         async for event in stream.events():
             message = event.message
             started = time.perf_counter()
+            for cache in self.cached.values():
+                cache.partition = message.partition
             result = self.processor.process(
                 RawMessage(message.key, message.value, message.partition, message.offset),
                 wall_now_us=_now_us(),
@@ -204,9 +232,13 @@ class Worker:
                 if result.case is not None:
                     pending.cases[result.event.case_id] = result.case
                 pending.events.append((result.event, message.partition, message.offset))
-                self.processor.housekeeping(message.partition, self.clock_us())
+                last = self.housekept.get(message.partition)
+                if last is None or time.monotonic() - last >= HOUSEKEEPING_EVERY_S:
+                    self.housekept[message.partition] = time.monotonic()
+                    self.processor.housekeeping(message.partition, self.clock_us())
             pending.acks.append(event)
             pending.timestamps.append(message.timestamp)
+            self.processed += 1
             self.metrics.processing.observe(time.perf_counter() - started)
             if len(pending) >= self.settings.batch_size:
                 await self.flush()
@@ -231,6 +263,8 @@ class Worker:
             batch, self.pending = self.pending, _Pending()
             if not batch.acks:
                 return
+            state_changes = {name: cache.take_changes() for name, cache in self.cached.items()}
+            self.writing = len(batch)
             while not self.ready:
                 await asyncio.sleep(0.2)
             now_us = self.clock_us()
@@ -246,11 +280,17 @@ class Worker:
                     log.exception("ClickHouse write failed; retrying in %.1fs", delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 30.0)
+            # The state of these messages goes to the tables (and changelogs) only now,
+            # after their rows: see writebehind.py.
+            events_by_partition = {event.message.partition: event for event in batch.acks}
+            for name, changes in state_changes.items():
+                self.cached[name].write(changes, events_by_partition)
             written = time.time()
             for timestamp in batch.timestamps:
                 self.metrics.latency.observe(max(0.0, written - timestamp))
             for event in batch.acks:
                 await self._stream.ack(event)
+            self.writing = 0
 
     def _write_batch(self, batch: _Pending, case_rows: list, version: int) -> None:
         writer = self.writer
@@ -277,8 +317,18 @@ class Worker:
         return now_us, figures, open_counts
 
     async def _refresh_gauges(self) -> None:
+        """Recompute the gauges when the state or clock moved, at most every few seconds.
+
+        Walking all counters takes about a second per 100k state keys, on the event
+        loop; an idle worker always answers with fresh figures.
+        """
+        key = (self.processed, self.clock_us())
+        idle = not self.pending and not self.writing
+        if key == self._gauges_key or (not idle and time.monotonic() - self._gauges_at < GAUGE_MIN_AGE_S):
+            return
         now_us, figures, open_counts = self._figures()
         self.metrics.update_snapshot(figures, open_counts, now_us)
+        self._gauges_key, self._gauges_at = key, time.monotonic()
 
     async def _write_snapshots(self) -> None:
         if not self.ready:
@@ -297,10 +347,12 @@ class Worker:
     async def _health_page(self, web, request):
         return web.json(
             {
-                "status": "ok" if self.ready else "starting",
+                "status": "failed" if self.failure else ("ok" if self.ready else "starting"),
+                "failure": self.failure,
                 "clock": self.settings.clock,
                 "clock_us": self.clock_us(),
-                "pending": len(self.pending),
+                "processed": self.processed,
+                "pending": len(self.pending) + self.writing,
             }
         )
 

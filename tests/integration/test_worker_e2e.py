@@ -68,6 +68,7 @@ MALFORMED = [
 DUPLICATES = [
     json.dumps(VALID[0]).encode(),  # same bytes again
     json.dumps({**VALID[4], "rating": 1}).encode(),  # same event_id, other content
+    json.dumps({**VALID[1], "case_id": "C9"}).encode(),  # same event_id under another case (partition)
 ]
 
 

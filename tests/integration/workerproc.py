@@ -143,9 +143,7 @@ class WorkerProcess:
         """Until ``total`` messages are processed and their rows written (nothing pending)."""
 
         def done() -> bool:
-            m = self.metrics()
-            seen = sum(v for (name, _), v in m.items() if name == "tthc_events_total")
-            seen += m.get(("tthc_redelivered_events_total", ()), 0.0)
-            return seen >= total and self.health().get("pending") == 0
+            health = self.health()  # cheap, unlike /metrics which computes every gauge
+            return health.get("processed", 0) >= total and health.get("pending") == 0
 
         self.wait_for(done, timeout, f"{total} messages processed")

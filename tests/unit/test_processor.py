@@ -111,4 +111,16 @@ def test_housekeeping_drops_old_ids_of_its_own_partition_only():
     later = parse_time(CASE[1]["occurred_at"]) + 40 * DAY_US
     processor.housekeeping(0, later)
     assert "r" not in processor.tables.seen and "p" in processor.tables.seen
-    assert processor.housekeeping(0, later) == 0  # once per local day
+    assert processor.housekeeping(0, later + DAY_US) == 0  # not again within a week
+
+
+def test_write_behind_cache_reads_its_own_writes_and_iterates_merged():
+    from pipeline.stream.writebehind import WriteBehind
+
+    table = {"a": 1, "b": 2}
+    cache = WriteBehind(table)
+    cache["c"] = 3
+    del cache["a"]
+    assert dict(cache.items()) == {"b": 2, "c": 3} and sorted(cache.values()) == [2, 3]
+    assert "a" not in cache and cache.get("a") is None and len(cache) == 2
+    assert table == {"a": 1, "b": 2}  # nothing written before the flush
