@@ -30,12 +30,6 @@ from pipeline.config import Settings, load_settings  # noqa: E402  (after the en
 from pipeline.infra.manager import down, running_pids, up  # noqa: E402
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # kafka-python 3.0 loads its protocol schemas with importlib.resources' legacy API.
-    for message in ("read_text is deprecated", "open_text is deprecated"):
-        config.addinivalue_line("filterwarnings", f"ignore:{message}:DeprecationWarning")
-
-
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Settings]:
     """All three services, up once per session (reusing any left by an earlier run)."""
