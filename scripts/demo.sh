@@ -11,10 +11,13 @@ LOG="${TTHC_DATA_DIR:-./var}/logs/worker.log"
 $PY -m pipeline infra up
 $PY -m pipeline worker >"$LOG" 2>&1 &
 WORKER=$!
+SIMULATOR=""
 cleanup() {
   trap - INT TERM EXIT
-  echo; echo "demo: stopping worker and infrastructure…"
-  kill -TERM "$WORKER" 2>/dev/null && wait "$WORKER" 2>/dev/null || true
+  echo; echo "demo: stopping simulator, worker and infrastructure…"
+  for pid in $SIMULATOR $WORKER; do
+    kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  done
   $PY -m pipeline infra down || true
 }
 trap cleanup INT TERM EXIT
@@ -33,5 +36,8 @@ demo: running. Look at
   worker log   $LOG
 Ctrl-C stops everything.
 INFO
+# In the background and waited for: `wait` returns at once on Ctrl-C, so the trap runs.
 $PY -m pipeline simulate --rate "${DEMO_RATE:-20}" --duration "${DEMO_DURATION:-24h}" \
-  --incident "unit=${DEMO_INCIDENT_UNIT:-TTPVHCC},indicator=satisfaction,level=0.6"
+  --incident "unit=${DEMO_INCIDENT_UNIT:-TTPVHCC},indicator=satisfaction,level=0.6" &
+SIMULATOR=$!
+wait "$SIMULATOR"

@@ -113,7 +113,8 @@ class Worker:
             s.app_id,
             broker=f"kafka://{s.kafka_bootstrap}",
             store="rocksdb://",
-            datadir=str((s.data_dir / "faust").resolve()),
+            # per app id: RocksDB files remember changelog offsets of their own group
+            datadir=str((s.data_dir / "faust" / s.app_id).resolve()),
             topic_partitions=s.partitions,
             topic_replication_factor=1,
             web_bind="127.0.0.1",
@@ -387,7 +388,7 @@ def run_worker(settings: Settings) -> int:
         raise UserError(str(exc)) from None
     if not settings.units_file.exists():
         raise UserError(f"units registry not found: {settings.units_file}")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     worker = Worker(settings, targets)
     faust_worker = faust.Worker(worker.app, loglevel="WARNING", quiet=True)
     print(
