@@ -16,11 +16,11 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from pipeline.config import Settings, UserError
-from pipeline.store.readonly import QueryRunner, check_read_only
+from pipeline.store.readonly import QueryRunner, check_read_only, json_safe
 
 FORMATS = ("json", "table", "csv")
 
@@ -78,20 +78,8 @@ def open_runner(settings: Settings) -> QueryRunner:
     return ClientRunner(connect(settings.effective_clickhouse_dsn))
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:
-    rows = [[_plain(v) for v in row] for row in rows]
+    rows = [json_safe(list(row)) for row in rows]
     if output_format == "json":
         return json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False, indent=1)
     if output_format == "csv":

@@ -8,7 +8,7 @@ raises :class:`ConfigError`, which the CLI prints as one line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 

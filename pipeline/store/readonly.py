@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import threading
+from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import UserError
@@ -203,3 +204,18 @@ class ClientRunner:
 
 
 _READER_LOCK = threading.Lock()
+
+
+def json_safe(value: Any) -> Any:
+    """A query result value as plain JSON: dates and times in ISO 8601, bytes as text."""
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)  # Decimal, UUID, IP addresses

@@ -11,14 +11,10 @@ engine is in-process and its client is synchronous.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
 import faust
@@ -28,7 +24,7 @@ from pipeline.contract.events import CaseEvent
 from pipeline.core.cases import CaseState, case_summary
 from pipeline.core.targets import Targets, TargetsError, load_targets
 from pipeline.store.client import connect
-from pipeline.store.readonly import ClientRunner, check_read_only
+from pipeline.store.readonly import ClientRunner, check_read_only, json_safe
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
@@ -68,22 +64,6 @@ class _Pending:
 
     def __len__(self) -> int:
         return len(self.acks)
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 class Worker:
@@ -376,7 +356,7 @@ class Worker:
                     return self.json({"error": str(exc)}, status=400)
                 except Exception as exc:  # the engine's own message, one line
                     return self.json({"error": str(exc).strip().splitlines()[0][:500]}, status=400)
-                return self.json({"columns": columns, "rows": _json_value(rows)})
+                return self.json({"columns": columns, "rows": json_safe(rows)})
 
         return SqlView
 

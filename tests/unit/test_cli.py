@@ -1,0 +1,79 @@
+"""Settings, command-line errors (one line, exit 2) and the sql output formats."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from pipeline.access import format_rows, parse_windows
+from pipeline.config import ConfigError, UserError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_settings_come_from_the_environment_and_flags_override():
+    settings = load_settings({"TTHC_CLOCK": "event", "TTHC_WEB_PORT": "7000"}, {"web_port": 7001, "clock": None})
+    assert (settings.clock, settings.web_port) == ("event", 7001)
+    assert settings.dlq_topic == "tthc.case-events.dlq"
+    assert settings.effective_clickhouse_dsn.startswith("chdb:///") and settings.embedded_clickhouse
+    server = load_settings({"TTHC_CLICKHOUSE_DSN": "http://u@db:8123/tthc"})
+    assert not server.embedded_clickhouse
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [{"TTHC_WEB_PORT": "abc"}, {"TTHC_WEB_PORT": "70000"}, {"TTHC_CLOCK": "sundial"}, {"TTHC_BATCH_SIZE": "0"}],
+)
+def test_bad_settings_are_config_errors(environ):
+    with pytest.raises(ConfigError):
+        load_settings(environ)
+
+
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["worker", "--clock", "sundial"], {}),
+        (["indicators", "--window", "2w"], {}),
+        (["indicators", "--window", "30d", "--at", "yesterday"], {}),
+        (["simulate", "--incident", "unit=X,indicator=nope,level=0.5"], {}),
+        (["replay", "/no/such/file.jsonl"], {}),
+        (["sql", "DELETE FROM case_events WHERE 1"], {}),
+        (["worker"], {"TTHC_WEB_PORT": "not-a-port"}),
+        (["nonsense"], {}),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, env, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TTHC_DATA_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+
+
+def test_sql_output_formats():
+    columns = ["unit", "n", "at"]
+    rows = [("XA_A", 3, datetime(2025, 7, 1, tzinfo=timezone.utc)), ("Sở Tư pháp", None, None)]
+    assert json.loads(format_rows(columns, rows, "json")) == [
+        {"unit": "XA_A", "n": 3, "at": "2025-07-01T00:00:00+00:00"},
+        {"unit": "Sở Tư pháp", "n": None, "at": None},
+    ]
+    assert format_rows(columns, rows, "csv").splitlines()[0] == "unit,n,at"
+    table = format_rows(columns, rows, "table").splitlines()
+    assert table[0].split(" | ")[0].strip() == "unit" and table[-1] == "(2 rows)" and "NULL" in table[3]
+
+
+def test_windows_are_checked():
+    assert parse_windows("30d, mtd") == ["30d", "mtd"]
+    with pytest.raises(UserError):
+        parse_windows("30d,fortnight")
