@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import urllib.parse
+import urllib.request
 from collections import Counter
 
 import pytest
@@ -82,6 +84,12 @@ def _lines() -> list[bytes]:
     return lines
 
 
+def _prometheus(settings, query: str) -> list:
+    url = f"http://127.0.0.1:{settings.prometheus_port}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
 def _dlq_messages(settings) -> list:
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, consumer_timeout_ms=3000)
     partitions = [TopicPartition(settings.dlq_topic, p) for p in consumer.partitions_for_topic(settings.dlq_topic) or []]
@@ -116,6 +124,19 @@ def test_replay_counts_rows_dlq_and_restart_adds_nothing(infra, tmp_path):
         assert "extra_unknown_field" not in by_id["e10"]["raw"]  # unknown fields never stored
         invalid = sql_json(settings, "SELECT reason, count() AS n FROM invalid_events FINAL GROUP BY reason")
         assert {r["reason"]: int(r["n"]) for r in invalid} == dict(expected_reasons)
+
+        # The real Prometheus scrapes the worker, and its recording rule derives the
+        # province's satisfaction from summed numerators and denominators (1 of 2 ratings >= 4).
+        worker.wait_for(
+            lambda: [float(r["value"][1]) for r in _prometheus(settings, 'tthc_events_total{outcome="accepted"}')]
+            == [len(VALID)],
+            60,
+            "Prometheus to scrape the worker",
+        )
+        ratio = 'tthc:indicator_ratio:by_scope{indicator="satisfaction",unit="all",sector="all",window="ytd"}'
+        worker.wait_for(
+            lambda: [float(r["value"][1]) for r in _prometheus(settings, ratio)] == [0.5], 60, "the recording rule"
+        )
 
         # sql answers while the worker runs, and refuses writes
         refused = run_cli(settings, "sql", "INSERT INTO case_events (event_id) VALUES ('z')", check=False)
