@@ -148,6 +148,11 @@ def test_replay_counts_rows_dlq_and_restart_adds_nothing(infra, tmp_path):
     finally:
         worker.stop()
 
+    # With no worker running, sql opens the embedded engine itself (still read-only).
+    assert int(sql_json(settings, "SELECT count() AS n FROM case_events FINAL")[0]["n"]) == len(VALID)
+    refused = run_cli(settings, "sql", "ALTER TABLE case_events DELETE WHERE 1", check=False)
+    assert refused.returncode == 2 and refused.stderr.startswith("error:")
+
     dead = _dlq_messages(settings)
     assert len(dead) == len(MALFORMED)
     reasons = Counter(dict(m.headers)["tthc-reason"].decode() for m in dead)
