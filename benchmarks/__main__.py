@@ -48,7 +48,7 @@ def bench_contract(messages: list[RawMessage]) -> float:
 
 
 def bench_processor(messages: list[RawMessage]) -> float:
-    processor = Processor(Tables({}, {}, {}, {}, {}), event_clock=True, dedupe_retention_days=35)
+    processor = Processor(Tables({}, {}, {}, {}, {}), dedupe_retention_days=35)
     now = time.time_ns() // 1000
     started = time.perf_counter()
     for m in messages:

@@ -68,9 +68,8 @@ class Tables:
 
 
 class Processor:
-    def __init__(self, tables: Tables, *, event_clock: bool, dedupe_retention_days: int) -> None:
+    def __init__(self, tables: Tables, *, dedupe_retention_days: int) -> None:
         self.tables = tables
-        self.event_clock = event_clock
         self.dedupe_retention_us = dedupe_retention_days * DAY_US
         self._pruned_day: dict[int, int] = {}
         self._event_time: int | None = None

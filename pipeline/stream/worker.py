@@ -120,10 +120,9 @@ class Worker:
             for name in ("cases", "seen", "counters", "open_cases", "clock")
         }
         self.tables = Tables(**self.cached)
-        self.processor = Processor(
-            self.tables, event_clock=s.clock == "event", dedupe_retention_days=s.dedupe_retention_days
-        )
+        self.processor = Processor(self.tables, dedupe_retention_days=s.dedupe_retention_days)
         app.agent(self.topic, name="process-case-events")(self._agent)
+        app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.timer(s.flush_interval)(self._flush_timer)
         app.timer(s.snapshot_interval)(self._write_snapshots)
         app.task(self._start_store)
@@ -233,6 +232,12 @@ class Worker:
             ("tthc-source-offset", str(message.offset).encode()),
         ]
         await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
+
+    async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
+        # Write what is buffered while this worker still owns the partitions: the next
+        # owner recovers their state only after this returns, so late writes from here
+        # can never land behind its own in a changelog.
+        await self.flush()
 
     async def _flush_timer(self) -> None:
         if self.pending.acks and time.monotonic() - self.pending.started >= self.settings.flush_interval:

@@ -27,7 +27,7 @@ def _tables() -> Tables:
 
 
 def _processor(tables: Tables | None = None) -> Processor:
-    return Processor(tables or _tables(), event_clock=True, dedupe_retention_days=35)
+    return Processor(tables or _tables(), dedupe_retention_days=35)
 
 
 def _message(event: dict, partition: int = 0, offset: int = 0) -> RawMessage:
