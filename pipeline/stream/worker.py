@@ -103,6 +103,9 @@ class Worker:
             consumer_auto_offset_reset="earliest",
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
             broker_commit_interval=1.0,
+            # A worker that died without leaving the group holds its partitions until
+            # this expires; 15 s (Faust's default is 60) lets a restart resume sooner.
+            broker_session_timeout=15.0,
             # Buffered messages are acked only after their rows are written, so Faust
             # must not wait for them on stop or rebalance; whatever was not acked is
             # read again and recognised as a redelivery (see processor.py).
