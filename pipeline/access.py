@@ -151,7 +151,7 @@ def print_indicators(
         unit=unit,
         sector=sector,
         targets=targets,
-        hold_retention_us=settings.hold_retention_days * 86_400 * 1_000_000,
+        hold_retention_us=settings.hold_retention_us,
     )
     if output_format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=1))

@@ -93,6 +93,10 @@ class Settings:
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
 
     @property
+    def hold_retention_us(self) -> int:
+        return self.hold_retention_days * 86_400 * 1_000_000
+
+    @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
 

@@ -107,9 +107,10 @@ class Processor:
 
         stored = self.tables.cases.get(event.case_id)
         case = CaseState.from_dict(stored) if stored is not None else CaseState.new(event.case_id)
-        before = case_outcomes(case, ALL_ATTRIBUTED_US, 0)
-        if not case.add(event):
+        if event.event_id in case:  # older than the seen-set's retention
             return Result(DUPLICATE, event=event)
+        before = case_outcomes(case, ALL_ATTRIBUTED_US, 0)
+        case.add(event)
         after = case_outcomes(case, ALL_ATTRIBUTED_US, 0)
 
         counters = BucketCounters(self.tables.counters, shard=message.partition)

@@ -33,7 +33,6 @@ from pipeline.stream.metrics import CONTENT_TYPE, WorkerMetrics
 from pipeline.stream.writebehind import WriteBehind
 from pipeline.stream.processor import (
     ACCEPTED,
-    DAY_US,
     DUPLICATE,
     INVALID,
     REDELIVERED,
@@ -71,7 +70,6 @@ class Worker:
         self.settings = settings
         self.targets = targets
         self.metrics = WorkerMetrics()
-        self.hold_retention_us = settings.hold_retention_days * DAY_US
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.client = None
         self.writer: FactWriter | None = None
@@ -300,7 +298,7 @@ class Worker:
             list(self.tables.counters.items()),
             now_us,
             targets=self.targets,
-            hold_retention_us=self.hold_retention_us,
+            hold_retention_us=self.settings.hold_retention_us,
         )
         open_counts = open_case_counts(list(self.tables.open_cases.items()), self.tables.cases, now_us)
         return now_us, figures, open_counts

@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -35,19 +35,8 @@ def isolated_settings(base: Settings, name: str, **changes) -> Settings:
 
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
-    for key in (
-        "data_dir",
-        "kafka_bootstrap",
-        "topic",
-        "partitions",
-        "app_id",
-        "clock",
-        "web_port",
-        "batch_size",
-        "flush_interval",
-        "snapshot_interval",
-    ):
-        env[env_name(key)] = str(getattr(settings, key))
+    for setting in fields(settings):
+        env[env_name(setting.name)] = str(getattr(settings, setting.name))
     return env
 
 
