@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover - the contract module is only needed for t
 __all__ = [
     "CaseState",
     "CaseSummary",
+    "OpenCase",
+    "open_case",
     "case_outcomes",
     "case_summary",
     "held_since_us",
@@ -367,6 +369,58 @@ def held_since_us(
         limit = now_us - hold_retention_us
         times = [t for t in times if t >= limit]
     return min(times) if times else None
+
+
+# ---------------------------------------------------------------------------
+# open cases (for the live open/overdue gauges)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCase:
+    """What the open-case gauges need of an open case, independent of the clock.
+
+    ``overdue_after_us``: the case is overdue at clock T exactly when
+    ``overdue_after_us < T`` (None: it cannot become overdue as things stand, i.e.
+    it has no due date, or a supplement pause opened before it was overdue is still
+    open: the paused time keeps moving its effective due along with T).
+    """
+
+    unit: str
+    sector: str
+    overdue_after_us: int | None
+    has_apology: bool
+
+
+def open_case(state: CaseState) -> OpenCase | None:
+    """The case's open-case entry, or None when it is not open (same rules as
+    ``case_summary``: received, not rejected, no finish)."""
+    s = _Scan(state._events)
+    rec = s.received
+    if s.rejected or rec is None or s.finish_ev is not None:
+        return None
+    due = rec[_R_DUE]
+    threshold = None
+    if due is not None:
+        closed = 0
+        open_at: int | None = None
+        for t, is_request in s.sups:
+            if is_request:
+                if open_at is None:
+                    open_at = t
+            elif open_at is not None:
+                closed += t - open_at
+                open_at = None
+        # effective due at T = due + closed + max(0, T - open_at): overdue when it is
+        # before T, i.e. T > due + closed while that is also before the open pause
+        deadline = due + closed
+        if open_at is None or deadline < open_at:
+            threshold = deadline
+    return OpenCase(
+        unit=rec[_UNIT],
+        sector=rec[_R_SECTOR],
+        overdue_after_us=threshold,
+        has_apology=s.first_apology_t is not None,
+    )
 
 
 # ---------------------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
     "DETAIL_KEEP_DAYS",
     "local_date",
     "local_day_number",
+    "local_month_index",
     "window_contains",
     "window_start_us",
     "BucketCounters",
@@ -67,6 +68,20 @@ _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 def local_day_number(us: int) -> int:
     """Days since 1970-01-01 of the local (UTC+7) calendar date of ``us``."""
     return (us + LOCAL_OFFSET_US) // _DAY_US
+
+
+@lru_cache(maxsize=8192)
+def _month_index_of_day(day_number: int) -> int:
+    d = _dt.date.fromordinal(_EPOCH_ORDINAL + day_number)
+    return d.year * 12 + d.month - 1
+
+
+def local_month_index(us: int) -> int:
+    """``year * 12 + month - 1`` of the local (UTC+7) calendar month of ``us``.
+
+    Consecutive months have consecutive indices; a quarter starts at an index
+    divisible by 3, a year at one divisible by 12."""
+    return _month_index_of_day((us + LOCAL_OFFSET_US) // _DAY_US)
 
 
 def local_date(us: int) -> _dt.date:

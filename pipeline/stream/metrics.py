@@ -1,20 +1,20 @@
 """The worker's Prometheus metrics, on a registry of its own (one per worker/test).
 
-Counters are updated as events flow; the indicator and open-case gauges are a
-snapshot that the worker computes from its state tables when ``/metrics`` is
-scraped, and a custom collector serves.
+Counters are updated as events flow. The indicator and open-case gauges are not
+Gauge objects: ``LiveCollector`` yields them from the live view when Prometheus
+scrapes (``core.view``; O(exported series), independent of history).
 Ratios are exported for convenience; alert and recording rules use the
 numerator and denominator (see ``deploy/prometheus/rules``).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -23,7 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pipeline.contract.events import REASONS
-from pipeline.stream.gauges import IndicatorFigure, OpenCaseCounts
+from pipeline.core.view import IndicatorFigure, OpenCaseCounts
 
 LABELS = ["indicator", "unit", "sector", "window"]
 # The *_created samples only add noise to the province's boards.
@@ -32,12 +32,31 @@ disable_created_metrics()
 CONTENT_TYPE = "text/plain"  # Prometheus text format 0.0.4 (aiohttp sets the charset itself)
 
 
-class _SnapshotCollector(Collector):
-    def __init__(self) -> None:
-        self.figures: list[IndicatorFigure] = []
-        self.open_cases: Mapping[str, OpenCaseCounts] = {}
+@dataclass(frozen=True, slots=True)
+class LiveFigures:
+    clock_us: int
+    indicators: list[IndicatorFigure]
+    open_cases: Mapping[str, OpenCaseCounts]
+
+
+class LiveCollector(Collector):
+    """The clock, indicator and open-case gauges, read from ``figures()`` at each scrape.
+
+    ``figures``: a callable returning the figures at the pipeline clock, or None
+    while the worker is rebuilding its view (then only the other metrics are
+    exported)."""
+
+    def __init__(self, figures: Callable[[], LiveFigures | None]) -> None:
+        self.figures = figures
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
+        current = self.figures()
+        if current is None:
+            return
+        clock = GaugeMetricFamily("tthc_clock_seconds", "The pipeline clock T (Unix seconds)")
+        clock.add_metric([], current.clock_us / 1e6)
+        yield clock
+        figures, open_counts = current.indicators, current.open_cases
         numerator = GaugeMetricFamily(
             "tthc_indicator_numerator", "Outcomes meeting the indicator (tử số)", labels=LABELS
         )
@@ -55,7 +74,7 @@ class _SnapshotCollector(Collector):
             "1 when the ratio fails the target with at least the minimum volume",
             labels=LABELS,
         )
-        for figure in self.figures:
+        for figure in figures:
             labels = [figure.indicator, figure.unit, figure.sector, figure.window]
             numerator.add_metric(labels, figure.numerator)
             denominator.add_metric(labels, figure.denominator)
@@ -72,7 +91,7 @@ class _SnapshotCollector(Collector):
             "Overdue open cases without an apology letter (chưa có phiếu xin lỗi)",
             labels=["unit"],
         )
-        for unit, counts in sorted(self.open_cases.items()):
+        for unit, counts in sorted(open_counts.items()):
             open_cases.add_metric([unit], counts.open)
             overdue.add_metric([unit], counts.overdue)
             no_apology.add_metric([unit], counts.overdue_without_apology)
@@ -80,7 +99,7 @@ class _SnapshotCollector(Collector):
 
 
 class WorkerMetrics:
-    def __init__(self) -> None:
+    def __init__(self, figures: Callable[[], LiveFigures | None] = lambda: None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("tthc_events", "Messages processed, by outcome", ["outcome"], registry=r)
@@ -113,16 +132,7 @@ class WorkerMetrics:
         self.write_errors = Counter(
             "tthc_clickhouse_write_errors", "Failed ClickHouse writes (retried)", registry=r
         )
-        self.clock = Gauge("tthc_clock_seconds", "The pipeline clock T (Unix seconds)", registry=r)
-        self.snapshot = _SnapshotCollector()
-        r.register(self.snapshot)
-
-    def update_snapshot(
-        self, figures: list[IndicatorFigure], open_cases: Mapping[str, OpenCaseCounts], clock_us: int
-    ) -> None:
-        self.snapshot.figures = figures
-        self.snapshot.open_cases = open_cases
-        self.clock.set(clock_us / 1e6)
+        r.register(LiveCollector(figures))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,36 +1,41 @@
 """What the worker does with one message, free of Faust, Kafka and ClickHouse.
 
-The Faust agent (``stream.worker``) hands each message here together with its state
-tables; anything shaped like a ``MutableMapping`` works, so unit tests use dicts.
-The processor decides accepted / invalid / duplicate, updates the case state and the
-bucketed counters, and returns the rows the writer must store. It never does I/O.
+State has two parts:
 
-Exactly-once *effects* (Faust's exactly-once mode is unreliable):
-- ``seen`` maps each accepted event id to the (partition, offset) that first carried it.
-  The same id at the same position is a redelivery after a crash (the state already holds
-  it; only the ClickHouse row is written again, which the replacing tables absorb); the
-  same id anywhere else is a duplicate and changes nothing.
-- The case state also knows its event ids, so a duplicate older than the ``seen``
-  retention still changes nothing.
-- Counters change by the *difference* between the case's outcomes before and after the
-  event, so arrival order never matters and re-deriving a case is idempotent.
+* **the truth**: one ``StoredCase`` per case (its events and the input offsets that
+  carried them), reached through a ``CaseRepository`` (in the worker: a cache in
+  front of ``state.CaseStore``, the changelog; in unit tests: a dict);
+* **the live view**, derived from the truth only (``LiveState``): indicator totals per
+  scope and window (``core.view.IndicatorView``), open cases per unit
+  (``core.view.OpenCaseIndex``), recent event ids of every case, and the clocks.
+  It is rebuilt from the records on assignment and then kept current by the signed
+  outcome deltas of each accepted event.
+
+Exactly-once *effects* without Faust's exactly-once mode:
+
+* an event id already in its case at the *same* offset is a redelivery (the truth
+  holds it; the row is written again, which the replacing tables absorb); at another
+  offset, or under another case (ids of the last ``TTHC_DEDUPE_RETENTION_DAYS``), it
+  is a duplicate and changes nothing;
+* the view changes by the difference between a case's outcomes before and after an
+  event, so arrival order never matters, and a rebuild equals the increments.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import MutableMapping
+from typing import Iterable, Iterator, Mapping, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
-from pipeline.core.cases import CaseState, case_outcomes, case_summary
-from pipeline.core.outcomes import diff_outcomes
-from pipeline.core.windows import BucketCounters, local_day_number
+from pipeline.core.cases import CaseState, case_outcomes, open_case
+from pipeline.core.outcomes import Outcome, diff_outcomes
+from pipeline.core.view import IndicatorView, OpenCaseIndex
+from pipeline.core.windows import local_day_number
 
 DAY_US = 86_400 * 1_000_000
-HOUSEKEEPING_DAYS = 7
-# Held outcomes are stored at once with sector "unknown" and only *counted* once they
-# are older than the hold retention (see gauges.py), so the state needs no timed sweep:
-# the outcomes of a case are a function of its events alone.
+# Held outcomes carry sector "unknown" and the view counts them only once they are
+# older than the hold retention, so outcomes are a function of the events alone.
 ALL_ATTRIBUTED_US = 2**62
 
 ACCEPTED = "accepted"
@@ -48,109 +53,179 @@ class RawMessage:
 
 
 @dataclass(slots=True)
+class StoredCase:
+    """A case's record: its events, and the offset of the message that carried each
+    (all in the case's partition). ``outcomes`` is a cache, never stored."""
+
+    state: CaseState
+    offsets: dict[str, int] = field(default_factory=dict)
+    _outcomes: list[Outcome] | None = None
+
+    @property
+    def case_id(self) -> str:
+        return self.state.case_id
+
+    def outcomes(self) -> list[Outcome]:
+        if self._outcomes is None:
+            self._outcomes = case_outcomes(self.state, ALL_ATTRIBUTED_US, 0)
+        return self._outcomes
+
+    def add(self, event: CaseEvent, offset: int) -> tuple[list[Outcome], list[Outcome]]:
+        """Add the event; (outcomes before, outcomes after)."""
+        before = self.outcomes()
+        self.state.add(event)
+        self.offsets[event.event_id] = offset
+        self._outcomes = None
+        return before, self.outcomes()
+
+    def to_bytes(self) -> bytes:
+        record = self.state.to_dict()
+        record["offsets"] = self.offsets
+        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "StoredCase":
+        record = json.loads(data)
+        return cls(CaseState.from_dict(record), record.get("offsets", {}))
+
+
+class CaseRepository(Protocol):
+    def get(self, partition: int, case_id: str) -> StoredCase | None: ...
+
+    def put(self, partition: int, case: StoredCase) -> None: ...
+
+
+class DictRepository:
+    """A ``CaseRepository`` on plain dicts (unit tests, benchmarks)."""
+
+    def __init__(self) -> None:
+        self.records: dict[int, dict[str, bytes]] = {}
+
+    def get(self, partition: int, case_id: str) -> StoredCase | None:
+        data = self.records.get(partition, {}).get(case_id)
+        return StoredCase.from_bytes(data) if data is not None else None
+
+    def put(self, partition: int, case: StoredCase) -> None:
+        self.records.setdefault(partition, {})[case.case_id] = case.to_bytes()
+
+
+@dataclass(frozen=True, slots=True)
+class _IdEntry:
+    case_id: str
+    occurred_at_us: int
+
+
+class LiveState:
+    """Everything derived from the case records of the partitions this worker holds."""
+
+    def __init__(self, *, hold_retention_us: int, dedupe_retention_us: int, clock_us: int = 0) -> None:
+        self.view = IndicatorView(hold_retention_us=hold_retention_us, clock_us=clock_us)
+        self.open_cases = OpenCaseIndex()
+        self.ids: dict[str, _IdEntry] = {}
+        self.dedupe_retention_us = dedupe_retention_us
+        self.event_time: int | None = None  # latest accepted occurred_at (event clock)
+        self.partition_clock: dict[int, int] = {}
+        self._pruned_day: int | None = None
+
+    def add_case(self, partition: int, case: StoredCase, now_us: int) -> None:
+        """Count a whole case (rebuild on assignment)."""
+        self.view.apply_all((outcome, 1) for outcome in case.outcomes())
+        self.open_cases.set(case.case_id, open_case(case.state))
+        horizon = now_us - self.dedupe_retention_us
+        for row in case.state.events:
+            if row[0] >= horizon:
+                self.ids[row[1]] = _IdEntry(case.case_id, row[0])
+
+    def see_time(self, partition: int, occurred_at_us: int) -> None:
+        if occurred_at_us > self.partition_clock.get(partition, -(2**63)):
+            self.partition_clock[partition] = occurred_at_us
+        if self.event_time is None or occurred_at_us > self.event_time:
+            self.event_time = occurred_at_us
+
+    def prune_ids(self, now_us: int) -> int:
+        """Once per local day of the clock: forget ids older than the dedupe retention."""
+        today = local_day_number(now_us)
+        if self._pruned_day == today:
+            return 0
+        self._pruned_day = today
+        horizon = now_us - self.dedupe_retention_us
+        expired = [event_id for event_id, entry in self.ids.items() if entry.occurred_at_us < horizon]
+        for event_id in expired:
+            del self.ids[event_id]
+        return len(expired)
+
+
+@dataclass(slots=True)
 class Result:
     outcome: str
     event: CaseEvent | None = None
     reason: str | None = None
     detail: str | None = None
-    case: CaseState | None = None
-
-
-@dataclass
-class Tables:
-    """The worker's state. Values are JSON-able (Faust tables serialise them)."""
-
-    cases: MutableMapping[str, dict]
-    seen: MutableMapping[str, list]
-    counters: MutableMapping[str, dict]
-    open_cases: MutableMapping[str, str]
-    clock: MutableMapping[str, int] = field(default_factory=dict)
+    case: StoredCase | None = None
 
 
 class Processor:
-    def __init__(self, tables: Tables, *, dedupe_retention_days: int) -> None:
-        self.tables = tables
-        self.dedupe_retention_us = dedupe_retention_days * DAY_US
-        self._pruned_day: dict[int, int] = {}
-        self._event_time: int | None = None
+    """Decides accepted / invalid / duplicate / redelivered and keeps the live state."""
 
-    # -- the clock -----------------------------------------------------------------
-    def event_time(self) -> int | None:
-        """Latest accepted ``occurred_at`` over all partitions (the event clock's T)."""
-        if self._event_time is None:  # first call: read what the table recovered
-            values = list(self.tables.clock.values())
-            self._event_time = max(values) if values else None
-        return self._event_time
+    def __init__(self, repository: CaseRepository, live: LiveState, *, event_clock: bool) -> None:
+        self.repository = repository
+        self.live = live
+        self.event_clock = event_clock
 
-    def _advance_clock(self, partition: int, occurred_at_us: int) -> None:
-        key = str(partition)
-        if occurred_at_us > self.tables.clock.get(key, -(2**63)):
-            self.tables.clock[key] = occurred_at_us
-            current = self.event_time()
-            if current is None or occurred_at_us > current:
-                self._event_time = occurred_at_us
-
-    # -- one message ---------------------------------------------------------------
     def process(self, message: RawMessage, *, wall_now_us: int) -> Result:
         try:
             event = parse_event(message.value, key=message.key, now_us=wall_now_us)
         except InvalidEvent as exc:
             return Result(INVALID, reason=exc.reason, detail=exc.detail)
 
-        first_seen = self.tables.seen.get(event.event_id)
-        if first_seen is not None:
-            if first_seen[0] == message.partition and first_seen[1] == message.offset:
-                stored = self.tables.cases.get(event.case_id)
-                case = CaseState.from_dict(stored) if stored is not None else None
+        case = self.repository.get(message.partition, event.case_id)
+        if case is not None and event.event_id in case.state:
+            if case.offsets.get(event.event_id) == message.offset:
                 return Result(REDELIVERED, event=event, case=case)
             return Result(DUPLICATE, event=event)
-
-        stored = self.tables.cases.get(event.case_id)
-        case = CaseState.from_dict(stored) if stored is not None else CaseState.new(event.case_id)
-        if event.event_id in case:  # older than the seen-set's retention
+        live = self.live
+        known = live.ids.get(event.event_id)
+        if known is not None and known.case_id != event.case_id:
             return Result(DUPLICATE, event=event)
-        before = case_outcomes(case, ALL_ATTRIBUTED_US, 0)
-        case.add(event)
-        after = case_outcomes(case, ALL_ATTRIBUTED_US, 0)
 
-        counters = BucketCounters(self.tables.counters, shard=message.partition)
-        for outcome, sign in diff_outcomes(before, after):
-            counters.apply(outcome, sign)
-
-        self.tables.cases[event.case_id] = case.to_dict()
-        self.tables.seen[event.event_id] = [message.partition, message.offset, event.occurred_at_us]
-        self._track_open(case, event.case_id)
-        self._advance_clock(message.partition, event.occurred_at_us)
+        if case is None:
+            case = StoredCase(CaseState.new(event.case_id))
+        before, after = case.add(event, message.offset)
+        live.view.apply_all(diff_outcomes(before, after))
+        live.open_cases.set(event.case_id, open_case(case.state))
+        live.ids[event.event_id] = _IdEntry(event.case_id, event.occurred_at_us)
+        live.see_time(message.partition, event.occurred_at_us)
+        self.repository.put(message.partition, case)
+        if self.event_clock:
+            live.view.advance(live.event_time)
         return Result(ACCEPTED, event=event, case=case)
 
-    def _track_open(self, case: CaseState, case_id: str) -> None:
-        summary = case_summary(case, 0)
-        if summary.status == "open":
-            if self.tables.open_cases.get(case_id) != summary.unit:
-                self.tables.open_cases[case_id] = summary.unit
-        elif case_id in self.tables.open_cases:
-            del self.tables.open_cases[case_id]
 
-    # -- housekeeping, run inside stream iteration for the current partition ----------
-    def housekeeping(self, partition: int, now_us: int) -> int:
-        """Every ``HOUSEKEEPING_DAYS`` of T per partition: prune old counter detail and ids.
+def rebuild(
+    live: LiveState,
+    cases: Iterable[tuple[int, StoredCase]],
+    clocks: Mapping[int, int],
+    *,
+    event_clock: bool,
+    wall_now_us: int,
+    previous_clock_us: int = 0,
+    chunk: int = 2_000,
+) -> Iterator[int]:
+    """Fill a fresh ``LiveState`` from case records (on assignment).
 
-        Pruning late only keeps more than needed, so it runs rarely: each run walks the
-        partition's counters and seen ids. Only keys of ``partition`` are touched: their
-        changelog partition is the current event's, so no worker writes another's state.
-        """
-        today = local_day_number(now_us)
-        last = self._pruned_day.get(partition)
-        if last is not None and today - last < HOUSEKEEPING_DAYS:
-            return 0
-        self._pruned_day[partition] = today
-        changed = BucketCounters(self.tables.counters, shard=partition).prune(now_us)
-        horizon = now_us - self.dedupe_retention_us
-        expired = [
-            event_id
-            for event_id, (p, _offset, occurred_at_us) in self.tables.seen.items()
-            if p == partition and occurred_at_us < horizon
-        ]
-        for event_id in expired:
-            del self.tables.seen[event_id]
-        return changed + len(expired)
+    ``clocks``: each partition's latest accepted occurred_at (stored beside the
+    records), so the view is built at its final clock in one pass; with the event
+    clock, T never goes back (``previous_clock_us``). A generator: it yields the
+    number of cases counted so far every ``chunk`` cases and at the end, so an async
+    caller can let other work run in between."""
+    for partition, clock in clocks.items():
+        live.see_time(partition, clock)
+    now = max(previous_clock_us, live.event_time or 0) if event_clock else wall_now_us
+    live.view.advance(now)
+    count = 0
+    for partition, case in cases:
+        live.add_case(partition, case, now)
+        count += 1
+        if count % chunk == 0:
+            yield count
+    yield count

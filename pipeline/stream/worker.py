@@ -1,11 +1,15 @@
 """The Faust worker: a thin shell around :class:`~pipeline.stream.processor.Processor`.
 
-Per message: process it (state tables change inside stream iteration, as Faust
-requires), send invalid ones to the dead-letter topic, buffer the ClickHouse rows.
-A flush (every ``TTHC_BATCH_SIZE`` messages or ``TTHC_FLUSH_INTERVAL`` seconds)
-writes the rows and only then acks the messages, so committed offsets never run
-ahead of the stored facts. ClickHouse calls run on one dedicated thread: the chDB
-engine is in-process and its client is synchronous.
+Faust carries the stream, the consumer group and the offsets; the worker keeps no
+Faust table. Per message: process it (the live view changes at once), send invalid
+ones to the dead-letter topic, buffer the ClickHouse rows and the changed case
+records. A flush (every ``TTHC_BATCH_SIZE`` messages or ``TTHC_FLUSH_INTERVAL``
+seconds) writes the rows, then the case records to their changelog
+(``state.CaseStore``, the one durable truth), and only then acks the messages, so
+committed offsets never run ahead of the facts or the truth. On every assignment
+the worker recovers the records of its partitions and rebuilds the live view from
+them before it processes a message. ClickHouse calls run on one dedicated thread:
+the chDB engine is in-process and its client is synchronous.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,29 +26,31 @@ import faust
 
 from pipeline.config import Settings, UserError
 from pipeline.contract.events import CaseEvent
-from pipeline.core.cases import CaseState, case_summary
+from pipeline.core.cases import case_summary
 from pipeline.core.targets import Targets, TargetsError, load_targets
+from pipeline.core.view import indicator_figures
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, check_read_only, json_safe
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
-from pipeline.stream.gauges import indicator_figures, open_case_counts
-from pipeline.stream.metrics import CONTENT_TYPE, WorkerMetrics
-from pipeline.stream.writebehind import WriteBehind
+from pipeline.stream.metrics import CONTENT_TYPE, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import (
     ACCEPTED,
     DUPLICATE,
     INVALID,
     REDELIVERED,
+    LiveState,
     Processor,
     RawMessage,
-    Tables,
+    StoredCase,
+    rebuild,
 )
+from pipeline.stream.state import CaseStore
 
 log = logging.getLogger("pipeline.worker")
-HOUSEKEEPING_EVERY_S = 3600.0  # pruning walks a partition's state: rarely, never on the hot path
-GAUGE_MIN_AGE_S = 5.0
+CASE_CACHE_SIZE = 50_000  # live case records kept decoded in memory
+RETRY_MAX_S = 30.0
 
 
 def _now_us() -> int:
@@ -56,7 +63,7 @@ class _Pending:
 
     events: list[tuple[CaseEvent, int, int]] = field(default_factory=list)
     invalid: list[InvalidRow] = field(default_factory=list)
-    cases: dict[str, CaseState] = field(default_factory=dict)
+    cases: dict[tuple[int, str], StoredCase] = field(default_factory=dict)
     acks: list[Any] = field(default_factory=list)
     timestamps: list[float] = field(default_factory=list)
     started: float = 0.0
@@ -65,24 +72,103 @@ class _Pending:
         return len(self.acks)
 
 
+class CachedRepository:
+    """The processor's ``CaseRepository``: decoded records in memory, in front of the
+    store. Changed records are staged until the flush writes them (``take_staged``)
+    and stay readable from memory until the store holds them (``committed``)."""
+
+    def __init__(self, store: CaseStore, capacity: int = CASE_CACHE_SIZE) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.cache: OrderedDict[tuple[int, str], StoredCase] = OrderedDict()
+        self.staged: dict[tuple[int, str], StoredCase] = {}
+        self.in_flight: dict[tuple[int, str], StoredCase] = {}
+
+    def get(self, partition: int, case_id: str) -> StoredCase | None:
+        key = (partition, case_id)
+        case = self.staged.get(key) or self.in_flight.get(key) or self.cache.get(key)
+        if case is not None:
+            self.cache.move_to_end(key, last=True) if key in self.cache else None
+            return case
+        data = self.store.load(partition, case_id)
+        if data is None:
+            return None
+        case = StoredCase.from_bytes(data)
+        self._remember(key, case)
+        return case
+
+    def put(self, partition: int, case: StoredCase) -> None:
+        key = (partition, case.case_id)
+        self.staged[key] = case
+        self._remember(key, case)
+
+    def _remember(self, key: tuple[int, str], case: StoredCase) -> None:
+        cache = self.cache
+        cache[key] = case
+        cache.move_to_end(key)
+        while len(cache) > self.capacity:
+            cache.popitem(last=False)
+
+    def take_staged(self) -> dict[int, dict[str, bytes]]:
+        """The changed records, encoded now (later changes go to the next flush)."""
+        staged, self.staged = self.staged, {}
+        self.in_flight.update(staged)
+        encoded: dict[int, dict[str, bytes]] = {}
+        for (partition, case_id), case in staged.items():
+            encoded.setdefault(partition, {})[case_id] = case.to_bytes()
+        return encoded
+
+    def committed(self, written: dict[int, dict[str, bytes]]) -> None:
+        for partition, records in written.items():
+            for case_id in records:
+                key = (partition, case_id)
+                if key not in self.staged:
+                    self.in_flight.pop(key, None)
+
+    def clear(self) -> None:
+        self.cache.clear()
+        self.staged.clear()
+        self.in_flight.clear()
+
+
 class Worker:
     def __init__(self, settings: Settings, targets: Targets) -> None:
         self.settings = settings
         self.targets = targets
-        self.metrics = WorkerMetrics()
+        self.metrics = WorkerMetrics(self._current_figures)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.client = None
         self.writer: FactWriter | None = None
+        self.store = CaseStore(
+            bootstrap=settings.kafka_bootstrap,
+            topic=f"{settings.app_id}-cases-changelog",
+            partitions=settings.partitions,
+            directory=(settings.data_dir / "state" / settings.app_id).resolve(),
+        )
+        self.repository = CachedRepository(self.store)
+        self.live = self._new_live_state(0)
+        self.processor = Processor(self.repository, self.live, event_clock=settings.clock == "event")
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
-        self.ready = False
+        self.ready = False  # ClickHouse open
+        self.store_started = False
+        self.view_ready = asyncio.Event()  # the live state matches the assignment
+        self.partitions: frozenset[int] = frozenset()  # partitions the live state covers
+        self.generation = 0
+        self.rebuilds = 0
+        self.last_rebuild_s: float | None = None
         self.processed = 0  # messages handled by this process (any outcome)
         self.writing = 0  # messages whose rows are being written right now
-        self.housekept: dict[int, float] = {}  # partition -> monotonic time of last housekeeping
         self.failure: str | None = None
-        self._gauges_key: tuple[int, int] | None = None
-        self._gauges_at = 0.0
         self.app = self._build_app()
+
+    def _new_live_state(self, clock_us: int) -> LiveState:
+        s = self.settings
+        return LiveState(
+            hold_retention_us=s.hold_retention_us,
+            dedupe_retention_us=s.dedupe_retention_days * 86_400 * 1_000_000,
+            clock_us=clock_us,
+        )
 
     # -- Faust wiring --------------------------------------------------------------
     def _build_app(self) -> faust.App:
@@ -90,8 +176,7 @@ class Worker:
         app = faust.App(
             s.app_id,
             broker=f"kafka://{s.kafka_bootstrap}",
-            store="rocksdb://",
-            # per app id: RocksDB files remember changelog offsets of their own group
+            store="memory://",
             datadir=str((s.data_dir / "faust" / s.app_id).resolve()),
             topic_partitions=s.partitions,
             topic_replication_factor=1,
@@ -104,9 +189,9 @@ class Worker:
             # A worker that died without leaving the group holds its partitions until
             # this expires; 15 s (Faust's default is 60) lets a restart resume sooner.
             broker_session_timeout=15.0,
-            # Buffered messages are acked only after their rows are written, so Faust
-            # must not wait for them on stop or rebalance; whatever was not acked is
-            # read again and recognised as a redelivery (see processor.py).
+            # Buffered messages are acked only after their rows and records are
+            # written, so Faust must not wait for them on stop or rebalance; whatever
+            # was not acked is read again and recognised as a redelivery.
             stream_wait_empty=False,
             producer_linger_ms=10,
         )
@@ -115,18 +200,13 @@ class Worker:
         raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True)
         self.topic = app.topic(s.topic, **raw)
         self.dlq = app.topic(s.dlq_topic, **raw)
-        table = dict(partitions=s.partitions)  # keys and values as JSON (Faust default)
-        self.cached = {
-            name: WriteBehind(app.Table(name, default=None, **table), global_reads=name == "seen")
-            for name in ("cases", "seen", "counters", "open_cases", "clock")
-        }
-        self.tables = Tables(**self.cached)
-        self.processor = Processor(self.tables, dedupe_retention_days=s.dedupe_retention_days)
         app.agent(self.topic, name="process-case-events")(self._agent)
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
+        app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.timer(s.flush_interval)(self._flush_timer)
         app.timer(s.snapshot_interval)(self._write_snapshots)
         app.task(self._start_store)
+        app.task(self._start_state)
         # Faust stores page handlers on a View class, so they must be plain functions.
         app.page("/metrics")(lambda web, request: self._metrics_page(web, request))
         app.page("/healthz")(lambda web, request: self._health_page(web, request))
@@ -135,7 +215,7 @@ class Worker:
 
     def clock_us(self) -> int:
         if self.settings.clock == "event":
-            return self.processor.event_time() or 0
+            return self.live.view.clock_us
         return _now_us()
 
     async def _in_store_thread(self, fn, *args):
@@ -158,6 +238,79 @@ class Worker:
         self.ready = True
         log.info("ClickHouse ready at %s", self.settings.effective_clickhouse_dsn)
 
+    async def _start_state(self) -> None:
+        try:
+            await self.store.start()
+        except Exception as exc:
+            log.error("error: cannot open the case changelog: %s", exc)
+            await self.app.crash(exc)
+            return
+        self.store_started = True
+
+    # -- assignment: recover the records, rebuild the live view ---------------------
+    async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
+        # Write what is buffered while this worker still owns the partitions: the next
+        # owner recovers their records only after this returns, so writes from here
+        # can never land behind its own in a changelog.
+        await self.flush()
+        self.view_ready.clear()
+        self.generation += 1
+
+    async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
+        self.view_ready.clear()
+        self.generation += 1
+        partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
+        asyncio.ensure_future(self._rebuild(self.generation, partitions))
+
+    async def _rebuild(self, generation: int, partitions: frozenset[int]) -> None:
+        """Recover the records of ``partitions`` and derive a fresh live state from them."""
+        try:
+            while not self.store_started:
+                await asyncio.sleep(0.1)
+            started = time.monotonic()
+            for partition in sorted(partitions):
+                stats = await self.store.recover(partition)
+                log.info("partition %d: %d changelog records recovered", partition, stats.records)
+                if generation != self.generation:
+                    return
+            self.store.close_partitions_except(partitions)
+            live = self._new_live_state(0)
+            clocks = {p: c for p in partitions if (c := self.store.clock(p)) is not None}
+            cases = (
+                (partition, StoredCase.from_bytes(data))
+                for partition in sorted(partitions)
+                for _case_id, data in self.store.scan(partition)
+            )
+            count = 0
+            for count in rebuild(
+                live,
+                cases,
+                clocks,
+                event_clock=self.settings.clock == "event",
+                wall_now_us=_now_us(),
+                previous_clock_us=self.live.view.clock_us,
+            ):
+                await asyncio.sleep(0)
+                if generation != self.generation:
+                    return
+            if generation != self.generation:
+                return
+            self.live = live
+            self.processor.live = live
+            self.repository.clear()
+            self.partitions = partitions
+            self.rebuilds += 1
+            self.last_rebuild_s = time.monotonic() - started
+            self.view_ready.set()
+            log.info(
+                "live state rebuilt from %d cases of partitions %s in %.2fs",
+                count, sorted(partitions), self.last_rebuild_s,
+            )
+        except Exception as exc:
+            self.failure = f"{type(exc).__name__}: {exc}"
+            log.exception("rebuilding the live state failed; stopping the worker")
+            await self.app.crash(exc)
+
     # -- the agent -----------------------------------------------------------------
     async def _agent(self, stream) -> None:
         try:
@@ -177,10 +330,12 @@ class Worker:
         stream = stream.noack()
         self._stream = stream
         async for event in stream.events():
+            if not self.view_ready.is_set():
+                await self.view_ready.wait()
             message = event.message
+            if message.partition not in self.partitions:
+                continue  # buffered before a rebalance took the partition away: not ours
             started = time.perf_counter()
-            for cache in self.cached.values():
-                cache.partition = message.partition
             result = self.processor.process(
                 RawMessage(message.key, message.value, message.partition, message.offset),
                 wall_now_us=_now_us(),
@@ -192,6 +347,7 @@ class Worker:
                 self.metrics.events.labels(INVALID).inc()
                 self.metrics.invalid.labels(result.reason).inc()
                 await self._send_dead_letter(message, result.reason, result.detail)
+                pending = self.pending  # a flush may have run meanwhile
                 pending.invalid.append(
                     InvalidRow(
                         topic=message.topic,
@@ -210,13 +366,8 @@ class Worker:
                     self.metrics.redelivered.inc()
                 else:
                     self.metrics.events.labels(ACCEPTED).inc()
-                if result.case is not None:
-                    pending.cases[result.event.case_id] = result.case
+                pending.cases[(message.partition, result.event.case_id)] = result.case
                 pending.events.append((result.event, message.partition, message.offset))
-                last = self.housekept.get(message.partition)
-                if last is None or time.monotonic() - last >= HOUSEKEEPING_EVERY_S:
-                    self.housekept[message.partition] = time.monotonic()
-                    self.processor.housekeeping(message.partition, self.clock_us())
             pending.acks.append(event)
             pending.timestamps.append(message.timestamp)
             self.processed += 1
@@ -234,50 +385,49 @@ class Worker:
         ]
         await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
 
-    async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
-        # Write what is buffered while this worker still owns the partitions: the next
-        # owner recovers their state only after this returns, so late writes from here
-        # can never land behind its own in a changelog.
-        await self.flush()
-
     async def _flush_timer(self) -> None:
         if self.pending.acks and time.monotonic() - self.pending.started >= self.settings.flush_interval:
             await self.flush()
+        if self.view_ready.is_set():
+            self.live.prune_ids(self.clock_us())
 
     async def flush(self) -> None:
-        """Write the buffered rows, then ack their messages (retrying until written)."""
+        """Write the buffered rows, then the changed case records, then ack."""
         async with self.flush_lock:
             batch, self.pending = self.pending, _Pending()
-            if not batch.acks:
+            records = self.repository.take_staged()
+            clocks = {p: self.live.partition_clock[p] for p in records if p in self.live.partition_clock}
+            if not batch.acks and not records:
                 return
-            state_changes = {name: cache.take_changes() for name, cache in self.cached.items()}
             self.writing = len(batch)
             while not self.ready:
                 await asyncio.sleep(0.2)
             now_us = self.clock_us()
             version = time.time_ns()
-            case_rows = [case_summary(case, now_us) for case in batch.cases.values()]
-            delay = 0.5
-            while True:
-                try:
-                    await self._in_store_thread(self._write_batch, batch, case_rows, version)
-                    break
-                except Exception:  # keep the messages unacked and try again
-                    self.metrics.write_errors.inc()
-                    log.exception("ClickHouse write failed; retrying in %.1fs", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
-            # The state of these messages goes to the tables (and changelogs) only now,
-            # after their rows: see writebehind.py.
-            events_by_partition = {event.message.partition: event for event in batch.acks}
-            for name, changes in state_changes.items():
-                self.cached[name].write(changes, events_by_partition)
+            case_rows = [case_summary(case.state, now_us) for case in batch.cases.values()]
+            await self._retrying("ClickHouse write", self._in_store_thread, self._write_batch, batch, case_rows, version)
+            await self._retrying("changelog write", self.store.commit, records, clocks)
+            self.repository.committed(records)
             written = time.time()
             for timestamp in batch.timestamps:
                 self.metrics.latency.observe(max(0.0, written - timestamp))
             for event in batch.acks:
                 await self._stream.ack(event)
             self.writing = 0
+
+    async def _retrying(self, what: str, fn, *args) -> None:
+        """Await ``fn(*args)`` until it succeeds; the messages stay unacked meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                await fn(*args)
+                return
+            except Exception:
+                if what.startswith("ClickHouse"):
+                    self.metrics.write_errors.inc()
+                log.exception("%s failed; retrying in %.1fs", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     def _write_batch(self, batch: _Pending, case_rows: list, version: int) -> None:
         writer = self.writer
@@ -292,54 +442,53 @@ class Worker:
                 self.metrics.inserts.labels(table).inc()
 
     # -- gauges and snapshots ------------------------------------------------------
-    def _figures(self):
+    def _current_figures(self):
+        """Figures at the clock (None while the live state is being rebuilt)."""
+        if not self.view_ready.is_set():
+            return None
         now_us = self.clock_us()
-        figures = indicator_figures(
-            list(self.tables.counters.items()),
-            now_us,
-            targets=self.targets,
-            hold_retention_us=self.settings.hold_retention_us,
+        view = self.live.view
+        view.advance(now_us)
+        return LiveFigures(
+            clock_us=view.clock_us,
+            indicators=indicator_figures(view, self.targets),
+            open_cases=self.live.open_cases.counts(view.clock_us, view.units()),
         )
-        open_counts = open_case_counts(list(self.tables.open_cases.items()), self.tables.cases, now_us)
-        return now_us, figures, open_counts
-
-    async def _refresh_gauges(self) -> None:
-        """Recompute the gauges when the state or clock moved, at most every few seconds.
-
-        Walking all counters takes about a second per 100k state keys, on the event
-        loop; an idle worker always answers with fresh figures.
-        """
-        key = (self.processed, self.clock_us())
-        idle = not self.pending and not self.writing
-        if key == self._gauges_key or (not idle and time.monotonic() - self._gauges_at < GAUGE_MIN_AGE_S):
-            return
-        now_us, figures, open_counts = self._figures()
-        self.metrics.update_snapshot(figures, open_counts, now_us)
-        self._gauges_key, self._gauges_at = key, time.monotonic()
 
     async def _write_snapshots(self) -> None:
         if not self.ready:
             return
-        now_us, figures, _ = self._figures()
+        current = self._current_figures()
+        if current is None:
+            return
+        figures = current.indicators
         if figures:
-            await self._in_store_thread(self.writer.write_snapshots, figures, now_us)
+            await self._in_store_thread(self.writer.write_snapshots, figures, current.clock_us)
             self.metrics.rows_written.labels("indicator_snapshots").inc(len(figures))
             self.metrics.inserts.labels("indicator_snapshots").inc()
 
     # -- HTTP ----------------------------------------------------------------------
     async def _metrics_page(self, web, request):
-        await self._refresh_gauges()
         return web.bytes(self.metrics.render(), content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):
+        if self.failure:
+            status = "failed"
+        elif self.ready and self.view_ready.is_set():
+            status = "ok"
+        else:
+            status = "starting"
         return web.json(
             {
-                "status": "failed" if self.failure else ("ok" if self.ready else "starting"),
+                "status": status,
                 "failure": self.failure,
                 "clock": self.settings.clock,
                 "clock_us": self.clock_us(),
                 "processed": self.processed,
                 "pending": len(self.pending) + self.writing,
+                "partitions": sorted(self.partitions),
+                "rebuilds": self.rebuilds,
+                "last_rebuild_seconds": self.last_rebuild_s,
             }
         )
 

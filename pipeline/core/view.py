@@ -1,0 +1,353 @@
+"""The live indicator view: figures at clock T, kept current by outcome deltas.
+
+Pure (no Kafka, ClickHouse, HTTP, Faust). The worker feeds it the signed outcome
+deltas the case logic computes (``diff_outcomes``) and moves its clock; the view
+answers "numerator and denominator of every published series at T" in time
+proportional to the number of series, whatever the length of history:
+
+* every published scope (unit, sector province-wide, province) has one slot; a
+  delta for (indicator, unit, sector) goes to its two or three scope slots;
+* rolling windows (``1h 24h 7d 30d``): per slot a running total, plus a log of the
+  applied deltas of the last 30 days ordered by outcome time; when T advances, the
+  deltas that leave a window are subtracted (exact to the microsecond);
+* calendar windows (``mtd qtd ytd``): per slot a running total for T's month,
+  quarter and year, plus per-slot month totals from which a new period is rebuilt
+  when T crosses a month boundary (Asia/Ho_Chi_Minh);
+* a delta whose time is after T (future-dated under the wall clock), and a held
+  outcome (sector ``unknown``, counted only once ``t + retention < T``), waits in a
+  queue ordered by the time it takes effect, and is applied when T gets there.
+
+Open cases per unit come from :class:`OpenCaseIndex` (an index of effective due
+times), so "overdue at T" is a binary search, not a walk over cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple
+
+from sortedcontainers import SortedDict, SortedList
+
+from pipeline.core.cases import UNKNOWN_SECTOR, OpenCase
+from pipeline.core.outcomes import Outcome
+from pipeline.core.targets import Targets
+from pipeline.core.windows import ROLLING_US, WINDOWS, local_month_index
+
+__all__ = [
+    "ALL",
+    "IndicatorFigure",
+    "IndicatorView",
+    "OpenCaseCounts",
+    "OpenCaseIndex",
+    "SeriesKey",
+    "SeriesTotals",
+    "indicator_figures",
+    "scopes_of",
+]
+
+ALL = "all"
+_ROLLING = tuple((w, ROLLING_US[w]) for w in WINDOWS if w in ROLLING_US)
+_CALENDAR = tuple(w for w in WINDOWS if w not in ROLLING_US)  # mtd, qtd, ytd
+_MAX_ROLLING_US = max(length for _, length in _ROLLING)
+NEVER = 2**63 - 1
+
+
+class SeriesKey(NamedTuple):
+    indicator: str
+    unit: str
+    sector: str
+    window: str
+
+
+class SeriesTotals(NamedTuple):
+    key: SeriesKey
+    numerator: int
+    denominator: int
+
+
+class _Delta(NamedTuple):
+    time_us: int
+    slots: tuple[int, ...]
+    hits: int  # change of the numerator
+    count: int  # change of the denominator
+
+
+def scopes_of(indicator: str, unit: str, sector: str) -> tuple[tuple[str, str, str], ...]:
+    """The published scopes an outcome of (indicator, unit, sector) counts in.
+
+    The unit (all its sectors), the sector province-wide (not for feedback, whose
+    sector is ``""``), and the province."""
+    if sector == "":
+        return ((indicator, unit, ALL), (indicator, ALL, ALL))
+    return ((indicator, unit, ALL), (indicator, ALL, sector), (indicator, ALL, ALL))
+
+
+class IndicatorView:
+    """Numerator and denominator of every (indicator, scope, window) at clock T."""
+
+    def __init__(self, *, hold_retention_us: int, clock_us: int = 0) -> None:
+        self.hold_retention_us = hold_retention_us
+        self.clock_us = clock_us
+        self._slot_of: dict[tuple[str, str, str], int] = {}
+        self._scope_keys: list[tuple[str, str, str]] = []
+        self._cell_slots: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        # per window (WINDOWS order): numerators and denominators by slot
+        self._num: list[list[int]] = [[] for _ in WINDOWS]
+        self._den: list[list[int]] = [[] for _ in WINDOWS]
+        self._months: list[dict[int, list[int]]] = []  # per slot: month index -> [n, d]
+        self._log: SortedDict = SortedDict()  # time -> [_Delta] applied, within 30 days
+        self._pending: SortedDict = SortedDict()  # effective time -> [_Delta] not yet applied
+        self._month = local_month_index(clock_us)
+
+    # -- feeding -------------------------------------------------------------------
+    def apply(self, outcome: Outcome, sign: int) -> None:
+        """Add (``sign`` = +1) or retract (-1) one outcome."""
+        cell = (outcome.indicator, outcome.unit, outcome.sector)
+        slots = self._cell_slots.get(cell)
+        if slots is None:
+            slots = self._cell_slots[cell] = tuple(self._slot(scope) for scope in scopes_of(*cell))
+        t = outcome.time_us
+        delta = _Delta(t, slots, sign if outcome.hit else 0, sign)
+        effective = t + self.hold_retention_us + 1 if outcome.sector == UNKNOWN_SECTOR else t
+        if effective <= self.clock_us:
+            self._apply_now(delta)
+        else:
+            self._pending.setdefault(effective, []).append(delta)
+
+    def apply_all(self, changes: Iterable[tuple[Outcome, int]]) -> None:
+        for outcome, sign in changes:
+            self.apply(outcome, sign)
+
+    def advance(self, now_us: int) -> None:
+        """Move the clock forward to ``now_us`` (never back)."""
+        old = self.clock_us
+        if now_us <= old:
+            return
+        log = self._log
+        num, den = self._num, self._den
+        for wi, (_, length) in enumerate(_ROLLING):
+            # deltas with old - length < t <= now - length leave the window
+            hi = min(old, now_us - length)
+            if hi <= old - length:
+                continue
+            n_w, d_w = num[wi], den[wi]
+            for t in log.irange(old - length, hi, inclusive=(False, True)):
+                for delta in log[t]:
+                    for s in delta.slots:
+                        n_w[s] -= delta.hits
+                        d_w[s] -= delta.count
+        horizon = now_us - _MAX_ROLLING_US
+        while log and log.peekitem(0)[0] <= horizon:
+            log.popitem(0)
+        self.clock_us = now_us
+        month = local_month_index(now_us)
+        if month != self._month:
+            self._month = month
+            self._rebuild_calendar()
+        pending = self._pending
+        while pending and pending.peekitem(0)[0] <= now_us:
+            for delta in pending.popitem(0)[1]:
+                self._apply_now(delta)
+
+    # -- reading -------------------------------------------------------------------
+    def totals(self) -> Iterator[SeriesTotals]:
+        """Every published series at T: each scope that ever had an outcome, all windows."""
+        num, den = self._num, self._den
+        for slot, (indicator, unit, sector) in enumerate(self._scope_keys):
+            for wi, window in enumerate(WINDOWS):
+                yield SeriesTotals(SeriesKey(indicator, unit, sector, window), num[wi][slot], den[wi][slot])
+
+    def totals_dict(self) -> dict[SeriesKey, tuple[int, int]]:
+        return {s.key: (s.numerator, s.denominator) for s in self.totals()}
+
+    def units(self) -> set[str]:
+        """Every unit that has a series."""
+        return {unit for _, unit, _ in self._scope_keys if unit != ALL}
+
+    def __len__(self) -> int:
+        """Number of scopes (each exported in every window)."""
+        return len(self._scope_keys)
+
+    # -- internals -----------------------------------------------------------------
+    def _slot(self, scope: tuple[str, str, str]) -> int:
+        slot = self._slot_of.get(scope)
+        if slot is None:
+            slot = self._slot_of[scope] = len(self._scope_keys)
+            self._scope_keys.append(scope)
+            for series in self._num:
+                series.append(0)
+            for series in self._den:
+                series.append(0)
+            self._months.append({})
+        return slot
+
+    def _apply_now(self, delta: _Delta) -> None:
+        """Count a delta whose time is at or before T in every window holding it."""
+        t, slots, dn, dd = delta
+        now = self.clock_us
+        num, den = self._num, self._den
+        for wi, (_, length) in enumerate(_ROLLING):
+            if t > now - length:
+                n_w, d_w = num[wi], den[wi]
+                for s in slots:
+                    n_w[s] += dn
+                    d_w[s] += dd
+        if t > now - _MAX_ROLLING_US:
+            self._log.setdefault(t, []).append(delta)
+        month = local_month_index(t)
+        current = self._month
+        base = len(_ROLLING)
+        in_calendar = (
+            month == current,  # mtd
+            month >= current - current % 3,  # qtd (t <= T, so never a later month)
+            month >= current - current % 12,  # ytd
+        )
+        for ci, inside in enumerate(in_calendar):
+            if inside:
+                n_w, d_w = num[base + ci], den[base + ci]
+                for s in slots:
+                    n_w[s] += dn
+                    d_w[s] += dd
+        months = self._months
+        for s in slots:
+            totals = months[s].get(month)
+            if totals is None:
+                months[s][month] = [dn, dd]
+            else:
+                totals[0] += dn
+                totals[1] += dd
+
+    def _rebuild_calendar(self) -> None:
+        """T entered a new month: recompute mtd/qtd/ytd from the month totals."""
+        current = self._month
+        firsts = (current, current - current % 3, current - current % 12)
+        base = len(_ROLLING)
+        keep_from = current - current % 12 - 12  # the previous year is kept, older dropped
+        for ci, first in enumerate(firsts):
+            n_w, d_w = self._num[base + ci], self._den[base + ci]
+            for slot, months in enumerate(self._months):
+                n = d = 0
+                for month, (mn, md) in months.items():
+                    if first <= month <= current:
+                        n += mn
+                        d += md
+                n_w[slot], d_w[slot] = n, d
+        for months in self._months:
+            for month in [m for m in months if m < keep_from]:
+                del months[month]
+
+
+# ---------------------------------------------------------------------------
+# open cases
+
+
+@dataclass(frozen=True, slots=True)
+class OpenCaseCounts:
+    open: int = 0
+    overdue: int = 0
+    overdue_without_apology: int = 0
+
+
+class OpenCaseIndex:
+    """Open cases per unit, with their overdue thresholds sorted for counting at T.
+
+    A case is overdue at T when its threshold (``OpenCase.overdue_after_us``) is
+    before T; cases that cannot be overdue now (no due date, or paused after their
+    due) have no threshold.
+    """
+
+    def __init__(self) -> None:
+        self._cases: dict[str, OpenCase] = {}
+        self._open: dict[str, int] = {}
+        self._thresholds: dict[str, SortedList] = {}  # unit -> thresholds
+        self._no_apology: dict[str, SortedList] = {}  # unit -> thresholds of cases without apology
+
+    def set(self, case_id: str, entry: OpenCase | None) -> None:
+        """Record a case's open state (``None``: not open)."""
+        old = self._cases.get(case_id)
+        if old == entry:
+            return
+        if old is not None:
+            self._remove(old)
+            del self._cases[case_id]
+        if entry is not None:
+            self._cases[case_id] = entry
+            self._add(entry)
+
+    def _add(self, entry: OpenCase) -> None:
+        self._open[entry.unit] = self._open.get(entry.unit, 0) + 1
+        threshold = entry.overdue_after_us if entry.overdue_after_us is not None else NEVER
+        self._thresholds.setdefault(entry.unit, SortedList()).add(threshold)
+        if not entry.has_apology:
+            self._no_apology.setdefault(entry.unit, SortedList()).add(threshold)
+
+    def _remove(self, entry: OpenCase) -> None:
+        self._open[entry.unit] -= 1
+        threshold = entry.overdue_after_us if entry.overdue_after_us is not None else NEVER
+        self._thresholds[entry.unit].remove(threshold)
+        if not entry.has_apology:
+            self._no_apology[entry.unit].remove(threshold)
+
+    def counts(self, now_us: int, units: Iterable[str] = ()) -> dict[str, OpenCaseCounts]:
+        """Open, overdue and overdue-without-apology cases per unit at ``now_us``:
+        every unit with an open case, and every unit of ``units`` (zeros)."""
+        result = {}
+        for unit in sorted(set(units).union(u for u, n in self._open.items() if n)):
+            thresholds = self._thresholds.get(unit)
+            no_apology = self._no_apology.get(unit)
+            result[unit] = OpenCaseCounts(
+                open=self._open.get(unit, 0),
+                overdue=thresholds.bisect_left(now_us) if thresholds else 0,
+                overdue_without_apology=no_apology.bisect_left(now_us) if no_apology else 0,
+            )
+        return result
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+
+
+# ---------------------------------------------------------------------------
+# figures with their targets (for /metrics and the snapshots)
+
+
+@dataclass(frozen=True, slots=True)
+class IndicatorFigure:
+    indicator: str
+    unit: str
+    sector: str
+    window: str
+    numerator: int
+    denominator: int
+    target: float
+    op: str
+    below_target: bool
+
+    @property
+    def ratio(self) -> float | None:
+        return self.numerator / self.denominator if self.denominator else None
+
+
+def indicator_figures(view: IndicatorView, targets: Targets) -> list[IndicatorFigure]:
+    """Every series of the view at its clock, with its target. O(series)."""
+    target_of: dict[tuple[str, str], tuple[str, float]] = {}
+    figures = []
+    for key, numerator, denominator in view.totals():
+        indicator, unit, sector, window = key
+        target = target_of.get((indicator, sector))
+        if target is None:
+            target = target_of[(indicator, sector)] = targets.target_for(indicator, sector)
+        figures.append(
+            IndicatorFigure(
+                indicator=indicator,
+                unit=unit,
+                sector=sector,
+                window=window,
+                numerator=numerator,
+                denominator=denominator,
+                target=target[1],
+                op=target[0],
+                below_target=targets.below_target(indicator, sector, numerator, denominator),
+            )
+        )
+    return figures

@@ -1,0 +1,167 @@
+"""The incremental view equals a rebuild from scratch and a brute-force count at many clocks."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from pipeline.core.cases import CaseState, case_summary, open_case
+from pipeline.core.outcomes import Outcome
+from pipeline.core.view import ALL, IndicatorView, OpenCaseIndex, SeriesKey, scopes_of
+from pipeline.core.windows import WINDOWS, window_contains
+from pipeline.contract.events import CaseEvent
+
+HOUR = 3600 * 1_000_000
+DAY = 24 * HOUR
+RETENTION = 35 * DAY
+LOCAL = timezone(timedelta(hours=7))
+
+
+def _us(*args) -> int:
+    return int(datetime(*args, tzinfo=LOCAL).timestamp() * 1_000_000)
+
+
+def _brute(live: list[Outcome], now_us: int) -> dict[SeriesKey, tuple[int, int]]:
+    """Count every live outcome in every window, the held ones once t + retention < T."""
+    out: dict[SeriesKey, list[int]] = {}
+    for o in live:
+        for indicator, unit, sector in scopes_of(o.indicator, o.unit, o.sector):
+            for window in WINDOWS:
+                cell = out.setdefault(SeriesKey(indicator, unit, sector, window), [0, 0])
+                counted = window_contains(window, o.time_us, now_us)
+                if o.sector == "unknown":
+                    counted = counted and o.time_us + RETENTION < now_us
+                if counted:
+                    cell[0] += o.hit
+                    cell[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _rebuilt(live: list[Outcome], now_us: int) -> dict[SeriesKey, tuple[int, int]]:
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=now_us)
+    for o in live:
+        view.apply(o, +1)
+    return view.totals_dict()
+
+
+def _random_outcome(rng: random.Random, around_us: int) -> Outcome:
+    return Outcome(
+        indicator=rng.choice(["on_time", "satisfaction", "feedback_on_time"]),
+        unit=rng.choice(["U1", "U2", "U3"]),
+        sector=rng.choice(["dat_dai", "ho_tich", "unknown"]) if rng.random() < 0.9 else "",
+        time_us=around_us + rng.randint(-80 * DAY, 2 * DAY),
+        hit=rng.random() < 0.7,
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_incremental_view_equals_rebuild_and_brute_force_across_boundaries(seed):
+    rng = random.Random(seed)
+    # clocks that cross a month, a quarter and a year boundary (local time), and
+    # land exactly on window edges
+    start = _us(2024, 11, 20, 9, 0)
+    clock = start
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=clock)
+    live: list[Outcome] = []
+    checks = 0
+    for step in range(400):
+        roll = rng.random()
+        if roll < 0.55 or not live:
+            o = _random_outcome(rng, clock)
+            view.apply(o, +1)
+            live.append(o)
+        elif roll < 0.7:
+            o = live.pop(rng.randrange(len(live)))  # a retraction (the case changed)
+            view.apply(o, -1)
+        else:
+            jump = rng.choice([1, HOUR, DAY, 7 * DAY, 13 * DAY, rng.randint(1, 3 * DAY)])
+            clock += jump
+            view.advance(clock)
+        if step % 25 == 24:
+            expected = {k: v for k, v in _brute(live, clock).items() if v != (0, 0)}
+            got = {k: v for k, v in view.totals_dict().items() if v != (0, 0)}
+            assert got == expected
+            assert {k: v for k, v in _rebuilt(live, clock).items() if v != (0, 0)} == expected
+            checks += 1
+    assert clock > _us(2025, 1, 1)  # the walk crossed the year boundary
+    assert checks == 16
+
+
+def test_edges_are_exact_to_the_microsecond():
+    t = _us(2025, 3, 31, 23, 59, 59)
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=t)
+    view.apply(Outcome("on_time", "U1", "dat_dai", t, True), +1)
+    key = SeriesKey("on_time", "U1", ALL, "1h")
+    assert view.totals_dict()[key] == (1, 1)
+    view.advance(t + HOUR - 1)
+    assert view.totals_dict()[key] == (1, 1)
+    view.advance(t + HOUR)  # T - 1h < t fails at exactly one hour
+    assert view.totals_dict()[key] == (0, 0)
+    assert view.totals_dict()[SeriesKey("on_time", "U1", ALL, "mtd")] == (0, 0)  # now April
+    assert view.totals_dict()[SeriesKey("on_time", "U1", ALL, "qtd")] == (0, 0)  # now Q2
+    assert view.totals_dict()[SeriesKey("on_time", "U1", ALL, "ytd")] == (1, 1)
+
+
+def test_a_held_outcome_counts_only_after_its_retention():
+    t = _us(2025, 1, 2, 8, 0)
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=t)
+    view.apply(Outcome("satisfaction", "U1", "unknown", t, True), +1)
+    ytd = SeriesKey("satisfaction", "U1", ALL, "ytd")
+    view.advance(t + RETENTION)
+    assert view.totals_dict()[ytd] == (0, 0)
+    view.advance(t + RETENTION + 1)
+    assert view.totals_dict()[ytd] == (1, 1)
+
+
+def test_a_future_outcome_counts_once_the_clock_reaches_it():
+    now = _us(2025, 5, 5, 10, 0)
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=now)
+    view.apply(Outcome("on_time", "U1", "dat_dai", now + HOUR, False), +1)
+    key = SeriesKey("on_time", ALL, ALL, "24h")
+    assert view.totals_dict()[key] == (0, 0)
+    view.advance(now + HOUR)
+    assert view.totals_dict()[key] == (0, 1)
+
+
+def _event(event_id: str, event_type: str, t: int, **fields) -> CaseEvent:
+    return CaseEvent(
+        event_id=event_id,
+        event_type=event_type,
+        case_id="C1",
+        unit_id="U1",
+        occurred_at_us=t,
+        source=None,
+        fields=fields,
+    )
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_open_case_threshold_agrees_with_the_case_summary_at_every_clock(seed):
+    rng = random.Random(seed)
+    base = _us(2025, 6, 2, 8, 0)
+    state = CaseState.new("C1")
+    state.add(
+        _event("r", "received", base, sector="dat_dai", procedure_code="P", channel="direct", due_at=base + 3 * DAY)
+    )
+    for i in range(rng.randint(0, 4)):
+        kind = rng.choice(["supplement_requested", "supplement_received", "apology_issued"])
+        state.add(_event(f"e{i}", kind, base + rng.randint(0, 6 * DAY)))
+    entry = open_case(state)
+    assert entry is not None
+    for _ in range(200):
+        now = base + rng.randint(-DAY, 10 * DAY)
+        summary = case_summary(state, now)
+        overdue = entry.overdue_after_us is not None and entry.overdue_after_us < now
+        assert overdue == summary.overdue
+        assert entry.has_apology == summary.has_apology
+    index = OpenCaseIndex()
+    index.set("C1", entry)
+    now = base + 5 * DAY
+    counts = index.counts(now)["U1"]
+    assert counts.open == 1
+    assert counts.overdue == int(case_summary(state, now).overdue)
+    index.set("C1", None)
+    assert "U1" not in index.counts(now)
+    assert index.counts(now, units=["U1"])["U1"].open == 0
