@@ -89,6 +89,7 @@ class Settings:
     batch_size: int = 500
     flush_interval: float = 1.0
     snapshot_interval: float = 60.0
+    session_timeout: float = 15.0
     targets_file: Path = PROJECT_ROOT / "deploy" / "targets.toml"
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
 
@@ -132,6 +133,7 @@ _PARSERS = {
     "batch_size": _positive_int,
     "flush_interval": _positive_float,
     "snapshot_interval": _positive_float,
+    "session_timeout": _positive_float,
     "targets_file": _path,
     "units_file": _path,
 }

@@ -155,6 +155,7 @@ class Worker:
         self.view_ready = asyncio.Event()  # the live state matches the assignment
         self.partitions: frozenset[int] = frozenset()  # partitions the live state covers
         self.generation = 0
+        self.rebuilding = False
         self.rebuilds = 0
         self.last_rebuild_s: float | None = None
         self.processed = 0  # messages handled by this process (any outcome)
@@ -188,7 +189,7 @@ class Worker:
             broker_commit_interval=1.0,
             # A worker that died without leaving the group holds its partitions until
             # this expires; 15 s (Faust's default is 60) lets a restart resume sooner.
-            broker_session_timeout=15.0,
+            broker_session_timeout=s.session_timeout,
             # Buffered messages are acked only after their rows and records are
             # written, so Faust must not wait for them on stop or rebalance; whatever
             # was not acked is read again and recognised as a redelivery.
@@ -264,6 +265,7 @@ class Worker:
 
     async def _rebuild(self, generation: int, partitions: frozenset[int]) -> None:
         """Recover the records of ``partitions`` and derive a fresh live state from them."""
+        self.rebuilding = True
         try:
             while not self.store_started:
                 await asyncio.sleep(0.1)
@@ -310,6 +312,9 @@ class Worker:
             self.failure = f"{type(exc).__name__}: {exc}"
             log.exception("rebuilding the live state failed; stopping the worker")
             await self.app.crash(exc)
+        finally:
+            if generation == self.generation:
+                self.rebuilding = False
 
     # -- the agent -----------------------------------------------------------------
     async def _agent(self, stream) -> None:
@@ -486,6 +491,8 @@ class Worker:
                 "clock_us": self.clock_us(),
                 "processed": self.processed,
                 "pending": len(self.pending) + self.writing,
+                "flushing": self.flush_lock.locked(),
+                "rebuilding": self.rebuilding,
                 "partitions": sorted(self.partitions),
                 "rebuilds": self.rebuilds,
                 "last_rebuild_seconds": self.last_rebuild_s,

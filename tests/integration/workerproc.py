@@ -63,7 +63,7 @@ class WorkerProcess:
     settings: Settings
     process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 90.0) -> "WorkerProcess":
+    def start(self, timeout: float = 90.0, wait_healthy: bool = True) -> "WorkerProcess":
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.settings.data_dir / f"worker-{int(time.time() * 1000)}.log"
         self._log = open(self.log_path, "wb")
@@ -74,7 +74,8 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        self.wait_for(lambda: self.health().get("status") == "ok", timeout, "worker healthy")
+        if wait_healthy:
+            self.wait_for(lambda: self.health().get("status") == "ok", timeout, "worker healthy")
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
