@@ -22,9 +22,10 @@ import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from os import PathLike
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline.core.indicators import INDICATORS
 
@@ -86,6 +87,11 @@ class Targets:
         if denominator < self.min_volume:
             return False
         return self.meets(indicator, sector, numerator, denominator) is False
+
+    def below_target_check(self, indicator: str, sector: str) -> Callable[[int, int], bool]:
+        """``below_target`` for one (indicator, sector), as a function of (numerator,
+        denominator): the same rule, with the lookups done once (for exporters)."""
+        return partial(self.below_target, indicator, sector)
 
 
 def _value(raw: Any, where: str, fail) -> Fraction:

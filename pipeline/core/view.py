@@ -160,6 +160,11 @@ class IndicatorView:
     def totals_dict(self) -> dict[SeriesKey, tuple[int, int]]:
         return {s.key: (s.numerator, s.denominator) for s in self.totals()}
 
+    def columns(self) -> tuple[list[tuple[str, str, str]], list[list[int]], list[list[int]]]:
+        """(scopes by slot, numerators[window][slot], denominators[window][slot]),
+        windows in ``WINDOWS`` order: the view's own arrays, for exporters; read only."""
+        return self._scope_keys, self._num, self._den
+
     def units(self) -> set[str]:
         """Every unit that has a series."""
         return {unit for _, unit, _ in self._scope_keys if unit != ALL}

@@ -34,7 +34,7 @@ from pipeline.store.readonly import ClientRunner, check_read_only, json_safe
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
-from pipeline.stream.metrics import CONTENT_TYPE, LiveFigures, WorkerMetrics
+from pipeline.stream.metrics import CONTENT_TYPE, LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import (
     ACCEPTED,
     DUPLICATE,
@@ -136,6 +136,7 @@ class Worker:
         self.settings = settings
         self.targets = targets
         self.metrics = WorkerMetrics(self._current_figures)
+        self.exposition = LiveExposition(targets)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.client = None
         self.writer: FactWriter | None = None
@@ -474,7 +475,12 @@ class Worker:
 
     # -- HTTP ----------------------------------------------------------------------
     async def _metrics_page(self, web, request):
-        return web.bytes(self.metrics.render(), content_type=CONTENT_TYPE)
+        live_text = ""
+        if self.view_ready.is_set():
+            view = self.live.view
+            view.advance(self.clock_us())
+            live_text = self.exposition.render(view, self.live.open_cases.counts(view.clock_us, view.units()))
+        return web.bytes(self.metrics.render(live_text), content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):
         if self.failure:
