@@ -118,6 +118,7 @@ class LiveExposition:
         # per slot and window: the line starts of the five families, the whole target
         # line, and the below-target rule
         self._series: list[tuple[str, str, str, str, str, Callable[[int, int], bool]]] = []
+        self._view: IndicatorView | None = None  # the view whose slots _series follows
         self._numbers: dict[int, str] = {}
 
     def _number(self, value: int) -> str:
@@ -149,6 +150,9 @@ class LiveExposition:
             )
 
     def render(self, view: IndicatorView, open_counts: Mapping[str, OpenCaseCounts]) -> str:
+        if view is not self._view:  # a rebuilt view numbers its slots afresh
+            self._view = view
+            self._series = []
         scopes, nums, dens = view.columns()
         width = len(WINDOWS)
         for slot in range(len(self._series) // width, len(scopes)):

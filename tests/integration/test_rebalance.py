@@ -1,4 +1,10 @@
-"""A real consumer-group rebalance: a second worker joins mid-stream; nothing is lost.
+"""A real consumer-group rebalance: a second worker joins mid-stream, then leaves.
+
+Partitions move with their case records (the changelog), so after the second worker has
+left, the first one holds every partition again and its gauges equal the oracle: nothing
+lost, nothing doubled. Each worker has its own embedded ClickHouse here (one engine per
+process), so the stored facts are the union of the two; with a ClickHouse server they
+share one database.
 
 Faust rebalances have been reported to fail without ``opentracing`` installed (it is a
 pinned dependency); this proves a rebalance completes and both workers keep processing.
@@ -12,7 +18,10 @@ import pytest
 
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
+from pipeline.contract.events import format_time, parse_time
+from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _streaming
 from tests.integration.workerproc import WorkerProcess, isolated_settings
+from tests.oracle import expected_indicators
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +33,7 @@ def _stored_ids(worker: WorkerProcess) -> set[str]:
     return {row[0] for row in rows}
 
 
-def test_second_worker_takes_partitions_and_no_fact_is_lost(infra, tmp_path):
+def test_second_worker_joins_then_leaves_and_nothing_is_lost_or_doubled(infra, tmp_path):
     scenario = build_scenario(seed=5, cases=400)
     base = isolated_settings(infra, "rebalance", clock="event", batch_size=50, flush_interval=0.3)
     first = replace(base, data_dir=base.data_dir / "a")
@@ -36,6 +45,8 @@ def test_second_worker_takes_partitions_and_no_fact_is_lost(infra, tmp_path):
         path.write_bytes(b"\n".join(lines) + b"\n")
         paths.append(path)
     expected = {event["event_id"] for event in scenario.valid_events}
+    at = format_time(max(parse_time(e["occurred_at"]) for e in scenario.valid_events))
+    oracle = _nonzero(expected_indicators(scenario.valid_events, at=at, windows=WINDOWS))
 
     a = WorkerProcess(first).start()
     b = WorkerProcess(second)
@@ -52,6 +63,12 @@ def test_second_worker_takes_partitions_and_no_fact_is_lost(infra, tmp_path):
         assert b.health()["processed"] > 0, "the second worker got no partition"
         assert a.health()["status"] == b.health()["status"] == "ok"
         assert (_stored_ids(a) | _stored_ids(b)) == expected  # nothing lost, nothing invented
+        assert b.stop() == 0  # leaves the group: its partitions come back to the first worker
+        a.wait_for(
+            lambda: a.health().get("partitions") == list(range(base.partitions)), 120, "all partitions back"
+        )
+        a.wait_for(lambda: _nonzero(_streaming(a)) == oracle, 120, "the first worker's gauges to equal the oracle")
+        assert a.health()["status"] == "ok"
     finally:
         b.stop()
         a.stop()

@@ -56,3 +56,15 @@ def test_metrics_without_a_live_view_still_export_the_counters():
     metrics = WorkerMetrics()
     text = metrics.render().decode()
     assert "tthc_events_total" in text and "tthc_indicator_numerator" not in text
+
+
+def test_a_rebuilt_view_is_rendered_with_its_own_series():
+    exposition = LiveExposition(TARGETS)
+    first = IndicatorView(hold_retention_us=35 * DAY, clock_us=T)
+    first.apply(Outcome("remote", "U1", "ho_tich", T, True), +1)
+    exposition.render(first, {})
+    rebuilt = IndicatorView(hold_retention_us=35 * DAY, clock_us=T)  # slots in another order
+    rebuilt.apply(Outcome("remote", "U2", "ho_tich", T, False), +1)
+    rebuilt.apply(Outcome("remote", "U1", "ho_tich", T, True), +1)
+    metrics = WorkerMetrics(lambda: LiveFigures(rebuilt.clock_us, indicator_figures(rebuilt, TARGETS), {}))
+    assert exposition.render(rebuilt, {}) == generate_latest(metrics.live_registry).decode()
