@@ -165,3 +165,20 @@ def test_open_case_threshold_agrees_with_the_case_summary_at_every_clock(seed):
     index.set("C1", None)
     assert "U1" not in index.counts(now)
     assert index.counts(now, units=["U1"])["U1"].open == 0
+
+
+def test_an_outcome_counts_in_its_unit_its_sector_and_the_province_feedback_in_no_sector():
+    assert scopes_of("on_time", "U1", "dat_dai") == (
+        ("on_time", "U1", ALL),
+        ("on_time", ALL, "dat_dai"),
+        ("on_time", ALL, ALL),
+    )
+    assert scopes_of("feedback_on_time", "U1", "") == (("feedback_on_time", "U1", ALL), ("feedback_on_time", ALL, ALL))
+    view = IndicatorView(hold_retention_us=RETENTION, clock_us=_us(2025, 2, 1))
+    view.apply(Outcome("on_time", "U1", "dat_dai", _us(2025, 1, 31), True), +1)
+    view.apply(Outcome("on_time", "U2", "dat_dai", _us(2025, 1, 31), False), +1)
+    totals = view.totals_dict()
+    assert totals[SeriesKey("on_time", ALL, "dat_dai", "ytd")] == (1, 2)  # sums, never ratios
+    assert totals[SeriesKey("on_time", ALL, ALL, "ytd")] == (1, 2)
+    assert totals[SeriesKey("on_time", "U2", ALL, "ytd")] == (0, 1)
+    assert totals[SeriesKey("on_time", ALL, "dat_dai", "mtd")] == (0, 0)
