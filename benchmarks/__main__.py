@@ -3,7 +3,9 @@
 1. contract: ``parse_event`` on the scenario's messages (messages/s);
 2. core: the processor's per-message work on in-memory state (messages/s);
 3. end to end: the scenario replayed through the real broker into a real worker
-   with the embedded ClickHouse (messages/s, from the first message to all rows written).
+   with the embedded ClickHouse (messages/s, from the first message to all rows written);
+4. the live state at province scale (``benchmarks/state.py``): rebuild on assignment
+   and ``/metrics`` time with 1,000,000 dossiers of history, bytes per open dossier.
 
 Figures go to stdout and, as JSON, to ``var/bench/results.json``. Benchmarks, not tests:
 they assert nothing about speed.
@@ -20,7 +22,8 @@ from pathlib import Path
 from pipeline.config import load_settings
 from pipeline.contract.events import InvalidEvent, parse_event
 from pipeline.feed.scenario import build_scenario
-from pipeline.stream.processor import Processor, RawMessage, Tables
+from benchmarks.state import bench_state
+from pipeline.stream.processor import DictRepository, LiveState, Processor, RawMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +51,9 @@ def bench_contract(messages: list[RawMessage]) -> float:
 
 
 def bench_processor(messages: list[RawMessage]) -> float:
-    processor = Processor(Tables({}, {}, {}, {}, {}), dedupe_retention_days=35)
+    retention = 35 * 86_400 * 1_000_000
+    live = LiveState(hold_retention_us=retention, dedupe_retention_us=retention)
+    processor = Processor(DictRepository(), live, event_clock=True)
     now = time.time_ns() // 1000
     started = time.perf_counter()
     for m in messages:
@@ -98,7 +103,15 @@ def main() -> None:
     print(f"processor (in memory): {results['processor_msgs_per_s']:>8,} msg/s")
     results["worker_msgs_per_s"] = round(bench_worker(scenario.lines))
     print(f"worker end to end    : {results['worker_msgs_per_s']:>8,} msg/s "
-          f"({len(messages):,} messages through Kafka, Faust state and chDB)")
+          f"({len(messages):,} messages through Kafka, the case changelog and chDB)")
+    state = bench_state(int(os.environ.get("TTHC_BENCH_DOSSIERS", "1000000")))
+    results["state"] = state
+    print(f"rebuild on assignment: {state['rebuild_seconds']} s for {state['dossiers']:,} dossiers "
+          f"({state['rebuild_dossiers_per_s']:,}/s), peak RSS {state['peak_rss_mib']} MiB")
+    print(f"/metrics render      : {state['scrape_ms_by_history']} ms by dossiers of history "
+          f"({state['series']:,} series)")
+    print(f"per open dossier     : {state['open_record_bytes_per_dossier']} B record, "
+          f"{state['rocksdb_bytes_per_open_dossier']} B on disk, {state['open_memory_bytes_per_dossier']} B in memory")
     out = ROOT / "var" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
