@@ -39,6 +39,9 @@ Tables and their identities:
     derived state; the row with the highest ``version`` wins.
 ``units``
     the registry of units (``deploy/units.csv``), ``ORDER BY (unit_id, valid_from)``.
+``unknown_unit_events`` (a view)
+    accepted events whose ``unit_id`` has no ``units`` row valid on the event's local
+    date (``pipeline.store.units.UNKNOWN_UNIT_EVENTS_SQL``).
 ``indicator_snapshots``
     periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
     indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
@@ -55,6 +58,7 @@ __all__ = [
     "CASE_COLUMNS",
     "UNIT_COLUMNS",
     "SNAPSHOT_COLUMNS",
+    "VIEWS",
     "ensure_schema",
 ]
 
@@ -121,7 +125,9 @@ CASE_COLUMNS: tuple[str, ...] = (
     "updated_at",
 )
 
-UNIT_COLUMNS: tuple[str, ...] = ("unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to")
+UNIT_COLUMNS: tuple[str, ...] = (
+    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code",
+)
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "taken_at",
@@ -222,7 +228,10 @@ CREATE TABLE IF NOT EXISTS units
     kind       LowCardinality(String),
     parent_id  Nullable(String),
     valid_from Date,
-    valid_to   Nullable(Date)
+    valid_to   Nullable(Date),
+    successor  Array(String),
+    population Nullable(UInt64),
+    admin_code Nullable(String)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (unit_id, valid_from)
@@ -250,6 +259,15 @@ ORDER BY (taken_at, indicator, unit, sector, `window`)
 TABLES: tuple[str, ...] = tuple(_DDL)
 
 
+def _views() -> dict[str, str]:
+    from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
+
+    return {"unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}"}
+
+
+VIEWS: tuple[str, ...] = ("unknown_unit_events",)
+
+
 def ensure_schema(client) -> list[str]:
     """Create every table that does not exist yet; safe to run at every start.
 
@@ -257,4 +275,6 @@ def ensure_schema(client) -> list[str]:
     """
     for ddl in _DDL.values():
         client.command(ddl.strip())
+    for ddl in _views().values():  # after the tables they read
+        client.command(ddl)
     return list(TABLES)

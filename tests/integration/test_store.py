@@ -25,7 +25,7 @@ from pipeline.reports.indicator_table import HEADERS, format_indicator_table
 from pipeline.store.batch import batch_indicators
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
-from pipeline.store.schema import TABLES, ensure_schema
+from pipeline.store.schema import TABLES, VIEWS, ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow, canonical_json
 
@@ -121,7 +121,7 @@ def test_chdb_dsn_may_name_a_database(ch):
     other = connect(f"chdb://{ch.path}?database=tthc_other")  # same engine, another database
     ensure_schema(other)
     tables = other.query("SELECT name FROM system.tables WHERE database = 'tthc_other'").result_rows
-    assert {t for (t,) in tables} == set(TABLES)
+    assert {t for (t,) in tables} == set(TABLES) | set(VIEWS)
     assert other.query("SELECT currentDatabase()").result_rows == [("tthc_other",)]
     ch.command("DROP DATABASE tthc_other SYNC")
 
