@@ -102,8 +102,8 @@ _BASELINE: dict[str, tuple[float, float, float, float]] = {
     "on_time": (0.985, 0.998, 0.88, 0.94),
     "early_given_on_time": (0.74, 0.88, 0.55, 0.6),
     "online_payment": (0.87, 0.95, 0.65, 0.77),
-    "remote": (0.84, 0.93, 0.45, 0.58),
-    "full_given_online": (0.9, 0.97, 0.6, 0.75),
+    "remote": (0.86, 0.94, 0.45, 0.58),
+    "full_given_online": (0.93, 0.98, 0.6, 0.75),
     "satisfaction": (0.985, 0.998, 0.85, 0.92),
     "e_result": (1.0, 1.0, 0.9, 0.98),
     "digitized": (1.0, 1.0, 0.9, 0.98),
@@ -112,7 +112,7 @@ _BASELINE: dict[str, tuple[float, float, float, float]] = {
     "apology_coverage": (1.0, 1.0, 0.6, 0.9),
     "feedback_on_time": (1.0, 1.0, 0.8, 0.95),
 }
-WEAK_SHARE = 0.04
+WEAK_SHARE = 0.03
 _PROFILE_RANGES: dict[str, tuple[float, float]] = {k: (v[0], v[1]) for k, v in _BASELINE.items()}
 
 _AMOUNTS = (10_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 500_000, 1_000_000)
