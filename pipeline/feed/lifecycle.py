@@ -72,22 +72,23 @@ SECTORS: tuple[str, ...] = (
     "y_te",
     "giao_duc",
     "kinh_doanh",
+    "chung_thuc",
 )
 
 #: Used when ``deploy/units.csv`` is absent or has no currently valid unit.
 FALLBACK_UNITS: tuple[str, ...] = (
     "TTPVHCC",
-    "SO_TNMT",
+    "SO_NNMT",
     "SO_XD",
-    "SO_KHDT",
+    "SO_TC",
     "SO_TP",
-    "SO_GTVT",
-    "SO_LDTBXH",
+    "SO_NV",
     "SO_YT",
     "SO_GDDT",
     "SO_CT",
-    "UBND_H01",
-    "UBND_X01",
+    "P_KINH_BAC",
+    "X_KEP",
+    "X_TAY_YEN_TU",
 )
 
 # Procedure codes per sector (shape of the national procedure codes, not real ones).
@@ -400,14 +401,10 @@ class LifecycleGenerator:
     def pick_unit(self, t: datetime | None = None) -> str:
         """A unit for a dossier received at ``t``: with a province, one in force on that
         local date, weighted by its volume; else from the fixed list."""
-        if self.province is not None and t is not None:
-            day = t.astimezone(LOCAL_TZ).date()
-            if not self._restricted:
-                return self.province.pick(self.rng, day)
-            rates = {u.unit_id: rate for u, rate in self.province.daily_rates(day)}
-            weights = [rates.get(u, 0.0) for u in self.units]
-            if sum(weights) > 0:
-                return self.rng.choices(self.units, weights=weights)[0]
+        if self.province is not None and t is not None and not self._restricted:
+            return self.province.pick(self.rng, t.astimezone(LOCAL_TZ).date())
+        # an explicit list (the live simulation): the first unit (the service centre) gets a
+        # larger share, so an incident there shows within a short demo
         return self.rng.choices(self.units, weights=self.unit_weights)[0]
 
     def pick_sector(self, unit: str) -> str:

@@ -125,6 +125,13 @@ def test_sectors_file():
     targets = tomllib.loads((REPO / "deploy" / "targets.toml").read_text(encoding="utf-8"))
     overridden = {s for table in targets.values() if isinstance(table, dict) for s in table.get("sectors", {})}
     assert overridden and overridden <= set(codes)  # the targets name only known sectors
+    # the simulator draws only known sectors
+    from pipeline.feed.lifecycle import SECTORS
+    from pipeline.feed.province import DEPARTMENT_SECTORS, DISTRICT_SECTORS, LOCAL_SECTORS
+
+    drawn = set(SECTORS) | set(LOCAL_SECTORS) | set(DISTRICT_SECTORS)
+    drawn |= {s for mix in DEPARTMENT_SECTORS.values() for s in mix}
+    assert drawn <= set(codes), drawn - set(codes)
 
 
 @pytest.mark.parametrize(
