@@ -267,14 +267,24 @@ def _views() -> dict[str, str]:
 
 VIEWS: tuple[str, ...] = ("unknown_unit_events",)
 
+#: columns added after a table's first release (no-ops on a table that has them)
+_ADDED_COLUMNS: tuple[str, ...] = (
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
+)
+
 
 def ensure_schema(client) -> list[str]:
     """Create every table that does not exist yet; safe to run at every start.
 
-    Returns the table names. Existing tables are left as they are (no migrations).
+    Returns the table names. Existing tables are left as they are, except for the columns
+    added since (``_ADDED_COLUMNS``).
     """
     for ddl in _DDL.values():
         client.command(ddl.strip())
+    for ddl in _ADDED_COLUMNS:  # tables created by an earlier version
+        client.command(ddl)
     for ddl in _views().values():  # after the tables they read
         client.command(ddl)
     return list(TABLES)

@@ -126,6 +126,20 @@ def test_chdb_dsn_may_name_a_database(ch):
     ch.command("DROP DATABASE tthc_other SYNC")
 
 
+def test_units_table_of_an_earlier_version_gets_the_new_columns(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old")
+    other.command("CREATE TABLE units (unit_id String, name_vi String, kind LowCardinality(String), "
+                  "parent_id Nullable(String), valid_from Date, valid_to Nullable(Date)) "
+                  "ENGINE = ReplacingMergeTree ORDER BY (unit_id, valid_from)")
+    ensure_schema(other)
+    columns = [name for (name,) in other.query(
+        "SELECT name FROM system.columns WHERE database = 'tthc_old' AND table = 'units' ORDER BY position"
+    ).result_rows]
+    assert columns[-3:] == ["successor", "population", "admin_code"]
+    assert sync_units(other, load_units(REPO / "deploy" / "units.csv")) > 100
+    ch.command("DROP DATABASE tthc_old SYNC")
+
+
 def test_schema_is_idempotent(ch):
     before = ch.query(
         "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase() ORDER BY name"
