@@ -41,6 +41,12 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--duration", type=_duration, default=60.0, help="e.g. 90, 90s, 5m, 1h")
     simulate.add_argument("--units", type=_positive_int, default=12)
     simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--history", type=int, metavar="YEAR",
+                          help="write a year of the province as JSONL to --out instead of sending live events")
+    simulate.add_argument("--out", help="output file of --history")
+    simulate.add_argument("--scale", type=_positive_float, default=1.0,
+                          help="--history: volume factor (1 = the province's real volume)")
+    simulate.add_argument("--days", type=_positive_int, help="--history: only the first N days of the year")
     simulate.add_argument(
         "--incident",
         action="append",
@@ -118,9 +124,18 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         replay_file(settings, args.file, rate=args.rate)
         return 0
     if args.command == "simulate":
-        from pipeline.feed.simulate import parse_incident, run_simulation
+        from pipeline.feed.simulate import parse_incident, run_simulation, write_history
 
         incidents = [parse_incident(text) for text in args.incident]
+        if args.history is not None or args.out is not None:
+            if args.history is None or not args.out:
+                raise UserError("--history YEAR and --out FILE go together")
+            result = write_history(settings, args.history, args.out, scale=args.scale,
+                                   seed=2025 if args.seed is None else args.seed, incidents=incidents,
+                                   days=args.days)
+            print(f"simulate: wrote {result.events} events ({result.dossiers} dossiers, {result.feedbacks} feedback) "
+                  f"of {result.first_day}..{result.last_day} to {result.path}")
+            return 0
         run_simulation(
             settings,
             rate=args.rate,

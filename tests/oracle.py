@@ -186,10 +186,17 @@ def dossier_outcomes(events: list[dict], clock: datetime, retention: timedelta) 
         on_time = finish <= effective_due and requests <= 1
         early = on_time and local_date(finish) < local_date(effective_due)
         outcomes.append(("on_time", unit, sector, finish, on_time))
+        outcomes.append(("on_time_766", unit, sector, finish, on_time))
         outcomes.append(("early", unit, sector, finish, early))
         if not on_time:
             apology = any(when(e) <= finish for e in of_type(events, "apology_issued"))
             outcomes.append(("apology_coverage", unit, sector, finish, apology))
+    else:
+        # on_time_766: open at T, counted at T (in every window); late once past its
+        # effective due at T (an open pause counts up to T) or with two requests
+        requests = len(of_type(events, "supplement_requested"))
+        effective_due = to_time(received["due_at"]) + paused_time(events, None, clock)
+        outcomes.append(("on_time_766", unit, sector, clock, requests <= 1 and effective_due >= clock))
     return outcomes
 
 

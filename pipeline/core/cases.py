@@ -41,6 +41,9 @@ __all__ = [
     "case_outcomes",
     "case_summary",
     "held_since_us",
+    "OnTime766",
+    "on_time_766_status",
+    "LATE_ALWAYS",
     "UNKNOWN_SECTOR",
     "STATE_VERSION",
 ]
@@ -528,3 +531,93 @@ def case_summary(state: CaseState, now_us: int) -> CaseSummary:
         overdue=overdue,
         event_count=len(state._events),
     )
+
+
+# ---------------------------------------------------------------------------
+# on_time_766 (the national index's rule, docs/indicators.md)
+
+#: ``OnTime766.late_after_us`` of an open case that is late at any clock (two requests)
+LATE_ALWAYS = -(1 << 62)
+
+
+@dataclass(frozen=True, slots=True)
+class OnTime766:
+    """What ``on_time_766`` needs of one dossier, independent of the clock.
+
+    A *finished* case yields one outcome at ``finish_us`` (hit = ``on_time``), like
+    ``on_time``. An *open* case yields one outcome at the clock T itself (so it is in
+    every window at T), a hit unless it is late at T: :meth:`late_at`. Its state only
+    changes with a new event of the case, so between events ``late_at(T)`` is a
+    threshold on T: late exactly when ``T > late_after_us`` (``None``: not late at any
+    T, because a pause opened before the due date is still open — the due date moves
+    with T; :data:`LATE_ALWAYS`: two or more supplement requests).
+    """
+
+    unit: str
+    sector: str
+    received_at_us: int
+    finished: bool
+    finish_us: int | None  # finished only
+    on_time: bool | None  # finished only
+    requests: int  # supplement requests so far (open) / up to the finish (finished)
+    due_base_us: int  # due_at + the pauses closed so far (open) / all pauses (finished)
+    pause_open_since_us: int | None  # open only: start of a pause still open
+
+    @property
+    def late_after_us(self) -> int | None:
+        if self.finished:
+            raise ValueError("late_after_us is for open cases; a finished case has on_time")
+        if self.requests > 1:
+            return LATE_ALWAYS
+        if self.pause_open_since_us is not None:
+            # effective due at T = due_base + (T - open_since): late iff due_base < open_since
+            return LATE_ALWAYS if self.due_base_us < self.pause_open_since_us else None
+        return self.due_base_us
+
+    def effective_due_at(self, now_us: int) -> int:
+        """Open case: the effective due at clock ``now_us`` (an open pause counts up to it)."""
+        if self.pause_open_since_us is not None and now_us > self.pause_open_since_us:
+            return self.due_base_us + (now_us - self.pause_open_since_us)
+        return self.due_base_us
+
+    def late_at(self, now_us: int) -> bool:
+        """Open case: late at clock ``now_us`` (past its effective due, or two requests)."""
+        if self.finished:
+            raise ValueError("late_at is for open cases; a finished case has on_time")
+        return self.requests > 1 or self.effective_due_at(now_us) < now_us
+
+    def hit_at(self, now_us: int) -> bool:
+        """The outcome's hit: ``on_time`` when finished, else not late at ``now_us``."""
+        return bool(self.on_time) if self.finished else not self.late_at(now_us)
+
+
+def on_time_766_status(state: CaseState) -> OnTime766 | None:
+    """The case's ``on_time_766`` status, or None when it yields no such outcome
+    (rejected, no received yet, a received without due date, or feedback).
+
+    Considers every event held; callers evaluating at a clock T hold only events with
+    ``occurred_at <= T`` (as the batch command does).
+    """
+    s = _Scan(state._events)
+    rec = s.received
+    if s.rejected or rec is None or rec[_R_DUE] is None:
+        return None
+    unit, sector, due = rec[_UNIT], rec[_R_SECTOR], rec[_R_DUE]
+    fin = s.finish_ev
+    if fin is not None:
+        ft = fin[_T]
+        paused, requests = _pauses(s.sups, ft, ft)
+        return OnTime766(unit, sector, rec[_T], True, ft, ft <= due + paused and requests <= 1,
+                         requests, due + paused, None)
+    closed = 0
+    requests = 0
+    open_at: int | None = None
+    for t, is_request in s.sups:
+        if is_request:
+            requests += 1
+            if open_at is None:
+                open_at = t
+        elif open_at is not None:
+            closed += t - open_at
+            open_at = None
+    return OnTime766(unit, sector, rec[_T], False, None, None, requests, due + closed, open_at)

@@ -1,9 +1,15 @@
-"""The twelve indicators: ids (stable metric label values) and their names."""
+"""The indicators: ids (stable metric label values) and their names.
+
+``on_time`` is the plan's rule (finished cases only); ``on_time_766`` the national
+index's rule of Decision 766/QĐ-TTg (cases still open count, as late once past their
+effective due). docs/indicators.md has both.
+"""
 
 from __future__ import annotations
 
 INDICATORS: tuple[str, ...] = (
     "on_time",
+    "on_time_766",
     "early",
     "online_payment",
     "full_online",
@@ -19,6 +25,7 @@ INDICATORS: tuple[str, ...] = (
 
 NAMES_VI: dict[str, str] = {
     "on_time": "Hồ sơ giải quyết đúng hạn",
+    "on_time_766": "Hồ sơ đúng hạn (theo Quyết định 766, tính cả hồ sơ đang giải quyết)",
     "early": "Hồ sơ giải quyết trước hạn",
     "online_payment": "Thanh toán trực tuyến",
     "full_online": "Hồ sơ trực tuyến toàn trình",
@@ -34,6 +41,7 @@ NAMES_VI: dict[str, str] = {
 
 NAMES_EN: dict[str, str] = {
     "on_time": "Cases finished on time",
+    "on_time_766": "Cases on time, open ones included (Decision 766)",
     "early": "Cases finished early",
     "online_payment": "Online payments",
     "full_online": "Fully-online dossiers",

@@ -6,13 +6,13 @@ history scenario (:mod:`pipeline.feed.scenario`). Everything is drawn from one
 
 The model
 ---------
-Time is modelled as *working seconds* from the receipt (a working day is 9 hours,
-08:00–17:00 Monday–Friday in Asia/Ho_Chi_Minh); a :class:`Clock` turns them into
-real instants:
+Time is modelled as *working seconds* from the receipt (a working day is 8 hours,
+07:30–11:30 and 13:00–17:00 Monday–Friday in Asia/Ho_Chi_Minh, public holidays off:
+:mod:`pipeline.feed.calendar`); a :class:`Clock` turns them into real instants:
 
-* :class:`WorkingClock` (history scenario): office hours, weekends skipped, whole
-  seconds — a dossier due in 5 working days is due 5 working days later at the same
-  time of day.
+* :class:`WorkingClock` (history scenario): office hours, weekends, the lunch break and
+  the public holidays skipped, whole seconds — a dossier due in 5 working days is due 5
+  working days later at the same working offset of the day.
 * :class:`CompressedClock` (live simulation): one working day lasts
   ``seconds_per_working_day`` real seconds (default 20), so a whole case lives for a
   few minutes. Due dates of cases meant to finish late, or on the due date, are
@@ -29,7 +29,7 @@ supplement request (≈15 %, rarely twice, sometimes never answered), fee paymen
 or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), an apology
 before the finish for most late cases (some only after the finish), the result
 return (mostly electronic), ratings (mostly 4–5); ≈3 % are rejected (some without
-any ``received``), ≈1 % never finish (stuck, overdue), ≈4 % are transferred (later
+any ``received``), ≈0.2 % never finish (stuck, overdue), ≈4 % are transferred (later
 processing events then come from the receiving unit). Feedback items (phản ánh, kiến nghị) are generated separately.
 
 Incidents
@@ -45,17 +45,20 @@ late cases with an apology before the finish; ``feedback_on_time`` answers on ti
 
 from __future__ import annotations
 
-import csv
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+
+from pipeline.feed.calendar import OFFICE_HOURS, WORKDAY_SECONDS, WorkCalendar, load_calendar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pipeline.feed.province import Province
 
 LOCAL_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7, no DST
-WORKDAY_START = time(8, 0)
-WORKDAY_SECONDS = 9 * 3600  # 08:00-17:00
+WORKDAY_START = OFFICE_HOURS[0][0]
 HOUR = 3600.0
 
 SECTORS: tuple[str, ...] = (
@@ -69,42 +72,49 @@ SECTORS: tuple[str, ...] = (
     "y_te",
     "giao_duc",
     "kinh_doanh",
+    "chung_thuc",
 )
 
 #: Used when ``deploy/units.csv`` is absent or has no currently valid unit.
 FALLBACK_UNITS: tuple[str, ...] = (
     "TTPVHCC",
-    "SO_TNMT",
+    "SO_NNMT",
     "SO_XD",
-    "SO_KHDT",
+    "SO_TC",
     "SO_TP",
-    "SO_GTVT",
-    "SO_LDTBXH",
+    "SO_NV",
     "SO_YT",
     "SO_GDDT",
     "SO_CT",
-    "UBND_H01",
-    "UBND_X01",
+    "P_KINH_BAC",
+    "X_KEP",
+    "X_TAY_YEN_TU",
 )
 
 # Procedure codes per sector (shape of the national procedure codes, not real ones).
 _PROCEDURES = {sector: tuple(f"{i + 1}.{n:06d}" for n in range(4)) for i, sector in enumerate(SECTORS)}
 
-# A unit's hit probabilities are drawn uniformly from these ranges (before incidents).
-_PROFILE_RANGES: dict[str, tuple[float, float]] = {
-    "on_time": (0.93, 0.995),
-    "early_given_on_time": (0.62, 0.85),
-    "online_payment": (0.68, 0.85),
-    "remote": (0.48, 0.62),
-    "full_given_online": (0.52, 0.68),
-    "satisfaction": (0.9, 0.995),
-    "e_result": (0.8, 0.97),
-    "digitized": (0.9, 1.0),
-    "data_reuse": (0.7, 0.92),
-    "vneid_auth": (0.85, 1.0),
-    "apology_coverage": (0.75, 0.95),
-    "feedback_on_time": (0.85, 0.99),
+# A unit's hit probabilities (before incidents): per indicator, drawn uniformly from the
+# "good" range, or with probability WEAK_SHARE from the "weak" one (a realistic weak spot:
+# below the plan's target). Good ranges meet the targets of deploy/targets.toml with a
+# margin at a unit's monthly volume; "= 100%" targets are met exactly.
+#            indicator: (good_lo, good_hi, weak_lo, weak_hi)
+_BASELINE: dict[str, tuple[float, float, float, float]] = {
+    "on_time": (0.985, 0.998, 0.88, 0.94),
+    "early_given_on_time": (0.74, 0.88, 0.55, 0.6),
+    "online_payment": (0.87, 0.95, 0.65, 0.77),
+    "remote": (0.86, 0.94, 0.45, 0.58),
+    "full_given_online": (0.93, 0.98, 0.6, 0.75),
+    "satisfaction": (0.985, 0.998, 0.85, 0.92),
+    "e_result": (1.0, 1.0, 0.9, 0.98),
+    "digitized": (1.0, 1.0, 0.9, 0.98),
+    "data_reuse": (0.87, 0.95, 0.65, 0.76),
+    "vneid_auth": (1.0, 1.0, 0.9, 0.98),
+    "apology_coverage": (1.0, 1.0, 0.6, 0.9),
+    "feedback_on_time": (1.0, 1.0, 0.8, 0.95),
 }
+WEAK_SHARE = 0.03
+_PROFILE_RANGES: dict[str, tuple[float, float]] = {k: (v[0], v[1]) for k, v in _BASELINE.items()}
 
 _AMOUNTS = (10_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 500_000, 1_000_000)
 
@@ -122,41 +132,40 @@ class Incident:
 
 
 def load_units(path: str | Path | None = None, today: date | None = None) -> list[str]:
-    """Unit ids of the currently valid rows of the unit registry, in file order.
+    """Unit ids of the rows of the unit registry valid today (or ``today``), in file order,
+    without the province root (it receives no dossier).
 
-    ``path`` defaults to ``deploy/units.csv``. A row is valid when ``valid_from`` is
-    empty or ≤ today and ``valid_to`` is empty or ≥ today. Falls back to
-    :data:`FALLBACK_UNITS` when the file is missing, unreadable or has no valid row.
+    ``path`` defaults to ``deploy/units.csv``, read and checked by
+    :func:`pipeline.store.units.load_units`. Falls back to :data:`FALLBACK_UNITS` when the
+    file is missing or invalid or has no valid row.
     """
+    from pipeline.config import UserError
+
+    today = today or date.today()
+    try:
+        rows = _registry_rows(path)
+    except UserError:
+        return list(FALLBACK_UNITS)
+    units = list(dict.fromkeys(r.unit_id for r in rows if r.kind != "province" and r.valid_on(today)))
+    return units or list(FALLBACK_UNITS)
+
+
+def _registry_rows(path: str | Path | None = None) -> list:
+    from pipeline.store.units import load_units as load_registry_rows
+
     if path is None:
         from pipeline.config import PROJECT_ROOT
 
         path = PROJECT_ROOT / "deploy" / "units.csv"
-    today = today or date.today()
-    units: list[str] = []
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                unit = (row.get("unit_id") or "").strip()
-                if not unit or unit in ("all", "unknown") or len(unit) > 64 or unit in units:
-                    continue
-                if not _valid_on(row.get("valid_from"), row.get("valid_to"), today):
-                    continue
-                units.append(unit)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return list(FALLBACK_UNITS)
-    return units or list(FALLBACK_UNITS)
+    return load_registry_rows(path)
 
 
-def _valid_on(valid_from: str | None, valid_to: str | None, today: date) -> bool:
-    try:
-        if valid_from and valid_from.strip() and date.fromisoformat(valid_from.strip()[:10]) > today:
-            return False
-        if valid_to and valid_to.strip() and date.fromisoformat(valid_to.strip()[:10]) < today:
-            return False
-    except ValueError:
-        return False
-    return True
+def load_province(path: str | Path | None = None) -> "Province":
+    """The registry (default ``deploy/units.csv``) as a :class:`~pipeline.feed.province.Province`;
+    raises :class:`pipeline.config.UserError` when the file is missing or invalid."""
+    from pipeline.feed.province import Province
+
+    return Province(_registry_rows(path))
 
 
 # --------------------------------------------------------------------------- clocks
@@ -169,48 +178,110 @@ def format_time(t: datetime) -> str:
 
 
 class WorkingClock:
-    """Office hours 08:00–17:00 Monday–Friday (no holidays), whole seconds."""
+    """Office hours (:data:`pipeline.feed.calendar.OFFICE_HOURS`: 07:30–11:30, 13:00–17:00)
+    on the working days of a :class:`~pipeline.feed.calendar.WorkCalendar` (weekends and
+    public holidays off, make-up Saturdays worked); whole seconds. Without a calendar:
+    the 2025 holidays of ``deploy/holidays.csv``."""
+
+    def __init__(self, calendar: WorkCalendar | None = None) -> None:
+        self.calendar = calendar if calendar is not None else _default_calendar()
+        self._cache: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+
+    def intervals(self, day: date) -> tuple[tuple[datetime, datetime], ...]:
+        """The working intervals of ``day`` (empty on a day off)."""
+        got = self._cache.get(day)
+        if got is None:
+            if self.calendar.is_working_day(day):
+                got = tuple(
+                    (datetime.combine(day, a, LOCAL_TZ), datetime.combine(day, b, LOCAL_TZ)) for a, b in OFFICE_HOURS
+                )
+            else:
+                got = ()
+            self._cache[day] = got
+        return got
 
     def align(self, t: datetime) -> datetime:
         """The first working instant at or after ``t``."""
         local = t.astimezone(LOCAL_TZ)
-        while True:
-            start = datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)
-            end = start + timedelta(seconds=WORKDAY_SECONDS)
-            if local.weekday() >= 5 or local >= end:
-                local = start + timedelta(days=1)
-                continue
-            return max(local, start)
+        day = local.date()
+        for _ in range(400):
+            for start, end in self.intervals(day):
+                if local < end:
+                    return max(local, start)
+            day += timedelta(days=1)
+        raise ValueError(f"no working day within 400 days after {t}")
 
     def after(self, t: datetime, working_seconds: float) -> datetime:
         """The instant ``working_seconds`` of office time after ``t``."""
         current = self.align(t)
         remaining = timedelta(seconds=round(max(0.0, working_seconds)))
-        while True:
-            end = datetime.combine(current.date(), WORKDAY_START, LOCAL_TZ) + timedelta(seconds=WORKDAY_SECONDS)
-            if remaining <= end - current:
-                return current + remaining
-            remaining -= end - current
-            current = self.align(end)
+        day = current.date()
+        for start, end in self.intervals(day):  # the rest of the current day
+            if end <= current:
+                continue
+            start = max(start, current)
+            if remaining <= end - start:
+                return start + remaining
+            remaining -= end - start
+        full = timedelta(seconds=WORKDAY_SECONDS)
+        while True:  # whole working days, then the intervals of the last one
+            day += timedelta(days=1)
+            intervals = self.intervals(day)
+            if not intervals:
+                continue
+            if remaining > full:
+                remaining -= full
+                continue
+            for start, end in intervals:
+                if remaining <= end - start:
+                    return start + remaining
+                remaining -= end - start
 
     def back(self, t: datetime) -> datetime:
         """The last working instant at or before ``t``."""
         local = t.astimezone(LOCAL_TZ)
-        while True:
-            start = datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)
-            end = start + timedelta(seconds=WORKDAY_SECONDS)
-            if local.weekday() >= 5 or local < start:
-                local = end - timedelta(days=1)
-                continue
-            return min(local, end)
+        day = local.date()
+        for _ in range(400):
+            for start, end in reversed(self.intervals(day)):
+                if local > start:
+                    return min(local, end)
+            day -= timedelta(days=1)
+        raise ValueError(f"no working day within 400 days before {t}")
 
     def day_offset(self, t: datetime) -> float:
         """Working seconds already elapsed on ``t``'s working day."""
         local = self.align(t)
-        return (local - datetime.combine(local.date(), WORKDAY_START, LOCAL_TZ)).total_seconds()
+        done = 0.0
+        for start, end in self.intervals(local.date()):
+            if local <= start:
+                break
+            done += (min(local, end) - start).total_seconds()
+        return done
 
     def due(self, t0: datetime, working_days: int, early: bool) -> datetime:
         return self.after(t0, working_days * WORKDAY_SECONDS)
+
+    def working_days(self, start: date, end: date) -> list[date]:
+        """The working days in [start, end)."""
+        return self.calendar.working_days(start, end)
+
+    def at_offset(self, day: date, working_seconds: float) -> datetime:
+        """The instant ``working_seconds`` into the working day ``day``."""
+        return self.after(self.intervals(day)[0][0], working_seconds)
+
+
+_CALENDAR: list[WorkCalendar] = []
+
+
+def _default_calendar() -> WorkCalendar:
+    if not _CALENDAR:
+        from pipeline.config import UserError
+
+        try:
+            _CALENDAR.append(load_calendar())
+        except UserError:  # no holidays file: weekends only
+            _CALENDAR.append(WorkCalendar())
+    return _CALENDAR[0]
 
 
 class CompressedClock:
@@ -258,17 +329,27 @@ class LifecycleGenerator:
         clock: WorkingClock | CompressedClock | None = None,
         incidents: Iterable[Incident] = (),
         new_id: Callable[[], str] | None = None,
+        province: "Province | None" = None,
+        weak_share: float = WEAK_SHARE,
     ) -> None:
+        self._restricted = bool(units)  # an explicit unit list: dossiers go only to those
+        if province is not None and not units:
+            units = list(dict.fromkeys(province.unit_ids))
         if not units:
             raise ValueError("at least one unit is needed")
         self.rng = rng
         self.units = list(units)
+        self.province = province
         self.clock = clock or WorkingClock()
         self._new_id = new_id or (lambda: str(uuid.UUID(int=self.rng.getrandbits(128), version=4)))
         self.profiles: dict[str, dict[str, float]] = {}
         self.unit_sectors: dict[str, list[float]] = {}
         for unit in self.units:
-            self.profiles[unit] = {k: rng.uniform(lo, hi) for k, (lo, hi) in _PROFILE_RANGES.items()}
+            profile = {}
+            for k, (lo, hi, weak_lo, weak_hi) in _BASELINE.items():
+                weak = rng.random() < weak_share
+                profile[k] = rng.uniform(weak_lo, weak_hi) if weak else rng.uniform(lo, hi)
+            self.profiles[unit] = profile
             weights = [0.2] * len(SECTORS)
             for index in rng.sample(range(len(SECTORS)), 3):
                 weights[index] += rng.uniform(1.0, 3.0)
@@ -317,12 +398,41 @@ class LifecycleGenerator:
 
     # ---- helpers
 
-    def pick_unit(self) -> str:
+    def pick_unit(self, t: datetime | None = None) -> str:
+        """A unit for a dossier received at ``t``: with a province, one in force on that
+        local date, weighted by its volume; else from the fixed list."""
+        if self.province is not None and t is not None and not self._restricted:
+            return self.province.pick(self.rng, t.astimezone(LOCAL_TZ).date())
+        # an explicit list (the live simulation): the first unit (the service centre) gets a
+        # larger share, so an incident there shows within a short demo
         return self.rng.choices(self.units, weights=self.unit_weights)[0]
 
     def pick_sector(self, unit: str) -> str:
+        if self.province is not None:
+            sector = self.province.pick_sector(self.rng, unit)
+            if sector is not None:
+                return sector
         weights = self.unit_sectors.get(unit) or [1.0] * len(SECTORS)
         return self.rng.choices(SECTORS, weights=weights)[0]
+
+    def _transfer_targets(self, unit: str, t: datetime) -> list[str]:
+        if self.province is not None:
+            day = t.astimezone(LOCAL_TZ).date()
+            return [u.unit_id for u in self.province.units_on(day) if u.unit_id != unit]
+        return [u for u in self.units if u != unit]
+
+    def _in_force(self, events: list[dict]) -> list[dict]:
+        """With a province: an event whose unit is no longer in force at its time names
+        the successor in force then (the unit that took over the dossier)."""
+        province = self.province
+        if province is None:
+            return events
+        for event in events:
+            day = datetime.fromisoformat(event["occurred_at"]).date()  # local (+07:00) date
+            for key in ("unit_id", "to_unit_id"):
+                if key in event:
+                    event[key] = province.in_force(event[key], day)
+        return events
 
     def new_event_id(self) -> str:
         return self._new_id()
@@ -346,10 +456,13 @@ class LifecycleGenerator:
     def case(self, case_id: str, received_at: datetime, unit: str | None = None, sector: str | None = None) -> list[dict]:
         """All events of one dossier, in occurred_at order (the first is its receipt
         unless it was rejected at the desk)."""
+        return self._in_force(self._case(case_id, received_at, unit, sector))
+
+    def _case(self, case_id: str, received_at: datetime, unit: str | None, sector: str | None) -> list[dict]:
         rng, clock = self.rng, self.clock
-        unit = unit or self.pick_unit()
-        sector = sector or self.pick_sector(unit)
         t0 = clock.align(received_at)
+        unit = unit or self.pick_unit(t0)
+        sector = sector or self.pick_sector(unit)
         days = rng.randint(3, 15)
         due_w = days * WORKDAY_SECONDS
 
@@ -409,7 +522,7 @@ class LifecycleGenerator:
             if rng.random() < 0.3:
                 events.remove(received)  # turned away at the desk: never received
             return _sorted(events)
-        ending = "withdrawn" if kind < 0.05 else "stopped" if kind < 0.06 else "stuck" if kind < 0.07 else "resolved"
+        ending = "withdrawn" if kind < 0.05 else "stopped" if kind < 0.06 else "stuck" if kind < 0.062 else "resolved"
 
         if fields["has_fee"]:
             pay(rng.uniform(120, 4 * HOUR))
@@ -424,8 +537,9 @@ class LifecycleGenerator:
         w_finish = max(w_finish, 2 * HOUR)
 
         handler = unit
-        if ending == "resolved" and rng.random() < 0.04 and len(self.units) > 1:
-            target = rng.choice([u for u in self.units if u != unit])
+        targets = self._transfer_targets(unit, t0) if ending == "resolved" else []
+        if ending == "resolved" and rng.random() < 0.04 and targets:
+            target = rng.choice(targets)
             w_transfer = rng.uniform(0.1, 0.4) * w_finish
             events.append(self._event("transferred", case_id, unit, at(w_transfer), "mot-cua", to_unit_id=target))
             handler = target
@@ -445,7 +559,8 @@ class LifecycleGenerator:
             events.append(self._event("supplement_received", case_id, handler, t_resume, desk))
             pauses.append((w_req, length))
             paused += t_resume - t_req
-            if rng.random() < 0.07 and w_finish - w_req > HOUR:  # asked a second time
+            # asked a second time: the dossier is late by the national rule, so only among late ones
+            if outcome == "late" and rng.random() < 0.3 and w_finish - w_req > HOUR:
                 w_req2 = rng.uniform(w_req + 0.25 * (w_finish - w_req), w_req + 0.75 * (w_finish - w_req))
                 t_req2 = at(w_req2)
                 length2 = rng.uniform(0.3, 2.0) * WORKDAY_SECONDS
@@ -522,9 +637,12 @@ class LifecycleGenerator:
     # ---- a feedback (phản ánh, kiến nghị)
 
     def feedback(self, feedback_id: str, received_at: datetime, unit: str | None = None) -> list[dict]:
+        return self._in_force(self._feedback(feedback_id, received_at, unit))
+
+    def _feedback(self, feedback_id: str, received_at: datetime, unit: str | None) -> list[dict]:
         rng, clock = self.rng, self.clock
-        unit = unit or self.pick_unit()
         t0 = clock.align(received_at)
+        unit = unit or self.pick_unit(t0)
         days = rng.choice((5, 7, 10, 15))
         due_w = days * WORKDAY_SECONDS
         on_time = self._hit(unit, "feedback_on_time")

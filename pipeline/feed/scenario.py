@@ -20,9 +20,11 @@ make of them:
   so its rejection reason (:data:`pipeline.contract.events.REASONS`) is unambiguous.
 
 All valid events lie in ``[start, start + months)`` (local time); the final clock T is
-the latest ``occurred_at`` of the valid events (:attr:`Scenario.final_time`). Unit ids
-come from the unit registry (currently valid rows, see
-:func:`~pipeline.feed.lifecycle.load_units`) unless ``units`` is given.
+the latest ``occurred_at`` of the valid events (:attr:`Scenario.final_time`). Unless
+``units`` is given, units come from the registry (``deploy/units.csv``): each dossier
+and feedback goes to a unit in force on its receipt date, chosen in proportion to its
+volume (:mod:`pipeline.feed.province`), and a later event of a unit that has ceased by
+then names its successor; receipts follow the working days of ``deploy/holidays.csv``.
 """
 
 from __future__ import annotations
@@ -39,11 +41,10 @@ from typing import Callable, Sequence
 from pipeline.feed.lifecycle import (
     LOCAL_TZ,
     WORKDAY_SECONDS,
-    WORKDAY_START,
     LifecycleGenerator,
     WorkingClock,
     event_bytes,
-    load_units,
+    load_province,
 )
 
 #: kind of malformed line -> the rejection reason it must get
@@ -73,6 +74,9 @@ MALFORMED_KINDS: dict[str, str] = {
 }
 
 SHUFFLE_WINDOW = 300  # lines
+#: share of (unit, indicator) weak spots: far more than the province's baseline
+#: (lifecycle.WEAK_SHARE), so that every indicator has misses for the tests to count
+SCENARIO_WEAK_SHARE = 0.5
 HOLD_MARGIN_DAYS = 40  # late receiveds arrive at least this long after their case's other events
 _HELD_TYPES = ("payment", "rated", "result_returned")
 _FEEDBACK_TYPES = ("feedback_received", "feedback_answered")
@@ -130,6 +134,7 @@ def build_scenario(
     malformed_rate: float = 0.02,
     shuffle: bool = True,
     units: Sequence[str] | None = None,
+    weak_share: float = SCENARIO_WEAK_SHARE,
 ) -> Scenario:
     """The scenario for ``seed``: same arguments (and unit list) -> same bytes."""
     if cases < 1 or months < 1:
@@ -139,20 +144,24 @@ def build_scenario(
     def new_id() -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
-    unit_ids = list(units) if units is not None else load_units()
-    gen = LifecycleGenerator(rng, unit_ids, clock=WorkingClock(), new_id=new_id)
+    clock = WorkingClock()
+    if units is not None:
+        gen = LifecycleGenerator(rng, list(units), clock=clock, new_id=new_id, weak_share=weak_share)
+    else:  # the registry: each dossier goes to a unit in force on its receipt date
+        gen = LifecycleGenerator(rng, [], clock=clock, new_id=new_id, province=load_province(), weak_share=weak_share)
     start_day = date.fromisoformat(start)
     end_day = _add_months(start_day, months)
     t_start = datetime.combine(start_day, time(0), LOCAL_TZ)
     t_end = datetime.combine(end_day, time(0), LOCAL_TZ)
-    workdays = [start_day + timedelta(days=n) for n in range((end_day - start_day).days)]
-    workdays = [d for d in workdays if d.weekday() < 5]
+    workdays = clock.working_days(start_day, end_day)
     if not workdays:
         raise ValueError("the period has no working day")
+    # receipts per working day follow the volume of the units in force that day
+    day_weights = [gen.province.daily_total(d) for d in workdays] if gen.province is not None else None
 
     def receipt_time() -> datetime:
-        day = rng.choice(workdays)
-        return datetime.combine(day, WORKDAY_START, LOCAL_TZ) + timedelta(seconds=rng.randrange(0, WORKDAY_SECONDS - 1800))
+        day = rng.choices(workdays, weights=day_weights)[0] if day_weights else rng.choice(workdays)
+        return clock.at_offset(day, rng.randrange(0, WORKDAY_SECONDS - 1800))
 
     # ---- lifecycles
     by_case: dict[str, list[dict]] = {}

@@ -16,6 +16,11 @@ since ``early`` compares calendar dates (see :mod:`pipeline.feed.lifecycle`).
 
 ``--seed`` fixes the lifecycle draws (channels, outcomes, ratings …); event and case
 ids are always fresh (a second run never produces duplicates of the first).
+
+``simulate --history YEAR --out FILE`` (:func:`write_history`) instead writes a whole year
+of the province as JSONL (no broker): the units in force on each date, volumes in
+proportion to population, office hours and holidays (:mod:`pipeline.feed.province`,
+:mod:`pipeline.feed.calendar`), with a progress bar.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ from datetime import datetime
 from pipeline.config import Settings, UserError
 from pipeline.feed.lifecycle import (
     LOCAL_TZ,
+    WORKDAY_SECONDS,
     CompressedClock,
     Incident,
     LifecycleGenerator,
+    WorkingClock,
+    event_bytes,
+    load_province,
     load_units,
 )
 from pipeline.feed.replay import Progress, _Acks, flush_and_check, open_producer, send_all
@@ -127,6 +136,7 @@ def run_simulation(
         clock=CompressedClock(SECONDS_PER_WORKING_DAY),
         incidents=incidents,
         new_id=lambda: str(uuid.uuid4()),
+        province=load_province(settings.units_file),  # volumes and sectors of the chosen units
     )
     run_tag = uuid.uuid4().hex[:6].upper()
     producer = open_producer(settings)
@@ -178,3 +188,107 @@ def run_simulation(
         f"{len(chosen)} units) to {settings.topic} in {elapsed:.1f} s ({sent / elapsed if elapsed > 0 else 0:.1f} ev/s)"
     )
     return sent
+
+
+# --------------------------------------------------------------------------- a year of history
+
+HISTORY_FEEDBACK_SHARE = 0.03  # feedback items per dossier received
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 30:  # normal approximation
+        return max(0, round(rng.gauss(lam, lam ** 0.5)))
+    limit, k, p = pow(2.718281828459045, -lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+@dataclass
+class HistoryResult:
+    path: str
+    dossiers: int
+    feedbacks: int
+    events: int
+    first_day: str
+    last_day: str
+
+
+def write_history(
+    settings: Settings,
+    year: int,
+    out: str,
+    *,
+    scale: float = 1.0,
+    seed: int = 2025,
+    incidents=(),
+    progress: bool = True,
+    days: int | None = None,
+) -> HistoryResult:
+    """Write a year (or its first ``days`` days) of dossier lifecycles as JSONL, in
+    ``occurred_at`` order, deterministic for (registry, holidays, year, scale, seed).
+
+    Every working day each unit in force receives a Poisson number of dossiers with the
+    mean of :meth:`pipeline.feed.province.Province.daily_rates` × ``scale``, at office
+    hours; events dated after the year end are not written (those dossiers stay open).
+    """
+    from datetime import date, timedelta
+
+    from tqdm import tqdm
+
+    if not 0 < scale <= 10:
+        raise UserError(f"--scale must be in (0, 10], got {scale}")
+    if not 2000 <= year <= 2100:
+        raise UserError(f"--history must be a year, got {year}")
+    province = load_province(settings.units_file)
+    incidents = list(incidents)
+    for incident in incidents:
+        if incident.unit not in province.by_id:
+            raise UserError(f"incident unit {incident.unit!r} is not in the units registry")
+    rng = random.Random(seed)
+    clock = WorkingClock()
+    generator = LifecycleGenerator(
+        rng, [], clock=clock, incidents=incidents, province=province,
+        new_id=lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+    )
+    first = date(year, 1, 1)
+    stop = date(year + 1, 1, 1)
+    if days is not None:
+        stop = min(stop, first + timedelta(days=days))
+    all_days = [first + timedelta(days=n) for n in range((stop - first).days)]
+    end_of_period = datetime.combine(stop, datetime.min.time(), LOCAL_TZ)
+    pending: list[tuple[datetime, int, bytes]] = []
+    counts = {"dossiers": 0, "feedbacks": 0, "events": 0, "seq": 0}
+
+    def push(events: list[dict]) -> None:
+        for event in events:
+            at = datetime.fromisoformat(event["occurred_at"])
+            if at < end_of_period:
+                counts["seq"] += 1
+                heapq.heappush(pending, (at, counts["seq"], event_bytes(event)))
+
+    with open(out, "wb") as handle, tqdm(
+        total=len(all_days), unit="day", desc=f"simulate {year}", disable=not progress, mininterval=0.5
+    ) as bar:
+        for day in all_days:
+            if clock.calendar.is_working_day(day):
+                for unit, rate in province.daily_rates(day):
+                    for _ in range(_poisson(rng, rate * scale)):
+                        counts["dossiers"] += 1
+                        t = clock.at_offset(day, rng.randrange(0, WORKDAY_SECONDS - 600))
+                        push(generator.case(f"HS-{year}-{counts['dossiers']:07d}", t, unit=unit.unit_id))
+                        if rng.random() < HISTORY_FEEDBACK_SHARE:
+                            counts["feedbacks"] += 1
+                            push(generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id))
+            next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
+            while pending and pending[0][0] < next_midnight:
+                handle.write(heapq.heappop(pending)[2] + b"\n")
+                counts["events"] += 1
+            bar.update(1)
+            bar.set_postfix(dossiers=counts["dossiers"], events=counts["events"], refresh=False)
+    return HistoryResult(str(out), counts["dossiers"], counts["feedbacks"], counts["events"],
+                         all_days[0].isoformat(), all_days[-1].isoformat())

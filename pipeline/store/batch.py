@@ -1,4 +1,4 @@
-"""Batch indicators: the twelve indicators at a clock T from ``case_events`` alone.
+"""Batch indicators: the indicators at a clock T from ``case_events`` alone.
 
 One SQL query does the work (docs/indicators.md, followed rule by rule):
 
@@ -13,7 +13,10 @@ One SQL query does the work (docs/indicators.md, followed rule by rule):
    effective due, on time, early (local dates in UTC+7 by integer arithmetic), apology
    before finish; then the case's outcomes as one array of
    ``(indicator, unit, sector, time_us, hit)``, exactly those of
-   ``pipeline.core.cases.case_outcomes`` at clock T.
+   ``pipeline.core.cases.case_outcomes`` at clock T, plus ``on_time_766``: a finished
+   case's ``on_time`` at its finish, and for a case open at T one outcome at time T
+   (so in every window) that is a hit when it has at most one supplement request and
+   its effective due at T (pauses so far, an open pause counted up to T) is ≥ T.
 4. the outcomes are expanded into their scopes — (unit, ``all``), (``all``, sector)
    unless the sector is ``""`` (feedback), (``all``, ``all``) — and counted per window
    with ``sumForEach`` over the windows' exclusive lower bounds
@@ -117,6 +120,8 @@ derived AS
         arrayCount(x -> x.3, walk) AS requests,
         rec.5 + paused AS eff_due,
         (fin_t <= eff_due) AND (requests <= 1) AS on_time,
+        rec.5 + fold.3 + if(fold.1, {{t:Int64}} - fold.2, 0) AS eff_due_open,
+        (requests <= 1) AND (eff_due_open >= {{t:Int64}}) AS on_time_open,
         on_time AND ({_local_day('fin_t')} < {_local_day('eff_due')}) AS early,
         arrayExists(a -> a <= fin_t, apologies) AS apology,
         rec.1 AS ru,
@@ -135,7 +140,9 @@ derived AS
                       if(online, [('vneid_auth', ru, rs, rt, toUInt8(rec.8))], []),
                       if(finished,
                          [('on_time', ru, rs, fin_t, toUInt8(on_time)),
-                          ('early', ru, rs, fin_t, toUInt8(early))], []),
+                          ('on_time_766', ru, rs, fin_t, toUInt8(on_time)),
+                          ('early', ru, rs, fin_t, toUInt8(early))],
+                         [('on_time_766', ru, rs, {{t:Int64}}, toUInt8(on_time_open))]),
                       if(finished AND NOT on_time,
                          [('apology_coverage', ru, rs, fin_t, toUInt8(apology))], []),
                       if(has_rr, [('e_result', ru, rs, rr.1, toUInt8(rr.3))], []),
@@ -243,7 +250,7 @@ def batch_indicators(
     _columns, result = runner.query(BATCH_SQL, params)
     rows: list[dict[str, Any]] = []
     for indicator, scope_unit, scope_sector, numerators, denominators in result:
-        if indicator not in INDICATORS:  # cannot happen: the SQL names only the twelve
+        if indicator not in INDICATORS:  # cannot happen: the SQL names only INDICATORS
             continue
         op, value = targets.target_for(indicator, scope_sector)
         for w, n, d in zip(wins, numerators, denominators):

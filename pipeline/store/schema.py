@@ -39,6 +39,9 @@ Tables and their identities:
     derived state; the row with the highest ``version`` wins.
 ``units``
     the registry of units (``deploy/units.csv``), ``ORDER BY (unit_id, valid_from)``.
+``unknown_unit_events`` (a view)
+    accepted events whose ``unit_id`` has no ``units`` row valid on the event's local
+    date (``pipeline.store.units.UNKNOWN_UNIT_EVENTS_SQL``).
 ``indicator_snapshots``
     periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
     indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
@@ -55,6 +58,7 @@ __all__ = [
     "CASE_COLUMNS",
     "UNIT_COLUMNS",
     "SNAPSHOT_COLUMNS",
+    "VIEWS",
     "ensure_schema",
 ]
 
@@ -121,7 +125,9 @@ CASE_COLUMNS: tuple[str, ...] = (
     "updated_at",
 )
 
-UNIT_COLUMNS: tuple[str, ...] = ("unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to")
+UNIT_COLUMNS: tuple[str, ...] = (
+    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code",
+)
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "taken_at",
@@ -222,7 +228,10 @@ CREATE TABLE IF NOT EXISTS units
     kind       LowCardinality(String),
     parent_id  Nullable(String),
     valid_from Date,
-    valid_to   Nullable(Date)
+    valid_to   Nullable(Date),
+    successor  Array(String),
+    population Nullable(UInt64),
+    admin_code Nullable(String)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (unit_id, valid_from)
@@ -250,11 +259,32 @@ ORDER BY (taken_at, indicator, unit, sector, `window`)
 TABLES: tuple[str, ...] = tuple(_DDL)
 
 
+def _views() -> dict[str, str]:
+    from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
+
+    return {"unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}"}
+
+
+VIEWS: tuple[str, ...] = ("unknown_unit_events",)
+
+#: columns added after a table's first release (no-ops on a table that has them)
+_ADDED_COLUMNS: tuple[str, ...] = (
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
+)
+
+
 def ensure_schema(client) -> list[str]:
     """Create every table that does not exist yet; safe to run at every start.
 
-    Returns the table names. Existing tables are left as they are (no migrations).
+    Returns the table names. Existing tables are left as they are, except for the columns
+    added since (``_ADDED_COLUMNS``).
     """
     for ddl in _DDL.values():
         client.command(ddl.strip())
+    for ddl in _ADDED_COLUMNS:  # tables created by an earlier version
+        client.command(ddl)
+    for ddl in _views().values():  # after the tables they read
+        client.command(ddl)
     return list(TABLES)

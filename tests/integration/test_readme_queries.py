@@ -16,10 +16,12 @@ pytestmark = pytest.mark.integration
 
 def readme_commands() -> list[list[str]]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## ClickHouse tables and example queries", 1)[1]
-    block = re.search(r"```sh\n(.*?)```", section, re.S).group(1)
+    blocks = []
+    for heading in ("## ClickHouse tables and example queries", "## The province's units"):
+        section = text.split(heading, 1)[1]
+        blocks.append(re.search(r"```sh\n(.*?)```", section, re.S).group(1))
     commands: list[str] = []
-    for line in block.splitlines():
+    for line in "\n".join(blocks).splitlines():
         if line.startswith("#") or not line.strip():
             continue
         if line.startswith("python -m pipeline"):

@@ -25,7 +25,7 @@ from pipeline.reports.indicator_table import HEADERS, format_indicator_table
 from pipeline.store.batch import batch_indicators
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
-from pipeline.store.schema import TABLES, ensure_schema
+from pipeline.store.schema import TABLES, VIEWS, ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow, canonical_json
 
@@ -36,7 +36,7 @@ H = 3600 * US
 D = 24 * H
 RETENTION = 35 * D
 ALL_WINDOWS = ["1h", "24h", "7d", "30d", "mtd", "qtd", "ytd"]
-UA, UB = "P_HALONG", "X_TIENYEN"
+UA, UB = "P_KINH_BAC", "X_TAY_YEN_TU"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -121,9 +121,23 @@ def test_chdb_dsn_may_name_a_database(ch):
     other = connect(f"chdb://{ch.path}?database=tthc_other")  # same engine, another database
     ensure_schema(other)
     tables = other.query("SELECT name FROM system.tables WHERE database = 'tthc_other'").result_rows
-    assert {t for (t,) in tables} == set(TABLES)
+    assert {t for (t,) in tables} == set(TABLES) | set(VIEWS)
     assert other.query("SELECT currentDatabase()").result_rows == [("tthc_other",)]
     ch.command("DROP DATABASE tthc_other SYNC")
+
+
+def test_units_table_of_an_earlier_version_gets_the_new_columns(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old")
+    other.command("CREATE TABLE units (unit_id String, name_vi String, kind LowCardinality(String), "
+                  "parent_id Nullable(String), valid_from Date, valid_to Nullable(Date)) "
+                  "ENGINE = ReplacingMergeTree ORDER BY (unit_id, valid_from)")
+    ensure_schema(other)
+    columns = [name for (name,) in other.query(
+        "SELECT name FROM system.columns WHERE database = 'tthc_old' AND table = 'units' ORDER BY position"
+    ).result_rows]
+    assert columns[-3:] == ["successor", "population", "admin_code"]
+    assert sync_units(other, load_units(REPO / "deploy" / "units.csv")) > 100
+    ch.command("DROP DATABASE tthc_old SYNC")
 
 
 def test_schema_is_idempotent(ch):
@@ -325,12 +339,12 @@ def test_engine_refuses_writes_through_client_runner(ch, sql):
 def test_units_file_loads_and_syncs_idempotently(clean):
     ch = clean
     units = load_units(REPO / "deploy" / "units.csv")
-    assert units[0].unit_id == "TTPVHCC" and units[0].kind == "service_centre"
+    assert units[0].unit_id == "BAC_NINH" and units[0].kind == "province"
     assert all(u.unit_id.isascii() for u in units)
     kinds = defaultdict(int)
     for u in units:
         kinds[u.kind] += 1
-    assert kinds["department"] >= 8 and kinds["commune"] >= 18 and kinds["district"] >= 2
+    assert kinds["commune"] == 99 and kinds["district"] == 10 and kinds["department"] >= 12
     assert all(u.valid_to == date(2025, 6, 30) for u in units if u.kind == "district")
     assert {UA, UB} <= {u.unit_id for u in units}
     assert sync_units(ch, units) == len(units)
@@ -340,6 +354,25 @@ def test_units_file_loads_and_syncs_idempotently(clean):
         "SELECT name_vi, valid_to FROM units FINAL WHERE unit_id = 'TTPVHCC'"
     ).result_rows[0]
     assert name.startswith("Trung tâm Phục vụ hành chính công") and valid_to is None
+    successor, population = ch.query(
+        "SELECT successor, population FROM units FINAL WHERE unit_id = 'BG_TP_BAC_GIANG'"
+    ).result_rows[0]
+    assert successor[:2] == ["X_DONG_VIET", "P_BAC_GIANG"] and population == 371151
+
+
+def test_unknown_unit_events_lists_events_of_units_not_in_force(clean):
+    """An event is 'unknown unit' when no registry row is valid on its local date."""
+    ch = clean
+    sync_units(ch, load_units(REPO / "deploy" / "units.csv"))
+    e = Events()
+    e.add("payment", "K1", "BG_TTPVHCC", parse_time("2025-06-30T23:59:59+07:00"), event_id="ok-old", method="online")
+    e.add("payment", "K1", "BG_TTPVHCC", parse_time("2025-07-01T00:00:00+07:00"), event_id="old-after", method="online")
+    e.add("payment", "K2", "TTPVHCC", parse_time("2025-06-30T17:00:00Z"), event_id="new-ok", method="online")
+    e.add("payment", "K2", "TTPVHCC", parse_time("2025-06-30T23:00:00+07:00"), event_id="new-early", method="online")
+    e.add("payment", "K3", "P_HALONG", parse_time("2025-08-01T09:00:00+07:00"), event_id="typo", method="online")
+    write(ch, e.items)
+    rows = ch.query("SELECT event_id, unit_id FROM unknown_unit_events ORDER BY event_id").result_rows
+    assert rows == [("new-early", "TTPVHCC"), ("old-after", "BG_TTPVHCC"), ("typo", "P_HALONG")]
 
 
 HEADER = "unit_id,name_vi,kind,parent_id,valid_from,valid_to\n"
@@ -382,11 +415,12 @@ def test_units_file_missing_or_not_utf8(tmp_path):
 
 def test_units_duplicate_id_with_another_valid_from_is_fine(tmp_path):
     path = tmp_path / "units.csv"
-    path.write_text(HEADER + "A,Cũ,commune,TINH,2020-01-01,2025-06-30\nA,Mới,commune,TINH,2025-07-01,\n",
+    path.write_text(HEADER + "TINH,Tỉnh,province,,2020-01-01,\n"
+                    "A,Cũ,commune,TINH,2020-01-01,2025-06-30\nA,Mới,commune,TINH,2025-07-01,\n",
                     encoding="utf-8")
     units = load_units(path)
-    assert [u.name_vi for u in units] == ["Cũ", "Mới"]
-    assert units[1].valid_on(date(2025, 7, 1)) and not units[0].valid_on(date(2025, 7, 1))
+    assert [u.name_vi for u in units] == ["Tỉnh", "Cũ", "Mới"]
+    assert units[2].valid_on(date(2025, 7, 1)) and not units[1].valid_on(date(2025, 7, 1))
 
 
 # --------------------------------------------------------------------------- batch indicators
@@ -520,6 +554,11 @@ def scenario() -> tuple[list[CaseEvent], list[tuple]]:
 
     # after T: not considered
     e.received("E1", UA, T + 1, sector="dat_dai", due=T + D, digitized=True)
+
+    # on_time_766: every finished case as on_time; the cases open at T (A7, M1, M2, none past
+    # its due) at T itself
+    out += [("on_time_766", *o[1:]) for o in out if o[0] == "on_time"]
+    out += [("on_time_766", UB, "ho_tich", T, 1)] * 3
     return e.items, out
 
 
@@ -759,6 +798,55 @@ def test_batch_agrees_with_the_oracle_on_random_cases(clean, targets):
     got = {k: v for k, v in by_key(run(ch, targets)).items() if v[1] > 0}
     oracle = expected_indicators([ev.to_record() for ev in e.items], at=format_time(T), hold_retention_days=35)
     assert got == oracle
+
+
+def test_on_time_766_counts_open_cases_at_t_and_late_ones_as_late(clean, targets):
+    """A unit that finishes its few dossiers on time but leaves late ones open: on_time looks
+    perfect, on_time_766 does not. Open cases count in every window at T; a pause open at T
+    moves the due date with T; two requests make an open case late; batch = oracle."""
+    sys.path.insert(0, str(REPO))
+    from tests.oracle import expected_indicators
+
+    ch = clean
+    e = Events()
+    for i in range(25):  # UA: 25 dossiers finished on time within the last day
+        e.received(f"F{i}", UA, T - 3 * D, sector="ho_tich", due=T + D)
+        e.add("resolved", f"F{i}", UA, T - 20 * H)
+    for i in range(5):  # UA: 5 dossiers open and past their due date (late in the national index)
+        e.received(f"L{i}", UA, T - 40 * D, sector="dat_dai", due=T - 10 * D)
+    # UA: open and not late: due in the future; paused before its due (the due moves with T)
+    e.received("N1", UA, T - 2 * D, sector="dat_dai", due=T + 3 * D)
+    e.received("P1", UA, T - 9 * D, sector="dat_dai", due=T - D)
+    e.add("supplement_requested", "P1", UA, T - 2 * D)  # paused 2 days before the due, still open
+    # UA: open, late although not past its due: two supplement requests
+    e.received("Q2", UA, T - 5 * D, sector="dat_dai", due=T + 10 * D)
+    e.add("supplement_requested", "Q2", UA, T - 4 * D)
+    e.add("supplement_received", "Q2", UA, T - 3 * D)
+    e.add("supplement_requested", "Q2", UA, T - 2 * D)
+    e.add("supplement_received", "Q2", UA, T - D)
+    # UA: paused only after its due had passed: late (pause closed: effective due T - 3D + 1D)
+    e.received("P2", UA, T - 9 * D, sector="dat_dai", due=T - 3 * D)
+    e.add("supplement_requested", "P2", UA, T - 2 * D)
+    e.add("supplement_received", "P2", UA, T - D)
+    # boundary: effective due exactly T is not past (on time); finished after T does not count
+    e.received("B1", UB, T - D, sector="ho_tich", due=T)
+    e.received("B2", UB, T - D, sector="ho_tich", due=T - 1)
+    e.received("B3", UB, T - D, sector="ho_tich", due=T + D)
+    e.add("resolved", "B3", UB, T + 1)
+    write(ch, e.items)
+    got = by_key(run(ch, targets))
+    assert got[("on_time", UA, "all", "24h")] == (25, 25)
+    # on_time_766 at T: 25 finished on time + N1, P1 open and not late; L0-4, Q2, P2 late
+    for window in ("24h", "7d", "30d", "ytd"):
+        assert got[("on_time_766", UA, "all", window)] == (27, 34)
+    for window in ("1h", "mtd"):  # T is 00:30 on 1 August: only the open cases are in these windows
+        assert got[("on_time_766", UA, "all", window)] == (2, 9)
+    assert got[("on_time_766", UB, "all", "1h")] == (2, 3)  # B1, B3 on time; B2 1 µs past due
+    rows = {(r["indicator"], r["unit"], r["sector"], r["window"]): r for r in run(ch, targets, ["30d"])}
+    assert rows[("on_time", UA, "all", "30d")]["below_target"] is False
+    assert rows[("on_time_766", UA, "all", "30d")]["below_target"] is True
+    oracle = expected_indicators([ev.to_record() for ev in e.items], at=format_time(T), hold_retention_days=35)
+    assert {k: v for k, v in got.items() if v[1] > 0} == oracle
 
 
 # --------------------------------------------------------------------------- the table

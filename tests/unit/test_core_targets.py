@@ -14,6 +14,7 @@ DEPLOY = ROOT / "deploy" / "targets.toml"
 
 DEFAULTS = {
     "on_time": (">", 0.95),
+    "on_time_766": (">", 0.95),
     "early": (">", 0.60),
     "online_payment": (">=", 0.80),
     "full_online": (">=", 0.70),

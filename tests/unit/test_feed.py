@@ -8,10 +8,12 @@ import time
 from collections import Counter
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from pipeline.config import Settings, UserError
+from pipeline.contract.events import parse_time
 from pipeline.feed import replay as replay_module
 from pipeline.feed import simulate as simulate_module
 from pipeline.feed.lifecycle import (
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.filterwarnings(
 )
 
 VN = timezone(timedelta(hours=7))
+REPO = Path(__file__).resolve().parents[2]
 UNITS = ("U_CENTRE", "U_A", "U_B", "U_C")
 
 
@@ -148,7 +151,7 @@ def test_out_of_order_features(scenario):
 def test_scenario_exercises_every_indicator_and_rule(scenario):
     r = expected_indicators(scenario.valid_events, at=scenario.final_time, windows=("ytd",))
     indicators = {key[0] for key in r}
-    assert len(indicators) == 12
+    assert len(indicators) == 13  # the twelve of the plan and on_time_766
     assert any(key[2] == "unknown" for key in r)  # held events attributed late
     for indicator in indicators:
         num, den = r[(indicator, "all", "all", "ytd")]
@@ -166,10 +169,14 @@ def test_scenario_write(tmp_path):
     assert path.read_bytes().split(b"\n")[:-1] == s.lines
 
 
-def test_default_scenario_uses_the_unit_registry():
-    s = build_scenario(seed=2, cases=100)
+def test_default_scenario_uses_units_in_force_at_each_event():
+    from pipeline.store.units import load_registry
+
+    registry = load_registry(REPO / "deploy" / "units.csv")
+    s = build_scenario(seed=2, cases=300)  # January to June 2025: Bắc Giang's units
+    assert all(registry.valid_at(e["unit_id"], parse_time(e["occurred_at"])) for e in s.valid_events)
     units = {e["unit_id"] for e in s.valid_events}
-    assert units <= set(load_units()) | set(FALLBACK_UNITS)
+    assert "BG_TTPVHCC" in units and any(u.startswith("BG_H_") for u in units)
 
 
 # --------------------------------------------------------------------------- lifecycles
@@ -188,7 +195,11 @@ def test_generated_events_pass_the_contract(clock):
         t = start + timedelta(minutes=17 * n)
         events = gen.case(f"C{n}", t) if n % 10 else gen.feedback(f"F{n}", t)
         assert events
-        assert events[0]["event_type"] in ("received", "rejected", "feedback_received")
+        kinds = [e["event_type"] for e in events]
+        # first the receipt, unless the dossier was turned away at the desk (then maybe paid online first)
+        assert kinds[0] in ("received", "rejected", "feedback_received") or (
+            kinds[0] == "payment" and "rejected" in kinds and "received" not in kinds
+        ), kinds
         times = [datetime.fromisoformat(e["occurred_at"]) for e in events]
         assert times == sorted(times)
         for event in events:
@@ -198,10 +209,12 @@ def test_generated_events_pass_the_contract(clock):
             assert parsed.event_type == event["event_type"]
             ids.add(event["event_id"])
             count += 1
-        if isinstance(clock, WorkingClock):  # office hours
+        if isinstance(clock, WorkingClock):  # office hours: 07:30-11:30, 13:00-17:00, working days
             for t in times:
                 local = t.astimezone(VN)
-                assert local.weekday() < 5 and 8 <= local.hour + local.minute / 60 <= 17, local
+                hour = local.hour + local.minute / 60 + local.second / 3600
+                assert clock.calendar.is_working_day(local.date()), local
+                assert 7.5 <= hour <= 11.5 or 13 <= hour <= 17, local
         else:  # the whole life of a case spans minutes
             assert times[-1] - times[0] < timedelta(minutes=10)
     assert len(ids) == count
@@ -216,12 +229,60 @@ def test_generator_is_deterministic():
     assert draw() == draw()
 
 
-def test_working_clock_skips_nights_and_weekends():
+def test_working_clock_skips_nights_weekends_lunch_and_holidays():
     clock = WorkingClock()
     friday_4pm = datetime(2025, 3, 7, 16, 0, tzinfo=VN)
-    assert clock.after(friday_4pm, 2 * 3600) == datetime(2025, 3, 10, 9, 0, tzinfo=VN)
+    assert clock.after(friday_4pm, 2 * 3600) == datetime(2025, 3, 10, 8, 30, tzinfo=VN)
     assert clock.due(friday_4pm, 1, early=False) == datetime(2025, 3, 10, 16, 0, tzinfo=VN)
-    assert clock.align(datetime(2025, 3, 8, 10, 0, tzinfo=VN)) == datetime(2025, 3, 10, 8, 0, tzinfo=VN)
+    assert clock.align(datetime(2025, 3, 8, 10, 0, tzinfo=VN)) == datetime(2025, 3, 10, 7, 30, tzinfo=VN)
+    # the lunch break: 11:00 + 1 working hour = 13:30; 12:00 aligns to 13:00
+    assert clock.after(datetime(2025, 3, 10, 11, 0, tzinfo=VN), 3600) == datetime(2025, 3, 10, 13, 30, tzinfo=VN)
+    assert clock.align(datetime(2025, 3, 10, 12, 0, tzinfo=VN)) == datetime(2025, 3, 10, 13, 0, tzinfo=VN)
+    assert clock.back(datetime(2025, 3, 10, 12, 0, tzinfo=VN)) == datetime(2025, 3, 10, 11, 30, tzinfo=VN)
+    assert clock.day_offset(datetime(2025, 3, 10, 14, 0, tzinfo=VN)) == 5 * 3600
+    # Tết 2025: Friday 24 January 16:00 + 2 h lands on Monday 3 February
+    assert clock.after(datetime(2025, 1, 24, 16, 0, tzinfo=VN), 2 * 3600) == datetime(2025, 2, 3, 8, 30, tzinfo=VN)
+    # 30/4-1/5: Saturday 26 April is worked, Friday 2 May is not
+    assert clock.align(datetime(2025, 4, 26, 9, 0, tzinfo=VN)) == datetime(2025, 4, 26, 9, 0, tzinfo=VN)
+    assert clock.align(datetime(2025, 4, 29, 18, 0, tzinfo=VN)) == datetime(2025, 5, 5, 7, 30, tzinfo=VN)
+    # a 5-working-day due from Monday 25 August 2025 skips Quốc khánh (1-2 September)
+    assert clock.due(datetime(2025, 8, 25, 9, 0, tzinfo=VN), 5, early=False) == datetime(2025, 9, 3, 9, 0, tzinfo=VN)
+
+
+def test_holidays_file_and_working_days():
+    from pipeline.feed.calendar import WORKDAY_SECONDS, load_calendar
+
+    cal = load_calendar()
+    assert WORKDAY_SECONDS == 8 * 3600
+    tet = [date(2025, 1, 25) + timedelta(days=n) for n in range(9)]  # 25/01-02/02/2025
+    assert not any(cal.is_working_day(d) for d in tet)
+    assert cal.is_working_day(date(2025, 2, 3)) and cal.is_working_day(date(2025, 4, 26))
+    for off in ("2025-01-01", "2025-04-07", "2025-04-30", "2025-05-01", "2025-05-02", "2025-09-01", "2025-09-02"):
+        assert not cal.is_working_day(date.fromisoformat(off)), off
+    days = cal.working_days(date(2025, 1, 1), date(2026, 1, 1))
+    assert len(days) == 250  # 261 weekdays - 12 weekdays off + Saturday 26 April
+    assert cal.is_working_day(date(2026, 1, 2)) and not cal.is_working_day(date(2026, 1, 3))  # no 2026 list: weekends
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("date,kind,name_vi\n2025-01-04,holiday,x\n", "weekend day"),
+        ("date,kind,name_vi\n2025-01-06,working_day,x\n", "is a weekday"),
+        ("date,kind,name_vi\n2025-01-06,feast,x\n", "holiday or working_day"),
+        ("date,kind,name_vi\n06/01/2025,holiday,x\n", "YYYY-MM-DD"),
+        ("date,kind,name_vi\n2025-01-06,holiday,x\n2025-01-06,holiday,y\n", "listed twice"),
+        ("day,kind\n", "header must be"),
+    ],
+)
+def test_bad_holidays_file(tmp_path, text, fragment):
+    from pipeline.feed.calendar import load_calendar
+
+    path = tmp_path / "h.csv"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserError) as info:
+        load_calendar(path)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
 
 
 def _ratios(events, indicator):
@@ -271,16 +332,19 @@ def test_incident_drives_one_units_indicator_down(indicator, level, at_most, oth
 def test_load_units_reads_currently_valid_rows(tmp_path):
     path = tmp_path / "units.csv"
     path.write_text(
-        "unit_id,name_vi,kind,parent_id,valid_from,valid_to\n"
-        "TTPVHCC,Trung tâm,service_centre,TINH,2025-07-01,\n"
-        "OLD,Cũ,district,TINH,2020-01-01,2025-06-30\n"
-        "FUTURE,Mới,commune,TINH,2031-01-01,\n"
-        "SO_A,\"Sở A, B\",department,TINH,,\n",
+        "# the province and its units\n"
+        "unit_id,name_vi,kind,parent_id,valid_from,valid_to,successor\n"
+        "TINH,Tỉnh,province,,2020-01-01,,\n"
+        "TTPVHCC,Trung tâm,service_centre,TINH,2025-07-01,,\n"
+        "OLD,Cũ,district,TINH,2020-01-01,2025-06-30,TTPVHCC\n"
+        "FUTURE,Mới,commune,TINH,2031-01-01,,\n"
+        "SO_A,\"Sở A, B\",department,TINH,2020-01-01,,\n",
         encoding="utf-8",
     )
     assert load_units(path, today=date(2026, 1, 1)) == ["TTPVHCC", "SO_A"]
     assert load_units(path, today=date(2025, 6, 30)) == ["OLD", "SO_A"]
     assert load_units(tmp_path / "missing.csv") == list(FALLBACK_UNITS)
+    assert load_units(REPO / "deploy" / "units.csv", today=date(2025, 7, 1))[0] == "TTPVHCC"
 
 
 # --------------------------------------------------------------------------- incidents

@@ -371,7 +371,7 @@ def test_clock_defaults_to_latest_event_and_accepts_z_strings():
     r1 = expected_indicators(events, at=None, windows=("1h",))
     r2 = expected_indicators(events, at=(T0 + D).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
                              windows=("1h",))
-    assert r1 == r2 == {(ind, u, s, "1h"): (1, 1) for ind in ("on_time", "early")
+    assert r1 == r2 == {(ind, u, s, "1h"): (1, 1) for ind in ("on_time", "on_time_766", "early")
                         for u, s in (("U1", "all"), ("all", "dat_dai"), ("all", "all"))}
 
 

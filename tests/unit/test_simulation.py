@@ -1,0 +1,139 @@
+"""The simulator looks like the province: a year of history, the baseline, the structure in force."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.contract.events import parse_time
+from pipeline.core.targets import load_targets
+from pipeline.feed.lifecycle import Incident
+from pipeline.feed.province import Province
+from pipeline.feed.scenario import build_scenario
+from pipeline.feed.simulate import write_history
+from pipeline.store.units import load_registry, load_units
+from tests.oracle import expected_indicators
+
+REPO = Path(__file__).resolve().parents[2]
+TARGETS = load_targets(REPO / "deploy" / "targets.toml")
+
+
+def _events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def january(tmp_path_factory):
+    path = tmp_path_factory.mktemp("history") / "jan.jsonl"
+    result = write_history(Settings(), 2025, str(path), scale=0.1, days=31, seed=2025, progress=False)
+    return result, _events(path)
+
+
+def test_history_is_time_ordered_and_office_hours(january):
+    result, events = january
+    assert result.events == len(events) and result.dossiers > 3000
+    times = [datetime.fromisoformat(e["occurred_at"]) for e in events]
+    assert times == sorted(times)
+    receipts = [t for e, t in zip(events, times) if e["event_type"] == "received"]
+    assert all(t.date() not in (date(2025, 1, 1), date(2025, 1, 27), date(2025, 1, 31)) for t in receipts)
+    assert all(t.weekday() < 5 for t in receipts)
+    hours = Counter(t.hour for t in receipts)
+    assert hours[12] == 0 and hours[7] > 0 and hours[16] > 0 and hours[17] == 0  # lunch break, 07:30-17:00
+
+
+def test_baseline_month_meets_most_targets_for_most_units(january):
+    """A generated month judged by the oracle: most units meet every target they have volume
+    for, none misses more than two, and the province as a whole meets nearly all."""
+    _, events = january
+    at = "2025-01-31T23:59:59+07:00"
+    figures = expected_indicators(events, at=at, windows=("mtd",))
+    misses: dict[str, list[str]] = {}
+    judged: Counter = Counter()
+    for (indicator, unit, sector, _), (num, den) in figures.items():
+        if unit == "all" or sector != "all" or den < TARGETS.min_volume:
+            continue
+        judged[unit] += 1
+        misses.setdefault(unit, [])
+        if TARGETS.below_target(indicator, sector, num, den):
+            misses[unit].append(indicator)
+    assert len(judged) >= 20  # the month has volume at most units
+    clean = [u for u in misses if not misses[u]]
+    assert len(clean) >= 0.6 * len(misses), misses
+    assert max(len(m) for m in misses.values()) <= 2, misses
+    assert 0 < sum(len(m) for m in misses.values())  # a few realistic weak spots
+    province_misses = [ind for (ind, u, s, _), (n, d) in figures.items()
+                       if u == "all" and s == "all" and TARGETS.below_target(ind, s, n, d)]
+    assert len(province_misses) <= 1, province_misses
+
+
+def test_volumes_follow_population_and_sectors_follow_the_kind_of_unit(january):
+    _, events = january
+    received = [e for e in events if e["event_type"] == "received"]
+    by_unit = Counter(e["unit_id"] for e in received)
+    # Bắc Giang city (371,151 residents) receives more than a mountain district, departments less
+    assert by_unit["BG_TP_BAC_GIANG"] > by_unit["BG_H_SON_DONG"] > by_unit["BG_SO_YT"]
+    districts = Counter(e["sector"] for e in received if e["unit_id"].startswith(("BG_H_", "BG_TP_", "BG_TX_")))
+    assert {"dat_dai", "chung_thuc", "ho_tich"} <= {s for s, _ in districts.most_common(4)}
+    assert {e["sector"] for e in received if e["unit_id"] == "BG_SO_YT"} == {"y_te"}
+    # about a million dossiers a year at scale 1 (the registry in force on 2025-07-01)
+    province = Province(load_units(REPO / "deploy" / "units.csv"))
+    per_year = province.daily_total(date(2025, 7, 1)) * 250
+    assert 0.7e6 < per_year < 1.3e6
+
+
+def test_history_across_1_july_uses_the_units_in_force(tmp_path):
+    path = tmp_path / "h.jsonl"
+    write_history(Settings(), 2025, str(path), scale=0.004, days=200, seed=7, progress=False)
+    events = _events(path)
+    registry = load_registry(REPO / "deploy" / "units.csv")
+    assert all(registry.valid_at(e["unit_id"], parse_time(e["occurred_at"])) for e in events)
+    assert all(registry.valid_at(e["to_unit_id"], parse_time(e["occurred_at"])) for e in events if "to_unit_id" in e)
+    june = {e["unit_id"] for e in events if e["occurred_at"].startswith("2025-06") and e["event_type"] == "received"}
+    july = {e["unit_id"] for e in events if e["occurred_at"].startswith("2025-07") and e["event_type"] == "received"}
+    assert june and all(u.startswith("BG_") for u in june)
+    assert july and not any(u.startswith("BG_") for u in july) and any(u.startswith(("P_", "X_")) for u in july)
+    # dossiers received in June and still worked in July: their later events name the successor
+    assert any(e["occurred_at"].startswith("2025-07") and e["unit_id"] in ("TTPVHCC", "SO_TC", "SO_XD")
+               and e["case_id"] in {x["case_id"] for x in events if x["occurred_at"].startswith("2025-06")}
+               for e in events)
+
+
+def test_scenario_across_1_july_attributes_every_dossier_to_a_unit_in_force():
+    s = build_scenario(seed=4, cases=600, start="2025-06-01", months=2)
+    registry = load_registry(REPO / "deploy" / "units.csv")
+    assert all(registry.valid_at(e["unit_id"], parse_time(e["occurred_at"])) for e in s.valid_events)
+    owners = {e["unit_id"] for e in s.valid_events if e["event_type"] == "received"}
+    assert any(u.startswith("BG_") for u in owners) and any(u.startswith(("P_", "X_")) for u in owners)
+
+
+def test_incident_pushes_one_unit_below_its_target(tmp_path):
+    path = tmp_path / "h.jsonl"
+    write_history(Settings(), 2025, str(path), scale=0.1, days=31, seed=2025, progress=False,
+                  incidents=[Incident("BG_TP_BAC_GIANG", "on_time", 0.5)])
+    figures = expected_indicators(_events(path), at="2025-01-31T23:59:59+07:00", windows=("mtd",))
+    num, den = figures[("on_time", "BG_TP_BAC_GIANG", "all", "mtd")]
+    # half the dossiers are meant to be late; many of those are still open on 31 January
+    assert den >= 100 and num / den < 0.8 and TARGETS.below_target("on_time", "all", num, den)
+    others = [n / d for (ind, u, s, _), (n, d) in figures.items()
+              if ind == "on_time" and s == "all" and u not in ("all", "BG_TP_BAC_GIANG") and d >= 100]
+    assert others and min(others) > 0.85
+
+
+def test_history_cli(tmp_path):
+    out = tmp_path / "h.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "simulate", "--history", "2025", "--out", str(out), "--scale", "0.01",
+         "--days", "3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "simulate: wrote" in done.stdout and out.stat().st_size > 0
+    assert "3/3" in done.stderr  # the progress bar (tqdm) on stderr
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "simulate", "--history", "2025"], cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--out" in bad.stderr
