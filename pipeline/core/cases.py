@@ -50,6 +50,8 @@ __all__ = [
 
 UNKNOWN_SECTOR = "unknown"
 STATE_VERSION = 1
+#: late-after time of an open case that is late at any clock (two supplement requests)
+LATE_ALWAYS = -(1 << 62)
 
 _LOCAL_OFFSET_US = 7 * 3600 * 1_000_000  # Asia/Ho_Chi_Minh: UTC+7, no DST
 _DAY_US = 86_400 * 1_000_000
@@ -266,6 +268,23 @@ def _pauses(sups: list[tuple[int, bool]], finish_t: int | None, now_us: int) -> 
     return paused, requests
 
 
+def _open_pauses(sups: list[tuple[int, bool]]) -> tuple[int, int, int | None]:
+    """(closed pause time, requests, start of a pause still open or None) of an
+    unfinished case: the same walk as ``_pauses``, without a clock."""
+    closed = 0
+    requests = 0
+    open_at: int | None = None
+    for t, is_request in sups:
+        if is_request:
+            requests += 1
+            if open_at is None:
+                open_at = t
+        elif open_at is not None:
+            closed += t - open_at
+            open_at = None
+    return closed, requests, open_at
+
+
 def _local_day(us: int) -> int:
     return (us + _LOCAL_OFFSET_US) // _DAY_US
 
@@ -314,6 +333,9 @@ def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list
                 eff_due = due + paused
                 on_time = ft <= eff_due and requests <= 1
                 out.append(make_outcome("on_time", unit, sector, ft, on_time))
+                # on_time_766 counts finished cases exactly as on_time; its open cases
+                # are counted at the clock by the live view (``open_case``)
+                out.append(make_outcome("on_time_766", unit, sector, ft, on_time))
                 out.append(
                     make_outcome("early", unit, sector, ft, on_time and _local_day(ft) < _local_day(eff_due))
                 )
@@ -380,18 +402,26 @@ def held_since_us(
 
 @dataclass(frozen=True, slots=True)
 class OpenCase:
-    """What the open-case gauges need of an open case, independent of the clock.
+    """What the open-case gauges and ``on_time_766`` need of an open case, clock-free.
 
     ``overdue_after_us``: the case is overdue at clock T exactly when
     ``overdue_after_us < T`` (None: it cannot become overdue as things stand, i.e.
     it has no due date, or a supplement pause opened before it was overdue is still
     open: the paused time keeps moving its effective due along with T).
+    ``requests``: supplement requests so far (two or more: late for ``on_time_766``
+    whatever the clock).
     """
 
     unit: str
     sector: str
     overdue_after_us: int | None
     has_apology: bool
+    requests: int = 0
+
+    def late_766_after_us(self) -> int | None:
+        """``on_time_766`` counts the case late at T exactly when this is before T
+        (None: never, as things stand)."""
+        return LATE_ALWAYS if self.requests > 1 else self.overdue_after_us
 
 
 def open_case(state: CaseState) -> OpenCase | None:
@@ -402,17 +432,9 @@ def open_case(state: CaseState) -> OpenCase | None:
     if s.rejected or rec is None or s.finish_ev is not None:
         return None
     due = rec[_R_DUE]
+    closed, requests, open_at = _open_pauses(s.sups)
     threshold = None
     if due is not None:
-        closed = 0
-        open_at: int | None = None
-        for t, is_request in s.sups:
-            if is_request:
-                if open_at is None:
-                    open_at = t
-            elif open_at is not None:
-                closed += t - open_at
-                open_at = None
         # effective due at T = due + closed + max(0, T - open_at): overdue when it is
         # before T, i.e. T > due + closed while that is also before the open pause
         deadline = due + closed
@@ -423,6 +445,7 @@ def open_case(state: CaseState) -> OpenCase | None:
         sector=rec[_R_SECTOR],
         overdue_after_us=threshold,
         has_apology=s.first_apology_t is not None,
+        requests=requests,
     )
 
 
@@ -536,8 +559,6 @@ def case_summary(state: CaseState, now_us: int) -> CaseSummary:
 # ---------------------------------------------------------------------------
 # on_time_766 (the national index's rule, docs/indicators.md)
 
-#: ``OnTime766.late_after_us`` of an open case that is late at any clock (two requests)
-LATE_ALWAYS = -(1 << 62)
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,15 +630,5 @@ def on_time_766_status(state: CaseState) -> OnTime766 | None:
         paused, requests = _pauses(s.sups, ft, ft)
         return OnTime766(unit, sector, rec[_T], True, ft, ft <= due + paused and requests <= 1,
                          requests, due + paused, None)
-    closed = 0
-    requests = 0
-    open_at: int | None = None
-    for t, is_request in s.sups:
-        if is_request:
-            requests += 1
-            if open_at is None:
-                open_at = t
-        elif open_at is not None:
-            closed += t - open_at
-            open_at = None
+    closed, requests, open_at = _open_pauses(s.sups)
     return OnTime766(unit, sector, rec[_T], False, None, None, requests, due + closed, open_at)

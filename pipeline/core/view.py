@@ -24,7 +24,7 @@ times), so "overdue at T" is a binary search, not a walk over cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from sortedcontainers import SortedDict, SortedList
 
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 ALL = "all"
+ON_TIME_766 = "on_time_766"
 _ROLLING = tuple((w, ROLLING_US[w]) for w in WINDOWS if w in ROLLING_US)
 _CALENDAR = tuple(w for w in WINDOWS if w not in ROLLING_US)  # mtd, qtd, ytd
 _MAX_ROLLING_US = max(length for _, length in _ROLLING)
@@ -100,12 +101,17 @@ class IndicatorView:
         self._month = local_month_index(clock_us)
 
     # -- feeding -------------------------------------------------------------------
-    def apply(self, outcome: Outcome, sign: int) -> None:
-        """Add (``sign`` = +1) or retract (-1) one outcome."""
-        cell = (outcome.indicator, outcome.unit, outcome.sector)
+    def ensure_cell(self, indicator: str, unit: str, sector: str) -> tuple[int, ...]:
+        """The slots of (indicator, unit, sector)'s scopes, created when new."""
+        cell = (indicator, unit, sector)
         slots = self._cell_slots.get(cell)
         if slots is None:
             slots = self._cell_slots[cell] = tuple(self._slot(scope) for scope in scopes_of(*cell))
+        return slots
+
+    def apply(self, outcome: Outcome, sign: int) -> None:
+        """Add (``sign`` = +1) or retract (-1) one outcome."""
+        slots = self.ensure_cell(outcome.indicator, outcome.unit, outcome.sector)
         t = outcome.time_us
         delta = _Delta(t, slots, sign if outcome.hit else 0, sign)
         effective = t + self.hold_retention_us + 1 if outcome.sector == UNKNOWN_SECTOR else t
@@ -150,20 +156,33 @@ class IndicatorView:
                 self._apply_now(delta)
 
     # -- reading -------------------------------------------------------------------
-    def totals(self) -> Iterator[SeriesTotals]:
-        """Every published series at T: each scope that ever had an outcome, all windows."""
-        num, den = self._num, self._den
-        for slot, (indicator, unit, sector) in enumerate(self._scope_keys):
-            for wi, window in enumerate(WINDOWS):
-                yield SeriesTotals(SeriesKey(indicator, unit, sector, window), num[wi][slot], den[wi][slot])
+    def totals(self, extra: Mapping[tuple[str, str, str], tuple[int, int]] | None = None) -> Iterator[SeriesTotals]:
+        """Every published series at T: each scope that ever had an outcome, all windows.
 
-    def totals_dict(self) -> dict[SeriesKey, tuple[int, int]]:
-        return {s.key: (s.numerator, s.denominator) for s in self.totals()}
+        ``extra``: (numerator, denominator) per scope to add in every window (the open
+        cases of ``on_time_766``, counted at T, see ``OpenCaseIndex.on_time_766``)."""
+        num, den = self._num, self._den
+        extra = extra or {}
+        for slot, scope in enumerate(self._scope_keys):
+            indicator, unit, sector = scope
+            en, ed = extra.get(scope, (0, 0))
+            for wi, window in enumerate(WINDOWS):
+                yield SeriesTotals(
+                    SeriesKey(indicator, unit, sector, window), num[wi][slot] + en, den[wi][slot] + ed
+                )
+
+    def totals_dict(
+        self, extra: Mapping[tuple[str, str, str], tuple[int, int]] | None = None
+    ) -> dict[SeriesKey, tuple[int, int]]:
+        return {s.key: (s.numerator, s.denominator) for s in self.totals(extra)}
 
     def columns(self) -> tuple[list[tuple[str, str, str]], list[list[int]], list[list[int]]]:
         """(scopes by slot, numerators[window][slot], denominators[window][slot]),
         windows in ``WINDOWS`` order: the view's own arrays, for exporters; read only."""
         return self._scope_keys, self._num, self._den
+
+    def slot_of(self, scope: tuple[str, str, str]) -> int | None:
+        return self._slot_of.get(scope)
 
     def units(self) -> set[str]:
         """Every unit that has a series."""
@@ -266,6 +285,8 @@ class OpenCaseIndex:
         self._open: dict[str, int] = {}
         self._thresholds: dict[str, SortedList] = {}  # unit -> thresholds
         self._no_apology: dict[str, SortedList] = {}  # unit -> thresholds of cases without apology
+        # on_time_766 scope -> late-after times of its open cases
+        self._late_766: dict[tuple[str, str, str], SortedList] = {}
 
     def set(self, case_id: str, entry: OpenCase | None) -> None:
         """Record a case's open state (``None``: not open)."""
@@ -285,6 +306,9 @@ class OpenCaseIndex:
         self._thresholds.setdefault(entry.unit, SortedList()).add(threshold)
         if not entry.has_apology:
             self._no_apology.setdefault(entry.unit, SortedList()).add(threshold)
+        late = entry.late_766_after_us()
+        for scope in scopes_of(ON_TIME_766, entry.unit, entry.sector):
+            self._late_766.setdefault(scope, SortedList()).add(NEVER if late is None else late)
 
     def _remove(self, entry: OpenCase) -> None:
         self._open[entry.unit] -= 1
@@ -292,6 +316,9 @@ class OpenCaseIndex:
         self._thresholds[entry.unit].remove(threshold)
         if not entry.has_apology:
             self._no_apology[entry.unit].remove(threshold)
+        late = entry.late_766_after_us()
+        for scope in scopes_of(ON_TIME_766, entry.unit, entry.sector):
+            self._late_766[scope].remove(NEVER if late is None else late)
 
     def counts(self, now_us: int, units: Iterable[str] = ()) -> dict[str, OpenCaseCounts]:
         """Open, overdue and overdue-without-apology cases per unit at ``now_us``:
@@ -305,6 +332,16 @@ class OpenCaseIndex:
                 overdue=thresholds.bisect_left(now_us) if thresholds else 0,
                 overdue_without_apology=no_apology.bisect_left(now_us) if no_apology else 0,
             )
+        return result
+
+    def on_time_766(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """Per ``on_time_766`` scope: (open cases not late at ``now_us``, open cases).
+        They count in every window at T (docs/indicators.md)."""
+        result = {}
+        for scope, thresholds in self._late_766.items():
+            total = len(thresholds)
+            if total:
+                result[scope] = (total - thresholds.bisect_left(now_us), total)
         return result
 
     def __len__(self) -> int:
@@ -333,11 +370,16 @@ class IndicatorFigure:
         return self.numerator / self.denominator if self.denominator else None
 
 
-def indicator_figures(view: IndicatorView, targets: Targets) -> list[IndicatorFigure]:
-    """Every series of the view at its clock, with its target. O(series)."""
+def indicator_figures(
+    view: IndicatorView,
+    targets: Targets,
+    extra: Mapping[tuple[str, str, str], tuple[int, int]] | None = None,
+) -> list[IndicatorFigure]:
+    """Every series of the view at its clock (plus ``extra``, see ``totals``), with
+    its target. O(series)."""
     target_of: dict[tuple[str, str], tuple[str, float]] = {}
     figures = []
-    for key, numerator, denominator in view.totals():
+    for key, numerator, denominator in view.totals(extra):
         indicator, unit, sector, window = key
         target = target_of.get((indicator, sector))
         if target is None:

@@ -149,7 +149,14 @@ class LiveExposition:
                 )
             )
 
-    def render(self, view: IndicatorView, open_counts: Mapping[str, OpenCaseCounts]) -> str:
+    def render(
+        self,
+        view: IndicatorView,
+        open_counts: Mapping[str, OpenCaseCounts],
+        extra: Mapping[tuple[str, str, str], tuple[int, int]] | None = None,
+    ) -> str:
+        """``extra``: (numerator, denominator) per scope added in every window, as in
+        ``IndicatorView.totals``."""
         if view is not self._view:  # a rebuilt view numbers its slots afresh
             self._view = view
             self._series = []
@@ -163,6 +170,12 @@ class LiveExposition:
         count = len(scopes)
         flat_n = [nums[w][slot] for slot in range(count) for w in range(width)]
         flat_d = [dens[w][slot] for slot in range(count) for w in range(width)]
+        for scope, (en, ed) in (extra or {}).items():
+            slot = view.slot_of(scope)
+            if slot is not None:
+                for i in range(slot * width, slot * width + width):
+                    flat_n[i] += en
+                    flat_d[i] += ed
         rows = list(zip(series, flat_n, flat_d))
         parts = [_header(*CLOCK_FAMILY), f"{CLOCK_FAMILY[0]} {floatToGoString(view.clock_us / 1e6)}\n"]
         parts.append(_header(*INDICATOR_FAMILIES[0]))

@@ -30,7 +30,7 @@ from typing import Iterable, Iterator, Mapping, Protocol
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, case_outcomes, open_case
 from pipeline.core.outcomes import Outcome, diff_outcomes
-from pipeline.core.view import IndicatorView, OpenCaseIndex
+from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
 
 DAY_US = 86_400 * 1_000_000
@@ -127,10 +127,21 @@ class LiveState:
         self.partition_clock: dict[int, int] = {}
         self._pruned_day: int | None = None
 
+    def set_open(self, case: StoredCase) -> None:
+        """Record whether the case is open (open cases count in ``on_time_766`` at T)."""
+        entry = open_case(case.state)
+        self.open_cases.set(case.case_id, entry)
+        if entry is not None:
+            self.view.ensure_cell(ON_TIME_766, entry.unit, entry.sector)
+
+    def extra_at(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """What the view's totals need beside the outcomes: open cases of ``on_time_766``."""
+        return self.open_cases.on_time_766(now_us)
+
     def add_case(self, partition: int, case: StoredCase, now_us: int) -> None:
         """Count a whole case (rebuild on assignment)."""
         self.view.apply_all((outcome, 1) for outcome in case.outcomes())
-        self.open_cases.set(case.case_id, open_case(case.state))
+        self.set_open(case)
         horizon = now_us - self.dedupe_retention_us
         for row in case.state.events:
             if row[0] >= horizon:
@@ -192,7 +203,7 @@ class Processor:
             case = StoredCase(CaseState.new(event.case_id))
         before, after = case.add(event, message.offset)
         live.view.apply_all(diff_outcomes(before, after))
-        live.open_cases.set(event.case_id, open_case(case.state))
+        live.set_open(case)
         live.ids[event.event_id] = _IdEntry(event.case_id, event.occurred_at_us)
         live.see_time(message.partition, event.occurred_at_us)
         self.repository.put(message.partition, case)

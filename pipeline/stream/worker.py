@@ -457,7 +457,7 @@ class Worker:
         view.advance(now_us)
         return LiveFigures(
             clock_us=view.clock_us,
-            indicators=indicator_figures(view, self.targets),
+            indicators=indicator_figures(view, self.targets, self.live.extra_at(view.clock_us)),
             open_cases=self.live.open_cases.counts(view.clock_us, view.units()),
         )
 
@@ -479,7 +479,11 @@ class Worker:
         if self.view_ready.is_set():
             view = self.live.view
             view.advance(self.clock_us())
-            live_text = self.exposition.render(view, self.live.open_cases.counts(view.clock_us, view.units()))
+            live_text = self.exposition.render(
+                view,
+                self.live.open_cases.counts(view.clock_us, view.units()),
+                self.live.extra_at(view.clock_us),
+            )
         return web.bytes(self.metrics.render(live_text), content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):

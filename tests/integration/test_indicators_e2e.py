@@ -17,17 +17,7 @@ pytestmark = pytest.mark.integration
 WINDOWS = ("1h", "24h", "7d", "30d", "mtd", "qtd", "ytd")
 
 
-#: indicators the live gauges do not publish yet (on_time_766: batch and oracle only, until the
-#: worker's incremental view adds it); streaming comparisons leave them out
-NOT_STREAMED = frozenset({"on_time_766"})
-
-
 def _nonzero(figures: dict) -> dict:
-    """The series with a denominator, without the indicators not streamed yet."""
-    return {key: value for key, value in figures.items() if value[1] > 0 and key[0] not in NOT_STREAMED}
-
-
-def _nonzero_all(figures: dict) -> dict:
     return {key: value for key, value in figures.items() if value[1] > 0}
 
 
@@ -84,8 +74,8 @@ def test_streaming_batch_and_oracle_agree_across_a_restart(infra, tmp_path):
     finally:
         worker.stop()
 
-    oracle = _nonzero_all(expected_indicators(scenario.valid_events, at=at, windows=WINDOWS))
-    batch = _nonzero_all(
+    oracle = _nonzero(expected_indicators(scenario.valid_events, at=at, windows=WINDOWS))
+    batch = _nonzero(
         {(r["indicator"], r["unit"], r["sector"], r["window"]): (r["numerator"], r["denominator"]) for r in batch_rows}
     )
     assert len(oracle) > 500  # the scenario exercises many series
@@ -94,6 +84,6 @@ def test_streaming_batch_and_oracle_agree_across_a_restart(infra, tmp_path):
         "digitized", "data_reuse", "vneid_auth", "apology_coverage", "feedback_on_time",
     }
     assert batch == oracle
-    assert streaming == _nonzero(oracle)
+    assert streaming == oracle
     expected_open = {u: c for u, c in expected_open_cases(scenario.valid_events, at=at).items() if any(c)}
     assert open_cases == expected_open

@@ -68,3 +68,13 @@ def test_a_rebuilt_view_is_rendered_with_its_own_series():
     rebuilt.apply(Outcome("remote", "U1", "ho_tich", T, True), +1)
     metrics = WorkerMetrics(lambda: LiveFigures(rebuilt.clock_us, indicator_figures(rebuilt, TARGETS), {}))
     assert exposition.render(rebuilt, {}) == generate_latest(metrics.live_registry).decode()
+
+
+def test_extra_counts_of_open_cases_are_rendered_like_the_collector_does():
+    view = _view()
+    view.ensure_cell("on_time_766", "U4", "ho_tich")
+    extra = {("on_time_766", "U4", "all"): (2, 3), ("on_time_766", "all", "all"): (2, 3)}
+    metrics = WorkerMetrics(lambda: LiveFigures(view.clock_us, indicator_figures(view, TARGETS, extra), {}))
+    fast = LiveExposition(TARGETS).render(view, {}, extra)
+    assert fast == generate_latest(metrics.live_registry).decode()
+    assert 'tthc_indicator_denominator{indicator="on_time_766",sector="all",unit="U4",window="7d"} 3.0' in fast

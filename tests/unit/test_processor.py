@@ -158,3 +158,48 @@ def test_a_rebuild_from_the_records_equals_the_incremental_state():
     assert fresh.open_cases.counts(now, fresh.view.units()) == live.open_cases.counts(now, live.view.units())
     live.prune_ids(now)  # the rebuild keeps only the ids within the dedupe retention
     assert fresh.ids.keys() == live.ids.keys()
+
+
+def test_the_live_figures_equal_the_oracle_on_every_series_on_time_766_included():
+    from pipeline.contract.events import format_time
+    from tests.oracle import expected_indicators
+
+    scenario = build_scenario(seed=9, cases=400)
+    processor = _processor()
+    for offset, line in enumerate(scenario.lines):
+        key = message_key(line)
+        partition = zlib.crc32(key) % 3 if key else 0
+        processor.process(RawMessage(key, line, partition, offset), wall_now_us=NOW)
+    live = processor.live
+    now = live.view.clock_us
+    at = format_time(now)
+    got = {k: v for k, v in live.view.totals_dict(live.extra_at(now)).items() if v[1] > 0}
+    expected = {k: v for k, v in expected_indicators(scenario.valid_events, at=at).items() if v[1] > 0}
+    assert any(key[0] == "on_time_766" for key in expected)
+    assert {tuple(k): v for k, v in got.items()} == expected
+
+
+def test_a_unit_leaving_late_dossiers_open_looks_fine_on_on_time_but_not_on_on_time_766():
+    processor = _processor()
+    offset = 0
+    for i in range(25):  # finished on time
+        for event in (
+            _event(f"r{i}", "received", "2025-08-01T08:00:00+07:00", case_id=f"F{i}", procedure_code="p",
+                   sector="ho_tich", channel="direct", due_at="2025-08-05T17:00:00+07:00"),
+            _event(f"s{i}", "resolved", "2025-08-04T10:00:00+07:00", case_id=f"F{i}"),
+        ):
+            processor.process(_message(event, offset=offset), wall_now_us=NOW)
+            offset += 1
+    for i in range(10):  # left open, long past due
+        event = _event(f"o{i}", "received", "2025-07-01T08:00:00+07:00", case_id=f"O{i}", procedure_code="p",
+                       sector="ho_tich", channel="direct", due_at="2025-07-03T17:00:00+07:00")
+        processor.process(_message(event, offset=offset), wall_now_us=NOW)
+        offset += 1
+    live = processor.live
+    totals = live.view.totals_dict(live.extra_at(live.view.clock_us))
+    assert totals[SeriesKey("on_time", "U1", ALL, "30d")] == (25, 25)
+    assert totals[SeriesKey("on_time_766", "U1", ALL, "30d")] == (25, 35)
+    # the open ones count in every window at T, also in the sector and province scopes
+    assert totals[SeriesKey("on_time_766", ALL, "ho_tich", "1h")] == (25, 35)
+    assert totals[SeriesKey("on_time_766", ALL, ALL, "ytd")] == (25, 35)
+    assert processor.live.open_cases.counts(live.view.clock_us)["U1"].overdue == 10
