@@ -4,7 +4,7 @@ File format::
 
     min_volume = 20              # optional, default 20, integer >= 1
 
-    [on_time]                    # one table per indicator, all twelve required
+    [on_time]                    # one table per indicator, every one of INDICATORS required
     op = ">"                     # ">", ">=" or "="
     value = 0.95                 # a number in [0, 1]
 
