@@ -16,19 +16,15 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Iterable
 
+from pipeline.core.windows import local_date
+
 __all__ = ["UnitRegistry", "Period", "local_date_of_us", "UNKNOWN_UNIT"]
 
 #: the unit label that events with an unregistered unit are attributed to
 UNKNOWN_UNIT = "unknown"
 
-_LOCAL_OFFSET_US = 7 * 3600 * 1_000_000
-_DAY_US = 86_400 * 1_000_000
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
-
-
-def local_date_of_us(time_us: int) -> date:
-    """The Asia/Ho_Chi_Minh calendar date of an epoch-µs instant."""
-    return date.fromordinal(_EPOCH_ORDINAL + (time_us + _LOCAL_OFFSET_US) // _DAY_US)
+#: the Asia/Ho_Chi_Minh calendar date of an epoch-µs instant
+local_date_of_us = local_date
 
 
 @dataclass(frozen=True, slots=True)
