@@ -155,13 +155,20 @@ def _windows_text(windows: tuple[str, ...]) -> str:
 
 # ---------------------------------------------------------------- Go templates (alert texts)
 
-_SCOPE_NAME = (
-    '{{ if ne $labels.unit "all" }}'
-    '{{ with printf "tthc_unit_info{unit=%q}" $labels.unit | query }}{{ . | first | label "name" }}'
-    "{{ else }}{{ $labels.unit }}{{ end }}"
-    '{{ else if ne $labels.sector "all" }}Lĩnh vực {{ $labels.sector }} (toàn tỉnh)'
-    "{{ else }}Toàn tỉnh{{ end }}"
-)
+def _scope(with_code: bool) -> str:
+    """The scope in words: the unit's registry name, a sector, or the province."""
+    code = " ({{ $labels.unit }})" if with_code else ""
+    return (
+        '{{ if ne $labels.unit "all" }}'
+        '{{ with printf "tthc_unit_info{unit=%q}" $labels.unit | query }}{{ . | first | label "name" }}'
+        "{{ else }}{{ $labels.unit }}{{ end }}" + code +
+        '{{ else if ne $labels.sector "all" }}Lĩnh vực {{ $labels.sector }} (toàn tỉnh)'
+        "{{ else }}Toàn tỉnh{{ end }}"
+    )
+
+
+_SCOPE_NAME = _scope(with_code=False)
+_SCOPE_LABEL = _scope(with_code=True)
 _UNIT_NAME = (
     '{{ with printf "tthc_unit_info{unit=%q}" $labels.unit | query }}{{ . | first | label "name" }}'
     "{{ else }}{{ $labels.unit }}{{ end }}"
@@ -251,8 +258,7 @@ def _indicator_alerts(targets: Targets, cfg: AlertingConfig, options: RuleOption
                         "unit_name": _SCOPE_NAME,
                         "summary": f"{_SCOPE_NAME}: «{name_vi}» dưới chỉ tiêu ({_windows_text(windows)})",
                         "description": (
-                            f"{_SCOPE_NAME} ({{{{ $labels.unit }}}}, lĩnh vực {{{{ $labels.sector }}}}): "
-                            f"chỉ số «{name_vi}» đạt {', '.join(values)}; "
+                            f"{_SCOPE_LABEL}: chỉ số «{name_vi}» đạt {', '.join(values)}; "
                             f"chỉ tiêu {{{{ $labels.target }}}} (tính khi có từ {targets.min_volume} lượt trở lên)."
                         ),
                         "indicator_name": name_vi,
