@@ -30,6 +30,7 @@ from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
 from pipeline.stream.gauges import indicator_figures, open_case_counts
 from pipeline.stream.metrics import CONTENT_TYPE, WorkerMetrics
+from pipeline.stream.registry_metrics import install_registry_metrics  # issue 7
 from pipeline.stream.writebehind import WriteBehind
 from pipeline.stream.processor import (
     ACCEPTED,
@@ -122,6 +123,8 @@ class Worker:
         }
         self.tables = Tables(**self.cached)
         self.processor = Processor(self.tables, dedupe_retention_days=s.dedupe_retention_days)
+        # issue 7: tthc_unit_info and tthc_consumer_lag (pipeline/stream/registry_metrics.py)
+        install_registry_metrics(self.metrics.registry, app, topic=s.topic, units_file=s.units_file, clock_us=self.clock_us)
         app.agent(self.topic, name="process-case-events")(self._agent)
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.timer(s.flush_interval)(self._flush_timer)
