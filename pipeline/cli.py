@@ -55,6 +55,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="every alert's for/keep_firing_for, e.g. 30s (demos and tests; not for production)",
     )
 
+    commands.add_parser("webhook-log", help="log the local Alertmanager's notifications (TTHC_WEBHOOK_PORT)")
+
     sql = commands.add_parser("sql", help="read-only ad-hoc SQL on the stored facts")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["json", "table", "csv"], default="table")
@@ -157,6 +159,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         for path in write_rules(targets, out, RuleOptions(for_override=args.for_override)):
             print(f"rules: wrote {path}")
         return 0
+    if args.command == "webhook-log":
+        from pipeline.alerting.webhook import run_webhook_log
+
+        return run_webhook_log(settings.webhook_port, settings.data_dir / "logs" / "alerts.jsonl")
     if args.command == "sql":
         from pipeline.access import print_sql
 
