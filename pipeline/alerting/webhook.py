@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
+from pipeline.config import UserError
+
 __all__ = ["Notification", "WebhookLog", "describe", "serve"]
 
 
@@ -106,7 +108,10 @@ def run_webhook_log(port: int, file: Path) -> int:
         for line in describe(notification):
             print(line, flush=True)
 
-    server = serve(WebhookLog(file=file, on_notification=show), port)
+    try:
+        server = serve(WebhookLog(file=file, on_notification=show), port)
+    except OSError as exc:
+        raise UserError(f"webhook-log: cannot listen on 127.0.0.1:{port} ({exc.strerror}); set TTHC_WEBHOOK_PORT") from None
     print(f"webhook-log: listening on http://127.0.0.1:{port}/ (Alertmanager receivers), logging to {file}", flush=True)
     try:
         server.serve_forever()
