@@ -54,6 +54,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="unit=U,indicator=I,level=0.5 (repeatable): drive one unit's indicator down",
     )
 
+    rules = commands.add_parser("rules", help="write the Prometheus rules generated from the targets file")
+    rules.add_argument("--out", help="directory (default: deploy/prometheus/rules)")
+    rules.add_argument(
+        "--for", dest="for_override", type=_prom_duration,
+        help="every alert's for/keep_firing_for, e.g. 30s (demos and tests; not for production)",
+    )
+
+    commands.add_parser("webhook-log", help="log the local Alertmanager's notifications (TTHC_WEBHOOK_PORT)")
+
     sql = commands.add_parser("sql", help="read-only ad-hoc SQL on the stored facts")
     sql.add_argument("query")
     sql.add_argument("--format", choices=["json", "table", "csv"], default="table")
@@ -101,6 +110,14 @@ def _duration(raw: str) -> float:
     return value
 
 
+def _prom_duration(raw: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h|d|w)", raw.strip()):
+        raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (use e.g. 30s, 5m or 1h)")
+    return raw.strip()
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
         key: getattr(args, key, None)
@@ -145,6 +162,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
         )
         return 0
+    if args.command == "rules":
+        from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
+        from pipeline.core.targets import TargetsError, load_targets
+
+        try:
+            targets = load_targets(settings.targets_file)
+        except TargetsError as exc:
+            raise UserError(str(exc)) from None
+        out = args.out or RULES_DIR
+        for path in write_rules(targets, out, RuleOptions(for_override=args.for_override)):
+            print(f"rules: wrote {path}")
+        return 0
+    if args.command == "webhook-log":
+        from pipeline.alerting.webhook import run_webhook_log
+
+        return run_webhook_log(settings.webhook_port, settings.data_dir / "logs" / "alerts.jsonl")
     if args.command == "sql":
         from pipeline.access import print_sql
 

@@ -84,6 +84,8 @@ class Settings:
     web_port: int = 6066
     prometheus_port: int = 19090
     alertmanager_port: int = 19093
+    webhook_port: int = 5001  # where the local Alertmanager's webhook receivers post
+    rules_dir: Path = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
     dedupe_retention_days: int = 35
     hold_retention_days: int = 35
     batch_size: int = 500
@@ -128,6 +130,8 @@ _PARSERS = {
     "web_port": _port,
     "prometheus_port": _port,
     "alertmanager_port": _port,
+    "webhook_port": _port,
+    "rules_dir": _path,
     "dedupe_retention_days": _positive_int,
     "hold_retention_days": _positive_int,
     "batch_size": _positive_int,

@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# `make demo`: local infra, the worker (event clock off: live wall clock) and the simulator.
-# Ctrl-C stops the simulator and the worker, then the infrastructure.
+# `make demo`: local infra, the worker (event clock off: live wall clock), the simulator with
+# an incident, and a webhook logger that shows where the incident's page appears.
+# Ctrl-C stops the simulator, the worker and the logger, then the infrastructure.
+# The demo's Prometheus loads a copy of the generated rules with every `for:` set to
+# DEMO_FOR (default 1m) so the page comes within minutes; production keeps deploy/prometheus/rules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT="${TTHC_WEB_PORT:-6066}"
 mkdir -p "${TTHC_DATA_DIR:-./var}/logs"
 LOG="${TTHC_DATA_DIR:-./var}/logs/worker.log"
+WEBHOOK_LOG="${TTHC_DATA_DIR:-./var}/logs/webhook.log"
+AM_PORT="${TTHC_ALERTMANAGER_PORT:-19093}"
+INCIDENT_UNIT="${DEMO_INCIDENT_UNIT:-TTPVHCC}"
+export TTHC_RULES_DIR="${TTHC_DATA_DIR:-./var}/demo/rules"
 
-$PY -m pipeline infra up
-$PY -m pipeline worker >"$LOG" 2>&1 &
-WORKER=$!
+$PY -m pipeline rules --out "$TTHC_RULES_DIR" --for "${DEMO_FOR:-1m}" >/dev/null
+$PY -m pipeline webhook-log >"$WEBHOOK_LOG" 2>&1 &
+WEBHOOK=$!
+sleep 1
+kill -0 "$WEBHOOK" 2>/dev/null || { cat "$WEBHOOK_LOG"; exit 1; }
 SIMULATOR=""
+WORKER=""
 cleanup() {
   trap - INT TERM EXIT
-  echo; echo "demo: stopping simulator, worker and infrastructure…"
-  for pid in $SIMULATOR $WORKER; do
+  echo; echo "demo: stopping simulator, worker, webhook logger and infrastructure…"
+  for pid in $SIMULATOR $WORKER $WEBHOOK; do
     kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   $PY -m pipeline infra down || true
 }
 trap cleanup INT TERM EXIT
+$PY -m pipeline infra up
+$PY -m pipeline worker >"$LOG" 2>&1 &
+WORKER=$!
 
 for _ in $(seq 1 60); do
   curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
@@ -30,14 +43,17 @@ done
 cat <<INFO
 demo: running. Look at
   metrics      http://127.0.0.1:$PORT/metrics   (tthc_events_total, tthc_indicator_*)
-  Prometheus   http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}   (recording rules tthc:*)
-  Alertmanager http://127.0.0.1:${TTHC_ALERTMANAGER_PORT:-19093}
+  Prometheus   http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}/alerts   (rules from $TTHC_RULES_DIR, for: ${DEMO_FOR:-1m})
+  Alertmanager http://127.0.0.1:$AM_PORT/#/alerts
+  pages        tail -f $WEBHOOK_LOG   (webhook receivers on 127.0.0.1:${TTHC_WEBHOOK_PORT:-5001}; JSON in ${TTHC_DATA_DIR:-./var}/logs/alerts.jsonl)
+  incident     satisfaction of $INCIDENT_UNIT driven to 60 %: its page (TthcIndicatorBelowTarget,
+               severity page) appears in both within a few minutes, once it has 20 ratings
   SQL          .venv/bin/python -m pipeline sql "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
   worker log   $LOG
 Ctrl-C stops everything.
 INFO
 # In the background and waited for: `wait` returns at once on Ctrl-C, so the trap runs.
 $PY -m pipeline simulate --rate "${DEMO_RATE:-20}" --duration "${DEMO_DURATION:-24h}" \
-  --incident "unit=${DEMO_INCIDENT_UNIT:-TTPVHCC},indicator=satisfaction,level=0.6" &
+  --incident "unit=$INCIDENT_UNIT,indicator=satisfaction,level=0.6" &
 SIMULATOR=$!
 wait "$SIMULATOR"

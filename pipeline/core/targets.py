@@ -12,14 +12,19 @@ File format::
     dat_dai = 0.85               # keeps the indicator's op
     xay_dung = { op = ">=", value = 0.85 }   # or a table; op optional
 
+    [alerting]                   # optional: windows, ``for:`` durations and thresholds
+    page_windows = ["24h", "7d"] # of the generated alert rules (pipeline.alerting.rules);
+    page_for = "30m"             # every key optional, defaults in AlertingConfig
+
 Values are read as exact decimals (``0.95`` is 19/20, not the nearest binary
 float), and comparisons are done on integers: for ``>= p/q``, ``n * q >= p * d``.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
@@ -29,7 +34,15 @@ from typing import Any, Callable, Mapping
 
 from pipeline.core.indicators import INDICATORS
 
-__all__ = ["Targets", "TargetsError", "load_targets", "parse_targets", "OPS", "DEFAULT_MIN_VOLUME"]
+__all__ = [
+    "AlertingConfig",
+    "Targets",
+    "TargetsError",
+    "load_targets",
+    "parse_targets",
+    "OPS",
+    "DEFAULT_MIN_VOLUME",
+]
 
 OPS = (">", ">=", "=")
 DEFAULT_MIN_VOLUME = 20
@@ -40,12 +53,91 @@ class TargetsError(ValueError):
     """A problem with the targets file; ``str()`` is one line naming file and problem."""
 
 
+# Windows an alert may use: the rolling and calendar windows the worker exports.
+ALERT_WINDOWS = ("1h", "24h", "7d", "30d", "mtd", "qtd", "ytd")
+_DURATION_RE = re.compile(r"[1-9][0-9]*(ms|s|m|h|d|w)")
+
+
+@dataclass(frozen=True)
+class AlertingConfig:
+    """The ``[alerting]`` table: every window, ``for:`` and threshold of the alert rules.
+
+    Durations are Prometheus durations (``90s``, ``30m``, ``2h``, ``1d``).
+    """
+
+    #: a scope pages when it is below target in *every* one of these windows
+    page_windows: tuple[str, ...] = ("24h", "7d")
+    page_for: str = "30m"
+    #: a firing page stays firing this long after the condition clears (no flapping)
+    page_keep_firing_for: str = "15m"
+    #: a ticket (daily digest) when below target in every one of these windows
+    ticket_windows: tuple[str, ...] = ("30d",)
+    ticket_for: str = "3h"
+    ticket_keep_firing_for: str = "3h"
+    #: a unit with overdue open dossiers that have no apology letter, this long
+    overdue_without_apology_for: str = "1h"
+    #: overdue open dossiers of a unit up by at least this many over ``overdue_rise_over``
+    overdue_rise: int = 5
+    overdue_rise_over: str = "24h"
+    overdue_rise_for: str = "1h"
+    #: the worker's scrape failing (up == 0) or its target missing
+    worker_down_for: str = "2m"
+    #: input waiting (consumer lag > 0) while nothing is processed
+    stalled_for: str = "10m"
+    #: rejected messages of one reason within ``invalid_spike_over``
+    invalid_spike: int = 50
+    invalid_spike_over: str = "15m"
+    invalid_spike_for: str = "5m"
+    #: ClickHouse writes failing (the worker retries; nothing is acked meanwhile)
+    write_errors_for: str = "5m"
+    #: the clock T unchanged over ``clock_stalled_over`` while events are accepted
+    clock_stalled_over: str = "15m"
+    clock_stalled_for: str = "5m"
+    #: base URL of Grafana; alert texts link to ``<grafana_url>/d/tthc-don-vi?var-unit=<unit>``
+    grafana_url: str = "http://127.0.0.1:3000"
+
+
+def _parse_alerting(raw: Any, fail) -> AlertingConfig:
+    if not isinstance(raw, dict):
+        fail("[alerting] must be a table")
+    known = {f.name: f for f in fields(AlertingConfig)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"[alerting] {key}"
+        if key not in known:
+            fail(f"[alerting]: unknown key {key!r} (expected {', '.join(known)})")
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                fail(f"{where}: must be a non-empty list of windows like [\"24h\", \"7d\"]")
+            bad = [v for v in value if v not in ALERT_WINDOWS]
+            if bad:
+                fail(f"{where}: unknown window {bad[0]!r} (one of {', '.join(ALERT_WINDOWS)})")
+            if len(set(value)) != len(value):
+                fail(f"{where}: a window is listed twice")
+            values[key] = tuple(value)
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(f"{where}: must be a positive integer, got {value!r}")
+            values[key] = value
+        elif key == "grafana_url":
+            if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s\"'{}]+", value):
+                fail(f"{where}: must be an http(s) URL, got {value!r}")
+            values[key] = value.rstrip("/")
+        else:
+            if not isinstance(value, str) or not _DURATION_RE.fullmatch(value):
+                fail(f"{where}: must be a duration like 90s, 30m, 2h or 1d, got {value!r}")
+            values[key] = value
+    return AlertingConfig(**values)
+
+
 @dataclass(frozen=True)
 class Targets:
     min_volume: int
     defaults: Mapping[str, tuple[str, Fraction]]
     overrides: Mapping[str, Mapping[str, tuple[str, Fraction]]] = field(default_factory=dict)
     source: str = "<targets>"
+    alerting: AlertingConfig = field(default_factory=AlertingConfig)
 
     def _target(self, indicator: str, sector: str) -> tuple[str, Fraction]:
         per = self.overrides.get(indicator)
@@ -125,7 +217,7 @@ def parse_targets(data: Mapping[str, Any], source: str = "<targets>") -> Targets
 
     known = set(INDICATORS)
     for key in data:
-        if key != "min_volume" and key not in known:
+        if key not in ("min_volume", "alerting") and key not in known:
             fail(f"unknown indicator [{key}] (known: {', '.join(INDICATORS)})")
     defaults: dict[str, tuple[str, Fraction]] = {}
     overrides: dict[str, dict[str, tuple[str, Fraction]]] = {}
@@ -166,7 +258,10 @@ def parse_targets(data: Mapping[str, Any], source: str = "<targets>") -> Targets
                 per[sector] = (op, _value(raw, where, fail))
         if per:
             overrides[ind] = per
-    return Targets(min_volume=min_volume, defaults=defaults, overrides=overrides, source=source)
+    alerting = _parse_alerting(data["alerting"], fail) if "alerting" in data else AlertingConfig()
+    return Targets(
+        min_volume=min_volume, defaults=defaults, overrides=overrides, source=source, alerting=alerting
+    )
 
 
 def load_targets(path: str | PathLike[str]) -> Targets:

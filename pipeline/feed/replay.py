@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pipeline.config import Settings, UserError
 
@@ -182,8 +182,18 @@ def flush_and_check(producer, topic: str, acks: _Acks) -> None:
         raise UserError(f"Kafka did not accept a message for topic {topic!r}: {_short(acks.error)}")
 
 
-def replay_file(settings: Settings, path: str | Path, rate: float | None = None, progress: bool = True) -> int:
-    """Send every non-empty line of ``path`` to ``settings.topic``; return the count."""
+def replay_file(
+    settings: Settings,
+    path: str | Path,
+    rate: float | None = None,
+    progress: bool = True,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Send every non-empty line of ``path`` to ``settings.topic``; return the count.
+
+    ``clock`` and ``sleep`` pace ``rate`` (tests inject their own)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}" if not path.exists() else f"not a file: {path}")
@@ -199,14 +209,14 @@ def replay_file(settings: Settings, path: str | Path, rate: float | None = None,
     bar = Progress("replay", total, enabled=progress)
     sent = 0
     try:
-        started = time.monotonic()
+        started = clock()
 
         def paced():
             for line in _lines(path):
                 if rate is not None:
-                    delay = started + sent / rate - time.monotonic()
+                    delay = started + sent / rate - clock()
                     if delay > 0:
-                        time.sleep(delay)
+                        sleep(delay)
                 yield message_key(line), line
 
         for _ in send_all(producer, settings.topic, paced(), acks):

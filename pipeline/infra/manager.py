@@ -52,7 +52,8 @@ def _expected_argv(settings: Settings, name: str) -> list[str]:
     """The argv (without the program) ``up`` would use now for an HTTP service."""
     infra = _infra_dir(settings)
     if name == "alertmanager":
-        return prometheus.alertmanager_argv("", settings, infra / "alertmanager" / "data")[1:]
+        am = infra / "alertmanager"
+        return prometheus.alertmanager_argv("", settings, am / "alertmanager.yml", am / "data")[1:]
     config = infra / "prometheus" / "prometheus.yml"
     return prometheus.prometheus_argv("", settings, config, config.parent / "data")[1:]
 
@@ -145,15 +146,24 @@ def _up_kafka(settings: Settings, service: Service, address: tuple[str, int] | N
 
 def _up_alertmanager(settings: Settings, service: Service, binary: str) -> None:
     url = f"http://127.0.0.1:{settings.alertmanager_port}"
+    storage = _infra_dir(settings) / "alertmanager" / "data"
+    config = storage.parent / "alertmanager.yml"
+    text = prometheus.render_alertmanager_config(settings)
     pid = service.pid()
     started = pid is None
+    verb = "started" if started else "already running"
     if pid is None:
         _check_free("alertmanager", settings.alertmanager_port)
-        storage = _infra_dir(settings) / "alertmanager" / "data"
         storage.mkdir(parents=True, exist_ok=True)
-        pid = spawn(service, prometheus.alertmanager_argv(binary, settings, storage), cwd=storage.parent)
+        config.write_text(text)
+        pid = spawn(service, prometheus.alertmanager_argv(binary, settings, config, storage), cwd=storage.parent)
     wait_ready(service, pid, lambda: http_ok(f"{url}/-/ready"), HTTP_TIMEOUT, just_started=started)
-    _say(f"alertmanager: {'started' if started else 'already running'} on 127.0.0.1:{settings.alertmanager_port} (pid {pid})")
+    if not config.is_file() or config.read_text() != text:  # e.g. another TTHC_WEBHOOK_PORT
+        config.write_text(text)
+        if not http_ok(f"{url}/-/reload", method="POST"):
+            raise UserError(f"alertmanager: reloading {config} failed; see {service.log_file}")
+        verb += " (config reloaded)"
+    _say(f"alertmanager: {verb} on 127.0.0.1:{settings.alertmanager_port} (pid {pid})")
 
 
 def _up_prometheus(settings: Settings, service: Service, binary: str) -> None:

@@ -19,8 +19,13 @@ def render_prometheus_config(settings: Settings) -> str:
         web_port=settings.web_port,
         prometheus_port=settings.prometheus_port,
         alertmanager_port=settings.alertmanager_port,
-        rules_glob=f"{RULES_DIR}/*.yml",
+        rules_glob=f"{settings.rules_dir.resolve()}/*.yml",
     )
+
+
+def render_alertmanager_config(settings: Settings) -> str:
+    """The Alertmanager template with this run's webhook port (``TTHC_WEBHOOK_PORT``)."""
+    return Template(ALERTMANAGER_CONFIG.read_text()).substitute(webhook_port=settings.webhook_port)
 
 
 def prometheus_argv(binary: str, settings: Settings, config: Path, storage: Path) -> list[str]:
@@ -33,10 +38,10 @@ def prometheus_argv(binary: str, settings: Settings, config: Path, storage: Path
     ]
 
 
-def alertmanager_argv(binary: str, settings: Settings, storage: Path) -> list[str]:
+def alertmanager_argv(binary: str, settings: Settings, config: Path, storage: Path) -> list[str]:
     return [
         binary,
-        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--config.file={config}",
         f"--storage.path={storage}",
         f"--web.listen-address=127.0.0.1:{settings.alertmanager_port}",
         "--cluster.listen-address=",  # no gossip: otherwise it binds 0.0.0.0:9094

@@ -35,6 +35,7 @@ from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter, InvalidRow
 from pipeline.stream.metrics import CONTENT_TYPE, LiveExposition, LiveFigures, WorkerMetrics
+from pipeline.stream.registry_metrics import install_registry_metrics
 from pipeline.stream.processor import (
     ACCEPTED,
     DUPLICATE,
@@ -202,6 +203,8 @@ class Worker:
         raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True)
         self.topic = app.topic(s.topic, **raw)
         self.dlq = app.topic(s.dlq_topic, **raw)
+        # tthc_unit_info and tthc_consumer_lag (pipeline/stream/registry_metrics.py)
+        install_registry_metrics(self.metrics.registry, app, topic=s.topic, units_file=s.units_file, clock_us=self.clock_us)
         app.agent(self.topic, name="process-case-events")(self._agent)
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)

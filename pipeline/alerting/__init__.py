@@ -1,0 +1,1 @@
+"""Alerting: Prometheus rules generated from the targets file (:mod:`.rules`)."""
