@@ -66,7 +66,7 @@ ev AS
         event_id,
         event_type,
         case_id,
-        unit_id,
+        unit_label AS unit_id,  -- the unit attributed at ingestion ('unknown' outside the registry)
         toUnixTimestamp64Micro(occurred_at) AS t,
         CAST(ifNull(sector, '') AS String) AS sector_s,
         CAST(ifNull(channel, '') AS String) AS channel_s,

@@ -88,6 +88,7 @@ CASE_EVENT_COLUMNS: tuple[str, ...] = (
     "kafka_partition",
     "kafka_offset",
     "ingested_at",
+    "unit_label",
 )
 
 INVALID_EVENT_COLUMNS: tuple[str, ...] = (
@@ -153,6 +154,7 @@ CREATE TABLE IF NOT EXISTS case_events
     unit_id             String,
     occurred_at         DateTime64(6, 'UTC'),
     source              Nullable(String),
+    unit_label          LowCardinality(String) DEFAULT unit_id,
     procedure_code      Nullable(String),
     sector              LowCardinality(Nullable(String)),
     channel             LowCardinality(Nullable(String)),
@@ -269,6 +271,7 @@ VIEWS: tuple[str, ...] = ("unknown_unit_events",)
 
 #: columns added after a table's first release (no-ops on a table that has them)
 _ADDED_COLUMNS: tuple[str, ...] = (
+    "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS unit_label LowCardinality(String) DEFAULT unit_id AFTER source",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",

@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence, TypedDict
+from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
 
 from pipeline.store.schema import (
     CASE_COLUMNS,
@@ -31,6 +31,7 @@ from pipeline.store.schema import (
 )
 
 __all__ = [
+    "AcceptedEvent",
     "FactWriter",
     "InvalidRow",
     "CaseRow",
@@ -77,6 +78,15 @@ def canonical_json(record: Mapping[str, Any]) -> str:
 
 
 # --------------------------------------------------------------------------- rows
+
+
+class AcceptedEvent(NamedTuple):
+    """An accepted event to store, where it came from, and the unit it is attributed to."""
+
+    event: Any
+    partition: int
+    offset: int
+    unit_label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +226,11 @@ def case_row(summary: Any, *, version: int, updated_at_us: int | None = None) ->
     )
 
 
-def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int) -> tuple:
+def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None) -> tuple:
     """The ``case_events`` row of one ``CaseEvent`` (columns: ``CASE_EVENT_COLUMNS``).
+
+    ``unit_label``: the unit the event is attributed to (its ``unit_id`` when the
+    registry has it in force at the event's time, else ``unknown``); default unit_id.
 
     A type-specific column is NULL when the event's ``fields`` lacks it (another
     event type, or an optional field left out).
@@ -250,6 +263,7 @@ def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int) -> t
         int(partition),
         int(offset),
         ingested_at_ms,
+        event.unit_id if unit_label is None else unit_label,
     )
 
 
@@ -293,10 +307,10 @@ class FactWriter:
         self.rows_written[table] += len(data)
         return len(data)
 
-    def write_events(self, rows: Sequence[tuple[Any, int, int]]) -> int:
-        """``rows``: ``(CaseEvent, kafka partition, kafka offset)`` per accepted event."""
+    def write_events(self, rows: Sequence[tuple]) -> int:
+        """``rows``: ``AcceptedEvent`` (or ``(CaseEvent, partition, offset)``) per accepted event."""
         ingested_ms = _now_us() // 1000
-        data = [event_row(ev, p, o, ingested_ms) for ev, p, o in rows]
+        data = [event_row(row[0], row[1], row[2], ingested_ms, row[3] if len(row) > 3 else None) for row in rows]
         return self._insert("case_events", data, CASE_EVENT_COLUMNS)
 
     def write_invalid(self, rows: Sequence[InvalidRow]) -> int:

@@ -236,6 +236,11 @@ class WorkerMetrics:
             "tthc_clickhouse_rows_written", "Rows written to ClickHouse", ["table"], registry=r
         )
         self.inserts = Counter("tthc_clickhouse_inserts", "Insert statements to ClickHouse", ["table"], registry=r)
+        self.unknown_units = Counter(
+            "tthc_unknown_unit_events",
+            "Accepted events whose unit is not in the registry at their time (attributed to unit=unknown)",
+            registry=r,
+        )
         self.write_errors = Counter(
             "tthc_clickhouse_write_errors", "Failed ClickHouse writes (retried)", registry=r
         )

@@ -24,8 +24,8 @@ Exactly-once *effects* without Faust's exactly-once mode:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Protocol
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, case_outcomes, open_case
@@ -173,15 +173,27 @@ class Result:
     reason: str | None = None
     detail: str | None = None
     case: StoredCase | None = None
+    unit_label: str | None = None  # the unit the event is attributed to (else "unknown")
 
 
 class Processor:
     """Decides accepted / invalid / duplicate / redelivered and keeps the live state."""
 
-    def __init__(self, repository: CaseRepository, live: LiveState, *, event_clock: bool) -> None:
+    def __init__(
+        self,
+        repository: CaseRepository,
+        live: LiveState,
+        *,
+        event_clock: bool,
+        unit_label: Callable[[str, int], str] | None = None,
+    ) -> None:
+        """``unit_label(unit_id, occurred_at_us)``: the unit an event is attributed to —
+        its own when the registry has it in force then, else ``unknown`` (bounded
+        label values); None: every unit as given (unit tests)."""
         self.repository = repository
         self.live = live
         self.event_clock = event_clock
+        self.unit_label = unit_label
 
     def process(self, message: RawMessage, *, wall_now_us: int) -> Result:
         try:
@@ -189,10 +201,11 @@ class Processor:
         except InvalidEvent as exc:
             return Result(INVALID, reason=exc.reason, detail=exc.detail)
 
+        label = self.unit_label(event.unit_id, event.occurred_at_us) if self.unit_label else event.unit_id
         case = self.repository.get(message.partition, event.case_id)
         if case is not None and event.event_id in case.state:
             if case.offsets.get(event.event_id) == message.offset:
-                return Result(REDELIVERED, event=event, case=case)
+                return Result(REDELIVERED, event=event, case=case, unit_label=label)
             return Result(DUPLICATE, event=event)
         live = self.live
         known = live.ids.get(event.event_id)
@@ -201,7 +214,8 @@ class Processor:
 
         if case is None:
             case = StoredCase(CaseState.new(event.case_id))
-        before, after = case.add(event, message.offset)
+        attributed = event if label == event.unit_id else replace(event, unit_id=label)
+        before, after = case.add(attributed, message.offset)
         live.view.apply_all(diff_outcomes(before, after))
         live.set_open(case)
         live.ids[event.event_id] = _IdEntry(event.case_id, event.occurred_at_us)
@@ -209,7 +223,7 @@ class Processor:
         self.repository.put(message.partition, case)
         if self.event_clock:
             live.view.advance(live.event_time)
-        return Result(ACCEPTED, event=event, case=case)
+        return Result(ACCEPTED, event=event, case=case, unit_label=label)
 
 
 def rebuild(

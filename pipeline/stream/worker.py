@@ -25,15 +25,15 @@ from typing import Any
 import faust
 
 from pipeline.config import Settings, UserError
-from pipeline.contract.events import CaseEvent
 from pipeline.core.cases import case_summary
 from pipeline.core.targets import Targets, TargetsError, load_targets
+from pipeline.core.registry import UnitRegistry
 from pipeline.core.view import indicator_figures
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, check_read_only, json_safe
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
-from pipeline.store.writer import FactWriter, InvalidRow
+from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
 from pipeline.stream.metrics import CONTENT_TYPE, LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.registry_metrics import install_registry_metrics
 from pipeline.stream.processor import (
@@ -62,7 +62,7 @@ def _now_us() -> int:
 class _Pending:
     """Rows waiting for the next flush, and the Faust events to ack after it."""
 
-    events: list[tuple[CaseEvent, int, int]] = field(default_factory=list)
+    events: list[AcceptedEvent] = field(default_factory=list)
     invalid: list[InvalidRow] = field(default_factory=list)
     cases: dict[tuple[int, str], StoredCase] = field(default_factory=dict)
     acks: list[Any] = field(default_factory=list)
@@ -149,7 +149,10 @@ class Worker:
         )
         self.repository = CachedRepository(self.store)
         self.live = self._new_live_state(0)
-        self.processor = Processor(self.repository, self.live, event_clock=settings.clock == "event")
+        registry = UnitRegistry(load_units(settings.units_file))
+        self.processor = Processor(
+            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label
+        )
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
         self.ready = False  # ClickHouse open
@@ -375,8 +378,12 @@ class Worker:
                     self.metrics.redelivered.inc()
                 else:
                     self.metrics.events.labels(ACCEPTED).inc()
+                if result.unit_label != result.event.unit_id and result.outcome == ACCEPTED:
+                    self.metrics.unknown_units.inc()
                 pending.cases[(message.partition, result.event.case_id)] = result.case
-                pending.events.append((result.event, message.partition, message.offset))
+                pending.events.append(
+                    AcceptedEvent(result.event, message.partition, message.offset, result.unit_label)
+                )
             pending.acks.append(event)
             pending.timestamps.append(message.timestamp)
             self.processed += 1

@@ -53,7 +53,7 @@ WAIT_S = 120.0  # generous bound on every wait for a notification (not a timing 
 TZ = timezone(timedelta(hours=7))
 T0 = datetime(2025, 9, 15, 9, 0, tzinfo=TZ)  # a Monday; every unit below is in force then
 INCIDENT_UNIT = "TTPVHCC"
-INCIDENT_NAME = "Trung tâm Phục vụ hành chính công tỉnh"
+INCIDENT_NAME = "Trung tâm Phục vụ hành chính công tỉnh Bắc Ninh"  # its name in deploy/units.csv
 UNITS = ("TTPVHCC", "SO_XD", "SO_TC", "SO_NNMT")
 
 

@@ -27,7 +27,7 @@ from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
 from pipeline.store.schema import TABLES, VIEWS, ensure_schema
 from pipeline.store.units import load_units, sync_units
-from pipeline.store.writer import FactWriter, InvalidRow, canonical_json
+from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow, canonical_json
 
 REPO = Path(__file__).resolve().parents[2]
 US = 1_000_000
@@ -867,3 +867,19 @@ def test_indicator_table_is_aligned_and_vietnamese(loaded, targets):
     assert " 3/6 " in on_time and " 50% " in on_time and "> 95%" in on_time  # A1..A6: 3 on time of 6
     assert on_time.endswith("Không đạt")
     assert format_indicator_table([]) == "(không có số liệu)"
+
+
+def test_batch_attributes_events_to_the_unit_label_stored_with_them(clean, targets):
+    """The worker stores, beside the unit as sent, the unit it attributes the event to
+    (``unknown`` outside the registry at the event's time); the batch counts by that."""
+    events = Events()
+    t = T - 2 * D
+    sent = events.received("K1", "TYPO-UNIT", t, sector="ho_tich", due=t + 3 * D, digitized=True)
+    kept = events.received("K2", UA, t, sector="ho_tich", due=t + 3 * D)
+    FactWriter(clean).write_events([AcceptedEvent(sent, 0, 1, "unknown"), AcceptedEvent(kept, 0, 2, UA)])
+    got = by_key(run(clean, targets, windows=("7d",)))
+    assert got[("digitized", "unknown", "all", "7d")] == (1, 1)
+    assert got[("digitized", UA, "all", "7d")] == (0, 1)
+    assert not any(unit == "TYPO-UNIT" for _, unit, _, _ in got)
+    stored = clean.query("SELECT unit_id, unit_label FROM case_events FINAL ORDER BY case_id").result_rows
+    assert stored == [("TYPO-UNIT", "unknown"), (UA, UA)]  # the fact keeps what was sent

@@ -203,3 +203,25 @@ def test_a_unit_leaving_late_dossiers_open_looks_fine_on_on_time_but_not_on_on_t
     assert totals[SeriesKey("on_time_766", ALL, "ho_tich", "1h")] == (25, 35)
     assert totals[SeriesKey("on_time_766", ALL, ALL, "ytd")] == (25, 35)
     assert processor.live.open_cases.counts(live.view.clock_us)["U1"].overdue == 10
+
+
+def test_a_unit_outside_the_registry_at_the_events_time_is_attributed_to_unknown():
+    from datetime import date
+    from types import SimpleNamespace
+
+    from pipeline.core.registry import UnitRegistry
+
+    registry = UnitRegistry([SimpleNamespace(unit_id="U1", valid_from=date(2025, 1, 1), valid_to=date(2025, 7, 31))])
+    processor = Processor(DictRepository(), _live(), event_clock=True, unit_label=registry.label)
+    inside = processor.process(_message(CASE[0]), wall_now_us=NOW)  # U1, 1 August: no longer in force
+    typo = _event("x", "received", "2025-07-01T08:00:00+07:00", case_id="C2", unit="U1'; DROP", procedure_code="p",
+                  sector="ho_tich", channel="direct", due_at="2025-07-05T17:00:00+07:00")
+    bad = processor.process(_message(typo, partition=1), wall_now_us=NOW)
+    ok = _event("y", "received", "2025-07-01T08:00:00+07:00", case_id="C3", procedure_code="p",
+                sector="ho_tich", channel="direct", due_at="2025-07-05T17:00:00+07:00")
+    good = processor.process(_message(ok, partition=2), wall_now_us=NOW)
+    assert (inside.unit_label, bad.unit_label, good.unit_label) == ("unknown", "unknown", "U1")
+    assert inside.event.unit_id == "U1"  # the fact keeps the unit as sent
+    units = {key.unit for key in _nonzero(processor.live)}
+    assert units == {"unknown", "U1", ALL}
+    assert _nonzero(processor.live)[SeriesKey("remote", "unknown", ALL, "ytd")] == (1, 2)  # one online of two
