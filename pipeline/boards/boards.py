@@ -51,6 +51,8 @@ from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.core.targets import Targets
 
 PERCENT = "percentunit"
+#: indicators without sector scopes: feedback has no sector (docs/indicators.md, "Scopes")
+SECTORLESS = ("feedback_on_time",)
 
 
 def _board(title: str, uid: str, description: str) -> Dashboard:
@@ -476,15 +478,32 @@ def _sector_overrides(targets: Targets) -> list[str]:
     return sorted(sectors)
 
 
+def _special_targets(targets: Targets) -> list[tuple[str, tuple[str, float], list[str]]]:
+    """(indicator, (op, value), sectors) for every sector target differing from the default."""
+    found = []
+    for indicator in INDICATORS:
+        by_target: dict[tuple[str, float], list[str]] = {}
+        for sector in _sector_overrides(targets):
+            target = targets.target_for(indicator, sector)
+            if target != targets.target_for(indicator, "all"):
+                by_target.setdefault(target, []).append(sector)
+        found.extend((indicator, target, sectors_) for target, sectors_ in sorted(by_target.items()))
+    return found
+
+
 def sectors(targets: Targets) -> Dashboard:
     ids = _Ids()
     scope = 'unit="all",sector!="all",window="$window"'
     overridden = tuple(_sector_overrides(targets))
+    special = "; ".join(
+        f"{NAMES_VI[indicator]} {target_text(*target)} cho {', '.join(sorted(sectors_))}"
+        for indicator, target, sectors_ in _special_targets(targets)
+    )
     board = _board(
         "Lĩnh vực",
         SECTORS_UID,
-        "Các chỉ số theo lĩnh vực trên toàn tỉnh, với chỉ tiêu riêng của từng lĩnh vực "
-        "(ví dụ mức độ hài lòng ≥ 85% cho đất đai, xây dựng, đầu tư).",
+        "Các chỉ số theo lĩnh vực trên toàn tỉnh so với chỉ tiêu"
+        + (f"; chỉ tiêu riêng theo lĩnh vực: {special}." if special else "."),
     ).with_variable(window_variable())
     board = _links_to_others(board, SECTORS_UID)
 
@@ -530,7 +549,7 @@ def sectors(targets: Targets) -> Dashboard:
     )
 
     board = board.with_row(Row("Các chỉ số theo lĩnh vực so với chỉ tiêu"))
-    for indicator in INDICATORS:
+    for indicator in (i for i in INDICATORS if i not in SECTORLESS):
         op, value = targets.target_for(indicator, "all")
         special = [s for s in overridden if targets.target_for(indicator, s) != (op, value)]
         description = indicator_description(indicator, targets)
