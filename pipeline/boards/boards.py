@@ -18,6 +18,8 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from pipeline.boards.panels import (
+    FIRST_COLUMN,
+    UNIT_COLUMN,
     OPERATIONS_UID,
     OVERVIEW_UID,
     SECTORS_UID,
@@ -206,7 +208,7 @@ def overview(targets: Targets) -> Dashboard:
             )
         )
         .sort_by([cb.TableSortByFieldState().display_name("Quá hạn").desc(True)])
-        .data_links(unit_data_link(table=True))
+        .data_links(unit_data_link(UNIT_COLUMN))
         .span(24)
         .height(9)
     )
@@ -233,7 +235,7 @@ def overview(targets: Targets) -> Dashboard:
         )
         .mappings([dm.ValueMap({i: dm.ValueMappingResult(text=NAMES_VI[i]) for i in INDICATORS})])
         .override_by_name("Tỷ lệ", [dm.DynamicConfigValue("unit", PERCENT), dm.DynamicConfigValue("decimals", 1)])
-        .data_links(unit_data_link(table=True))
+        .data_links(unit_data_link(UNIT_COLUMN))
         .span(12)
         .height(10)
     )
@@ -291,7 +293,7 @@ def overview(targets: Targets) -> Dashboard:
             "unit",
             targets,
             ids(),
-        ).data_links(unit_data_link(table=True))
+        ).data_links(unit_data_link(FIRST_COLUMN))
     )
     return board
 

@@ -122,12 +122,12 @@ def board_link(title: str, uid: str, tooltip: str) -> DashboardLink:
     )
 
 
-def unit_data_link(table: bool = False) -> list[DashboardLink]:
+def unit_data_link(unit: str = "${__field.labels.unit}") -> list[DashboardLink]:
     """A click on a unit opens its drill-down with the same window.
 
-    ``table``: the unit is a column of a table (``__data.fields``), not a series label.
+    ``unit``: where the panel has the unit code: a series label (default), a table
+    column (``UNIT_COLUMN``), or the first column of a matrix (``FIRST_COLUMN``).
     """
-    unit = "${__data.fields.unit}" if table else "${__field.labels.unit}"
     return [
         DashboardLink(f"Xem chi tiết đơn vị {unit}")
         .type(dm.DashboardLinkType.LINK)
@@ -138,6 +138,10 @@ def unit_data_link(table: bool = False) -> list[DashboardLink]:
         .include_vars(False)
         .keep_time(True)
     ]
+
+
+UNIT_COLUMN = "${__data.fields.unit}"
+FIRST_COLUMN = "${__data.fields[0]}"
 
 
 def last_value() -> cb.ReduceDataOptions:
