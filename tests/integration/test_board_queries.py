@@ -105,7 +105,7 @@ def _pending(expr: str) -> set[str]:
 def test_every_board_query_runs_against_real_data(infra, tmp_path):
     boards = _boards()
     assert len(boards) == 4
-    scenario = build_scenario(seed=8, cases=2000)
+    scenario = build_scenario(seed=8, cases=1000)
     settings = isolated_settings(infra, "boards", clock="event", batch_size=500, flush_interval=0.5, snapshot_interval=1.0)
     path = scenario.write(tmp_path / "scenario.jsonl")
     accepted = len(scenario.valid_events)
@@ -113,7 +113,7 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
     worker = WorkerProcess(settings).start()
     try:
         replay_file(settings, str(path), progress=False)
-        worker.wait_processed(len(scenario.lines))
+        worker.wait_processed(len(scenario.lines), timeout=600)
 
         def scraped() -> bool:  # the final counts, and enough samples after them for rate()
             body = _prometheus(settings, "/api/v1/query", {"query": 'sum(tthc_events_total{outcome="accepted"})'})
@@ -141,13 +141,22 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                 if default:
                     assert default in values, f"{name}: default {variable['name']}={default} not offered"
         assert set(offered) == {"window", "unit"}
-        # The unit with the most late dossiers, so its drill-down has something to show.
+        # A unit for which the scenario produced every indicator in the window, and of those
+        # the one with the most late dossiers, so every panel of its drill-down has data.
+        window = "ytd"
+        complete = _prometheus(
+            settings,
+            "/api/v1/query",
+            {"query": f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}}) == 12'},
+        )
+        candidates = {r["metric"]["unit"] for r in complete["data"]["result"]} & set(offered["unit"])
+        assert candidates, "no unit has all twelve indicators in the scenario"
         _, rows = runner.query(
             "SELECT unit_id, count() AS n FROM cases FINAL WHERE (status = 'open' AND overdue) "
             "OR (status = 'finished' AND on_time = false) GROUP BY unit_id ORDER BY n DESC, unit_id"
         )
-        unit = next(u for u, _ in rows if u in offered["unit"])
-        values = {"window": "ytd", "unit": unit}
+        unit = next(u for u, _ in rows if u in candidates)
+        values = {"window": window, "unit": unit}
         assert values["window"] in offered["window"]
 
         # ClickHouse: the scenario's months (late dossiers) up to now (snapshots are taken in wall time).
