@@ -374,7 +374,7 @@ def unit_drilldown(targets: Targets) -> Dashboard:
         UNIT_UID,
         "Một đơn vị: xu hướng từng chỉ số so với chỉ tiêu, hồ sơ đang xử lý và quá hạn, danh sách hồ sơ trễ hạn "
         "và tình trạng phiếu xin lỗi. Đường dẫn từ cảnh báo: /d/tthc-don-vi?var-unit=<mã đơn vị>.",
-    ).with_variable(unit_variable()).with_variable(window_variable())
+    ).with_variable(unit_variable()).with_variable(window_variable()).time("now-30d", "now")
     board = _links_to_others(board, UNIT_UID)
 
     board = board.with_row(Row("Đơn vị"))
