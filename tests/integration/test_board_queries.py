@@ -115,16 +115,23 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
         replay_file(settings, str(path), progress=False)
         worker.wait_processed(len(scenario.lines), timeout=600)
 
-        def scraped() -> bool:  # the final counts, and enough samples after them for rate()
+        province = {"indicator": "digitized", "unit": "all", "sector": "all", "window": "ytd"}
+
+        def scraped() -> bool:
+            """The final counts scraped, the recording rules evaluated on the worker's
+            current gauges, and enough samples for rate()."""
             body = _prometheus(settings, "/api/v1/query", {"query": 'sum(tthc_events_total{outcome="accepted"})'})
-            values = [float(r["value"][1]) for r in body["data"]["result"]]
-            if values != [accepted]:
+            if [float(r["value"][1]) for r in body["data"]["result"]] != [accepted]:
+                return False
+            received = worker.counter("tthc_indicator_denominator", **province)
+            selector = ",".join(f'{k}="{v}"' for k, v in province.items())
+            rule = _prometheus(settings, "/api/v1/query", {"query": f"tthc:indicator_denominator:by_scope{{{selector}}}"})
+            if received <= 0 or [float(r["value"][1]) for r in rule["data"]["result"]] != [received]:
                 return False
             body = _prometheus(
-                settings, "/api/v1/query", {"query": f'count_over_time(tthc_events_total{{outcome="accepted"}}[1m]) >= 4'}
+                settings, "/api/v1/query", {"query": 'count_over_time(tthc_events_total{outcome="accepted"}[1m]) >= 4'}
             )
-            ratio = _prometheus(settings, "/api/v1/query", {"query": "count(tthc:indicator_ratio:by_scope)"})
-            return bool(body["data"]["result"]) and bool(ratio["data"]["result"])
+            return bool(body["data"]["result"])
 
         worker.wait_for(scraped, 120, "Prometheus to scrape the final figures")
         runner = open_runner(settings)  # the worker's POST /sql while it runs
