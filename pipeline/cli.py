@@ -59,7 +59,9 @@ def _build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--at", help="RFC 3339 time T (default: now)")
     indicators.add_argument("--format", choices=["json", "table"], default="table")
     grafana = commands.add_parser("grafana", help="the Grafana boards: build the JSON, provision a Grafana")
-    grafana_actions = grafana.add_subparsers(dest="grafana_action", required=True, parser_class=_Parser)
+    grafana_actions = grafana.add_subparsers(
+        dest="grafana_action", metavar="build|provision", required=True, parser_class=_Parser
+    )
     build = grafana_actions.add_parser("build", help="write dashboards/*.json and deploy/grafana/provisioning")
     build.add_argument("--out", help="directory for the boards' JSON (default: dashboards/)")
     provision = grafana_actions.add_parser("provision", help="folder, data sources and boards into a running Grafana")

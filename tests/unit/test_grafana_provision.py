@@ -221,3 +221,8 @@ def test_an_unreachable_grafana_is_one_line_and_exit_2(capsys):
 def test_bad_arguments_are_one_line(args, message, capsys):
     assert main(["grafana", "provision", *args]) == 2
     assert message in _one_error_line(capsys)
+
+
+def test_grafana_without_an_action_is_one_line(capsys):
+    assert main(["grafana"]) == 2
+    assert "required: build|provision" in _one_error_line(capsys)
