@@ -142,7 +142,7 @@ def test_sector_board_draws_the_sector_targets():
     assert not [p for p in _panels(sectors) if p.get("title") == NAMES_VI["feedback_on_time"]]
 
 
-def test_a_new_plan_changes_the_boards_without_code(tmp_path):
+def test_a_new_plan_changes_the_boards_without_code():
     text = Path(load_settings(environ={}).targets_file).read_text().replace("value = 0.95", "value = 0.9", 1)
     import tomllib
 
