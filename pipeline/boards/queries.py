@@ -62,12 +62,14 @@ def prom(expr: str, legend: str = "", *, instant: bool = False, ref: str = "A", 
 def with_unit_names(expr: str) -> str:
     """``expr`` (with a ``unit`` label) plus the unit's registry name as label ``name``.
 
-    ``tthc_unit_info{unit,name,kind,parent} 1`` carries the registry; ``max by`` makes
-    one series per unit even when several workers export it. Units missing from it
-    (and every unit while a worker does not export it yet) keep their bare code:
-    the ``or on(unit)`` brings back the series the join dropped.
+    ``tthc_unit_info{unit,name,kind,parent} 1`` carries the registry; ``max by`` merges
+    the copies several workers export, ``topk by (unit) (1, …)`` keeps one name per unit
+    (a unit renamed between validity periods must not break the join). Units missing
+    from it (and every unit while a worker does not export it yet) keep their bare
+    code: the ``or on(unit)`` brings back the series the join dropped.
     """
-    joined = f"({expr}) * on(unit) group_left(name) max by (unit, name) (tthc_unit_info)"
+    names = "topk by (unit) (1, max by (unit, name) (tthc_unit_info))"
+    joined = f"({expr}) * on(unit) group_left(name) {names}"
     return f"({joined}) or on(unit) ({expr})"
 
 
