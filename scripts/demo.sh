@@ -36,7 +36,7 @@ demo: running. Look at
   worker log   $LOG
   Grafana boards (JSON)  $(pwd)/dashboards/tthc-{tong-quan,don-vi,linh-vuc,van-hanh}.json
     load them into a Grafana on this machine (folder, data sources, boards):
-    .venv/bin/python -m pipeline grafana provision --url http://127.0.0.1:3000 --token <service-account-token> \
+    .venv/bin/python -m pipeline grafana provision --url http://127.0.0.1:3000 --token <service-account-token> \\
       --prometheus-url http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}
     or mount deploy/grafana/provisioning and dashboards/ into Grafana (deploy/compose/compose.yml)
 Ctrl-C stops everything.
