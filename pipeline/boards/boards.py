@@ -18,7 +18,6 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
 
 from pipeline.boards.panels import (
-    FIRST_COLUMN,
     UNIT_COLUMN,
     OPERATIONS_UID,
     OVERVIEW_UID,
@@ -47,6 +46,7 @@ from pipeline.boards.queries import (
     below_target_expr,
     prom,
     target_text,
+    with_unit_label,
     with_unit_names,
 )
 from pipeline.core.indicators import INDICATORS, NAMES_VI
@@ -287,13 +287,13 @@ def overview(targets: Targets) -> Dashboard:
     board = board.with_panel(
         _matrix(
             "Bản đồ trạng thái: đơn vị × chỉ số",
-            "Tỷ lệ của từng đơn vị theo từng chỉ số trong kỳ đã chọn; ô xanh đạt chỉ tiêu, ô đỏ chưa đạt "
-            "(ô trống: chưa có hồ sơ). Mỗi cột tô màu theo chỉ tiêu của chỉ số đó.",
-            f"{RATIO}{{{units}}}",
-            "unit",
+            "Tỷ lệ của từng đơn vị (mã · tên theo danh mục) theo từng chỉ số trong kỳ đã chọn; ô xanh đạt "
+            "chỉ tiêu, ô đỏ chưa đạt (ô trống: chưa có hồ sơ). Mỗi cột tô màu theo chỉ tiêu của chỉ số đó.",
+            with_unit_label(f"{RATIO}{{{units}}}"),
+            "don_vi",
             targets,
             ids(),
-        ).data_links(unit_data_link(FIRST_COLUMN))
+        )
     )
     return board
 

@@ -125,8 +125,8 @@ def board_link(title: str, uid: str, tooltip: str) -> DashboardLink:
 def unit_data_link(unit: str = "${__field.labels.unit}") -> list[DashboardLink]:
     """A click on a unit opens its drill-down with the same window.
 
-    ``unit``: where the panel has the unit code: a series label (default), a table
-    column (``UNIT_COLUMN``), or the first column of a matrix (``FIRST_COLUMN``).
+    ``unit``: where the panel has the unit code: a series label (default) or a table
+    column (``UNIT_COLUMN``).
     """
     return [
         DashboardLink(f"Xem chi tiết đơn vị {unit}")
@@ -141,7 +141,6 @@ def unit_data_link(unit: str = "${__field.labels.unit}") -> list[DashboardLink]:
 
 
 UNIT_COLUMN = "${__data.fields.unit}"
-FIRST_COLUMN = "${__data.fields[0]}"
 
 
 def last_value() -> cb.ReduceDataOptions:

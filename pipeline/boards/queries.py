@@ -73,6 +73,15 @@ def with_unit_names(expr: str) -> str:
     return f"({joined}) or on(unit) ({expr})"
 
 
+def with_unit_label(expr: str, label: str = "don_vi") -> str:
+    """``expr`` with one label ``label`` = ``"CODE · Tên đơn vị"`` (just ``CODE`` without a name).
+
+    For panels that show a unit in a single column (the status map's rows).
+    """
+    joined = f'label_join({with_unit_names(expr)}, "{label}", " · ", "unit", "name")'
+    return f'label_replace({joined}, "{label}", "$1", "{label}", "(.*) · ")'
+
+
 # --- ClickHouse (grafana-clickhouse-datasource) ---------------------------------------
 
 TABLE_FORMAT = 1

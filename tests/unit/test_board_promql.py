@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.boards.queries import below_target_expr, with_unit_names
+from pipeline.boards.queries import below_target_expr, with_unit_label, with_unit_names
 from pipeline.core.targets import load_targets
 from pipeline.config import load_settings
 from pipeline.infra.prometheus import RULES_DIR
@@ -74,6 +74,24 @@ def test_unit_names_join_across_workers_and_falls_back_to_the_code(tmp_path):
                         "exp_samples": [
                             {"labels": '{unit="A",name="Phường A"}', "value": 5},
                             {"labels": '{unit="B"}', "value": 1},
+                        ],
+                    }
+                ],
+            },
+            {
+                "interval": "5s",
+                "input_series": [
+                    {"series": 'tthc_open_cases{unit="A",instance="w1"}', "values": "3x12"},
+                    {"series": 'tthc_open_cases{unit="B",instance="w1"}', "values": "1x12"},
+                    {"series": info.format(u="A", n="Phường A", i="w1"), "values": "1x12"},
+                ],
+                "promql_expr_test": [
+                    {   # the status map's one-column unit: "code · name", or the bare code
+                        "expr": with_unit_label("sum by (unit) (tthc_open_cases)"),
+                        "eval_time": "30s",
+                        "exp_samples": [
+                            {"labels": '{unit="A",name="Phường A",don_vi="A · Phường A"}', "value": 3},
+                            {"labels": '{unit="B",don_vi="B"}', "value": 1},
                         ],
                     }
                 ],
