@@ -73,6 +73,19 @@ def _build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--sector")
     indicators.add_argument("--at", help="RFC 3339 time T (default: now)")
     indicators.add_argument("--format", choices=["json", "table"], default="table")
+    grafana = commands.add_parser("grafana", help="the Grafana boards: build the JSON, provision a Grafana")
+    grafana_actions = grafana.add_subparsers(
+        dest="grafana_action", metavar="build|provision", required=True, parser_class=_Parser
+    )
+    build = grafana_actions.add_parser("build", help="write dashboards/*.json and deploy/grafana/provisioning")
+    build.add_argument("--out", help="directory for the boards' JSON (default: dashboards/)")
+    provision = grafana_actions.add_parser("provision", help="folder, data sources and boards into a running Grafana")
+    provision.add_argument("--url", required=True, help="Grafana address, e.g. http://127.0.0.1:3000")
+    provision.add_argument("--token", help="service account token (Editor or Admin)")
+    provision.add_argument("--prometheus-url", dest="prometheus_url", help="as Grafana reaches Prometheus (default: the local one)")
+    provision.add_argument(
+        "--clickhouse-url", dest="clickhouse_url", help="http(s)://user:password@host:8123/db (default: TTHC_CLICKHOUSE_DSN if a server)"
+    )
     return parser
 
 
@@ -193,6 +206,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             at=args.at,
             output_format=args.format,
         )
+    if args.command == "grafana":
+        if args.grafana_action == "build":
+            from pipeline.boards.build import run_build
+
+            return run_build(settings, args.out)
+        from pipeline.boards.provision import run_provision
+
+        return run_provision(settings, args.url, args.token, args.prometheus_url, args.clickhouse_url)
     raise UserError(f"unknown command {args.command!r}")
 
 

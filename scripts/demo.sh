@@ -50,6 +50,11 @@ demo: running. Look at
                severity page) appears in both within a few minutes, once it has 20 ratings
   SQL          .venv/bin/python -m pipeline sql "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
   worker log   $LOG
+  Grafana boards (JSON)  $(pwd)/dashboards/tthc-{tong-quan,don-vi,linh-vuc,van-hanh}.json
+    load them into a Grafana on this machine (folder, data sources, boards):
+    .venv/bin/python -m pipeline grafana provision --url http://127.0.0.1:3000 --token <service-account-token> \\
+      --prometheus-url http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}
+    or mount deploy/grafana/provisioning and dashboards/ into Grafana (deploy/compose/compose.yml)
 Ctrl-C stops everything.
 INFO
 # In the background and waited for: `wait` returns at once on Ctrl-C, so the trap runs.

@@ -1,0 +1,777 @@
+"""The four boards (bảng điều khiển), built with grafana-foundation-sdk.
+
+Each function takes the plan's targets (``deploy/targets.toml``) and returns the SDK's
+dashboard builder; :mod:`pipeline.boards.build` turns them into ``dashboards/*.json``.
+Titles, panel names and descriptions are Vietnamese; indicator names are
+``pipeline.core.indicators.NAMES_VI`` (as in the README).
+"""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders.bargauge import Panel as BarGauge
+from grafana_foundation_sdk.builders.dashboard import Dashboard, FieldColor, Row
+from grafana_foundation_sdk.builders.stat import Panel as Stat
+from grafana_foundation_sdk.builders.table import Panel as Table
+from grafana_foundation_sdk.builders.timeseries import Panel as TimeSeries
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+
+from pipeline.boards.panels import (
+    UNIT_COLUMN,
+    OPERATIONS_UID,
+    OVERVIEW_UID,
+    SECTORS_UID,
+    TAGS,
+    UNIT_UID,
+    board_link,
+    count_thresholds,
+    indicator_description,
+    last_value,
+    neutral_thresholds,
+    target_thresholds,
+    threshold_override,
+    unit_data_link,
+    unit_variable,
+    up_thresholds,
+    window_variable,
+)
+from pipeline.boards.queries import (
+    CLICKHOUSE,
+    DENOMINATOR,
+    PROMETHEUS,
+    RATIO,
+    WORKER_JOB,
+    ClickHouseQuery,
+    below_target_expr,
+    prom,
+    target_text,
+    with_unit_label,
+    with_unit_names,
+)
+from pipeline.core.indicators import INDICATORS, NAMES_VI
+from pipeline.core.targets import Targets
+
+PERCENT = "percentunit"
+#: indicators without sector scopes: feedback has no sector (docs/indicators.md, "Scopes")
+SECTORLESS = ("feedback_on_time",)
+
+
+def _board(title: str, uid: str, description: str) -> Dashboard:
+    return (
+        Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(TAGS)
+        .timezone("Asia/Ho_Chi_Minh")
+        .time("now-24h", "now")
+        .refresh("1m")
+        .editable()
+    )
+
+
+class _Ids:
+    """Panel ids in the order panels are added (stable JSON)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last += 1
+        return self.last
+
+
+def _links_to_others(board: Dashboard, own_uid: str) -> Dashboard:
+    for title, uid, tooltip in (
+        ("Tổng quan tỉnh", OVERVIEW_UID, "Các chỉ số toàn tỉnh so với chỉ tiêu"),
+        ("Chi tiết đơn vị", UNIT_UID, "Xu hướng và hồ sơ trễ hạn của một đơn vị"),
+        ("Lĩnh vực", SECTORS_UID, "Các chỉ số theo lĩnh vực toàn tỉnh"),
+        ("Vận hành hệ thống", OPERATIONS_UID, "Sức khỏe của đường ống dữ liệu"),
+    ):
+        if uid != own_uid:
+            board = board.link(board_link(title, uid, tooltip))
+    return board
+
+
+def _matrix(title: str, description: str, expr: str, row_field: str, targets: Targets, panel_id: int) -> Table:
+    """A rows × indicators table of ratios, each column coloured by its own target."""
+    panel = (
+        Table()
+        .id(panel_id)
+        .title(title)
+        .description(description)
+        .datasource(PROMETHEUS)
+        .with_target(prom(expr, instant=True, table=True))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="groupingToMatrix",
+                options={"columnField": "indicator", "rowField": row_field, "valueField": "Value", "emptyValue": "null"},
+            )
+        )
+        .unit(PERCENT)
+        .decimals(1)
+        .cell_options(cm.TableColoredBackgroundCellOptions())
+        .span(24)
+        .height(12)
+    )
+    for indicator in INDICATORS:
+        op, value = targets.target_for(indicator, "all")
+        panel = panel.override_by_name(
+            indicator,
+            [dm.DynamicConfigValue("displayName", NAMES_VI[indicator]), *threshold_override(op, value)],
+        )
+    return panel
+
+
+# --- Tổng quan tỉnh -------------------------------------------------------------------
+
+
+def overview(targets: Targets) -> Dashboard:
+    ids = _Ids()
+    province = 'unit="all",sector="all",window="$window"'
+    units = 'unit!="all",sector="all",window="$window"'
+    board = _board(
+        "Tổng quan tỉnh",
+        OVERVIEW_UID,
+        "Mười hai chỉ số giải quyết thủ tục hành chính toàn tỉnh so với chỉ tiêu, đơn vị dưới chỉ tiêu, "
+        "xếp hạng đơn vị và hồ sơ quá hạn. Nhấn vào một đơn vị để xem chi tiết.",
+    ).with_variable(window_variable())
+    board = _links_to_others(board, OVERVIEW_UID)
+
+    board = board.with_row(Row("Chỉ số toàn tỉnh so với chỉ tiêu"))
+    for indicator in INDICATORS:
+        op, value = targets.target_for(indicator, "all")
+        board = board.with_panel(
+            Stat()
+            .id(ids())
+            .title(NAMES_VI[indicator])
+            .description(indicator_description(indicator, targets))
+            .datasource(PROMETHEUS)
+            .with_target(prom(f'{RATIO}{{indicator="{indicator}",{province}}}', "Tỷ lệ", instant=True))
+            .unit(PERCENT)
+            .decimals(1)
+            .min(0)
+            .max(1)
+            .thresholds(target_thresholds(op, value))
+            .color_mode(cm.BigValueColorMode.BACKGROUND)
+            .graph_mode(cm.BigValueGraphMode.NONE)
+            .reduce_options(last_value())
+            .no_value("Chưa có số liệu")
+            .span(4)
+            .height(4)
+        )
+
+    board = board.with_row(Row("Hồ sơ đang xử lý"))
+    for title, metric, description, thresholds in (
+        ("Hồ sơ đang xử lý", "tthc_open_cases", "Hồ sơ đã tiếp nhận, chưa có kết quả, chưa bị từ chối.", neutral_thresholds()),
+        ("Hồ sơ quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn giải quyết (tính cả thời gian tạm dừng).", count_thresholds()),
+        ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi công dân.", count_thresholds()),
+    ):
+        board = board.with_panel(
+            Stat()
+            .id(ids())
+            .title(title)
+            .description(description + " Toàn tỉnh, tại thời điểm hiện tại.")
+            .datasource(PROMETHEUS)
+            .with_target(prom(f"sum({metric})", "Toàn tỉnh", instant=True))
+            .unit("short")
+            .thresholds(thresholds)
+            .color_mode(cm.BigValueColorMode.VALUE)
+            .graph_mode(cm.BigValueGraphMode.AREA)
+            .reduce_options(last_value())
+            .span(8)
+            .height(4)
+        )
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Hồ sơ quá hạn theo đơn vị")
+        .description("Số hồ sơ đang xử lý, quá hạn và quá hạn chưa có phiếu xin lỗi của từng đơn vị. Nhấn vào mã đơn vị để xem chi tiết.")
+        .datasource(PROMETHEUS)
+        .with_target(prom(with_unit_names("sum by (unit) (tthc_open_cases)"), instant=True, table=True, ref="A"))
+        .with_target(prom(with_unit_names("sum by (unit) (tthc_overdue_open_cases)"), instant=True, table=True, ref="B"))
+        .with_target(prom(with_unit_names("sum by (unit) (tthc_overdue_without_apology_cases)"), instant=True, table=True, ref="C"))
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True},
+                    "renameByName": {
+                        "unit": "Mã đơn vị",
+                        "name": "Tên đơn vị",
+                        "Value #A": "Đang xử lý",
+                        "Value #B": "Quá hạn",
+                        "Value #C": "Quá hạn chưa xin lỗi",
+                    },
+                },
+            )
+        )
+        .sort_by([cb.TableSortByFieldState().display_name("Quá hạn").desc(True)])
+        .data_links(unit_data_link(UNIT_COLUMN))
+        .span(24)
+        .height(9)
+    )
+
+    board = board.with_row(Row("Đơn vị so với chỉ tiêu"))
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Đơn vị dưới chỉ tiêu hiện nay")
+        .description(
+            "Các cặp đơn vị × chỉ số không đạt chỉ tiêu trong kỳ đã chọn, với mẫu số ít nhất "
+            f"{targets.min_volume} (đơn vị nhỏ với vài hồ sơ không bị cảnh báo)."
+        )
+        .datasource(PROMETHEUS)
+        .with_target(prom(with_unit_names(below_target_expr(targets, units)), instant=True, table=True))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True, "sector": True, "window": True},
+                    "renameByName": {"unit": "Mã đơn vị", "name": "Tên đơn vị", "indicator": "Chỉ số", "Value": "Tỷ lệ"},
+                },
+            )
+        )
+        .mappings([dm.ValueMap({i: dm.ValueMappingResult(text=NAMES_VI[i]) for i in INDICATORS})])
+        .override_by_name("Tỷ lệ", [dm.DynamicConfigValue("unit", PERCENT), dm.DynamicConfigValue("decimals", 1)])
+        .data_links(unit_data_link(UNIT_COLUMN))
+        .span(12)
+        .height(10)
+    )
+    on_time_by_unit = RATIO + '{indicator="on_time",' + units + "}"
+    board = board.with_panel(
+        BarGauge()
+        .id(ids())
+        .title("Xếp hạng đơn vị: hồ sơ giải quyết đúng hạn")
+        .description(
+            "Các đơn vị xếp theo tỷ lệ hồ sơ giải quyết đúng hạn trong kỳ đã chọn (cao nhất ở trên). "
+            f"Chỉ tiêu {target_text(*targets.target_for('on_time', 'all'))}."
+        )
+        .datasource(PROMETHEUS)
+        .with_target(
+            prom(f"sort_desc({with_unit_names(on_time_by_unit)})", "{{unit}} {{name}}", instant=True)
+        )
+        .unit(PERCENT)
+        .decimals(1)
+        .min(0)
+        .max(1)
+        .thresholds(target_thresholds(*targets.target_for("on_time", "all")))
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+        .data_links(unit_data_link())
+        .span(12)
+        .height(10)
+    )
+    board = board.with_panel(
+        BarGauge()
+        .id(ids())
+        .title("Số chỉ số dưới chỉ tiêu theo đơn vị")
+        .description("Mỗi đơn vị có bao nhiêu chỉ số (trong 12) đang dưới chỉ tiêu trong kỳ đã chọn; nhiều nhất ở trên.")
+        .datasource(PROMETHEUS)
+        .with_target(
+            prom(f"sort_desc(count by (unit) ({below_target_expr(targets, units)}))", "{{unit}}", instant=True)
+        )
+        .unit("short")
+        .min(0)
+        .max(len(INDICATORS))
+        .thresholds(count_thresholds())
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+        .data_links(unit_data_link())
+        .span(24)
+        .height(8)
+    )
+    board = board.with_panel(
+        _matrix(
+            "Bản đồ trạng thái: đơn vị × chỉ số",
+            "Tỷ lệ của từng đơn vị (mã · tên theo danh mục) theo từng chỉ số trong kỳ đã chọn; ô xanh đạt "
+            "chỉ tiêu, ô đỏ chưa đạt (ô trống: chưa có hồ sơ). Mỗi cột tô màu theo chỉ tiêu của chỉ số đó.",
+            with_unit_label(f"{RATIO}{{{units}}}"),
+            "don_vi",
+            targets,
+            ids(),
+        )
+    )
+    return board
+
+
+# --- Chi tiết đơn vị ------------------------------------------------------------------
+
+LATE_CASES_SQL = """
+    SELECT c.case_id AS ma_ho_so,
+           c.sector AS linh_vuc,
+           c.procedure_code AS thu_tuc,
+           if(c.status = 'open', 'Đang xử lý, quá hạn', 'Đã giải quyết, trễ hạn') AS tinh_trang,
+           c.received_at AS tiep_nhan,
+           c.effective_due AS han_giai_quyet,
+           c.finished_at AS ket_thuc,
+           if(c.has_apology, 'Đã có phiếu xin lỗi', 'Chưa có phiếu xin lỗi') AS phieu_xin_loi
+    FROM cases AS c FINAL
+    WHERE c.unit_id = ${unit:sqlstring}
+      AND ((c.status = 'open' AND c.overdue) OR (c.status = 'finished' AND c.on_time = false))
+      AND $__timeFilter(c.effective_due)
+    ORDER BY c.has_apology, c.effective_due DESC
+    LIMIT 500
+"""
+
+APOLOGY_STATUS_SQL = """
+    SELECT if(c.has_apology, 'Đã có phiếu xin lỗi', 'Chưa có phiếu xin lỗi') AS phieu_xin_loi,
+           countIf(c.status = 'open') AS dang_qua_han,
+           countIf(c.status = 'finished') AS da_giai_quyet_tre_han,
+           count() AS tong
+    FROM cases AS c FINAL
+    WHERE c.unit_id = ${unit:sqlstring}
+      AND ((c.status = 'open' AND c.overdue) OR (c.status = 'finished' AND c.on_time = false))
+      AND $__timeFilter(c.effective_due)
+    GROUP BY phieu_xin_loi
+    ORDER BY phieu_xin_loi
+"""
+
+UNIT_INFO_SQL = """
+    SELECT u.unit_id AS ma_don_vi,
+           u.name_vi AS ten_don_vi,
+           u.kind AS loai,
+           u.parent_id AS don_vi_cap_tren,
+           p.name_vi AS ten_don_vi_cap_tren,
+           u.valid_from AS hieu_luc_tu,
+           u.valid_to AS hieu_luc_den
+    FROM units AS u FINAL
+    LEFT JOIN (SELECT unit_id, any(name_vi) AS name_vi FROM units FINAL GROUP BY unit_id) AS p
+        ON p.unit_id = u.parent_id
+    WHERE u.unit_id = ${unit:sqlstring}
+    ORDER BY u.valid_from
+"""
+
+def _indicator_names_sql(column: str) -> str:
+    """The column's indicator ids as their Vietnamese names (NAMES_VI), in SQL."""
+    ids = ", ".join(f"'{i}'" for i in INDICATORS)
+    names = ", ".join("'" + NAMES_VI[i].replace("'", "''") + "'" for i in INDICATORS)
+    return f"transform({column}, [{ids}], [{names}], {column})"
+
+
+HISTORY_SQL = """
+    SELECT $__timeInterval(taken_at) AS time,
+           INDICATOR_NAME AS chi_so,
+           argMax(numerator, taken_at) / nullIf(argMax(denominator, taken_at), 0) AS ty_le
+    FROM indicator_snapshots FINAL
+    WHERE $__timeFilter(taken_at)
+      AND unit = ${unit:sqlstring}
+      AND sector = 'all'
+      AND window = ${window:sqlstring}
+    GROUP BY time, chi_so
+    ORDER BY time, chi_so
+""".replace("INDICATOR_NAME", _indicator_names_sql("indicator"))
+
+
+def unit_drilldown(targets: Targets) -> Dashboard:
+    ids = _Ids()
+    scope = 'unit="$unit",sector="all",window="$window"'
+    board = _board(
+        "Chi tiết đơn vị",
+        UNIT_UID,
+        "Một đơn vị: xu hướng từng chỉ số so với chỉ tiêu, hồ sơ đang xử lý và quá hạn, danh sách hồ sơ trễ hạn "
+        "và tình trạng phiếu xin lỗi. Đường dẫn từ cảnh báo: /d/tthc-don-vi?var-unit=<mã đơn vị>.",
+    ).with_variable(unit_variable()).with_variable(window_variable()).time("now-30d", "now")
+    board = _links_to_others(board, UNIT_UID)
+
+    board = board.with_row(Row("Đơn vị"))
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Thông tin đơn vị")
+        .description("Tên, loại và đơn vị cấp trên theo danh mục đơn vị (bảng units trong ClickHouse).")
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(UNIT_INFO_SQL))
+        .span(12)
+        .height(5)
+    )
+    for title, metric, description, thresholds in (
+        ("Đang xử lý", "tthc_open_cases", "Hồ sơ của đơn vị đang xử lý.", neutral_thresholds()),
+        ("Quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn.", count_thresholds()),
+        ("Quá hạn chưa xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn chưa có phiếu xin lỗi.", count_thresholds()),
+    ):
+        board = board.with_panel(
+            Stat()
+            .id(ids())
+            .title(title)
+            .description(description)
+            .datasource(PROMETHEUS)
+            .with_target(prom(f'sum({metric}{{unit="$unit"}})', "Số hồ sơ"))
+            .unit("short")
+            .thresholds(thresholds)
+            .color_mode(cm.BigValueColorMode.VALUE)
+            .graph_mode(cm.BigValueGraphMode.AREA)
+            .reduce_options(last_value())
+            .span(4)
+            .height(5)
+        )
+
+    board = board.with_row(Row("Xu hướng các chỉ số so với chỉ tiêu"))
+    for indicator in INDICATORS:
+        op, value = targets.target_for(indicator, "all")
+        board = board.with_panel(
+            TimeSeries()
+            .id(ids())
+            .title(NAMES_VI[indicator])
+            .description(indicator_description(indicator, targets))
+            .datasource(PROMETHEUS)
+            .with_target(prom(f'{RATIO}{{indicator="{indicator}",{scope}}}', "Tỷ lệ"))
+            .unit(PERCENT)
+            .decimals(1)
+            .min(0)
+            .max(1)
+            .thresholds(target_thresholds(op, value))
+            .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
+            .color_scheme(FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color("blue"))
+            .span(8)
+            .height(6)
+        )
+
+    board = board.with_row(Row("Hồ sơ trễ hạn và phiếu xin lỗi (ClickHouse)"))
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Tình trạng phiếu xin lỗi của hồ sơ trễ hạn")
+        .description("Hồ sơ trễ hạn (đã giải quyết trễ hoặc đang quá hạn) có hạn giải quyết trong khoảng thời gian đã chọn, theo tình trạng phiếu xin lỗi.")
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(APOLOGY_STATUS_SQL))
+        .span(8)
+        .height(10)
+    )
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Danh sách hồ sơ trễ hạn")
+        .description(
+            "Hồ sơ của đơn vị đã giải quyết trễ hạn hoặc đang quá hạn, có hạn giải quyết trong khoảng thời gian đã chọn; "
+            "hồ sơ chưa có phiếu xin lỗi ở trên. Tình trạng quá hạn là tại lần thay đổi cuối của hồ sơ."
+        )
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(LATE_CASES_SQL))
+        .span(16)
+        .height(10)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Lịch sử tỷ lệ các chỉ số (ảnh chụp định kỳ)")
+        .description("Tỷ lệ từng chỉ số của đơn vị theo các ảnh chụp định kỳ lưu trong ClickHouse (bảng indicator_snapshots).")
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(HISTORY_SQL).time_series())
+        .unit(PERCENT)
+        .min(0)
+        .max(1)
+        .span(24)
+        .height(8)
+    )
+    return board
+
+
+# --- Lĩnh vực -------------------------------------------------------------------------
+
+
+def _sector_overrides(targets: Targets) -> list[str]:
+    sectors: set[str] = set()
+    for overrides in targets.overrides.values():
+        sectors.update(overrides)
+    return sorted(sectors)
+
+
+def _special_targets(targets: Targets) -> list[tuple[str, tuple[str, float], list[str]]]:
+    """(indicator, (op, value), sectors) for every sector target differing from the default."""
+    found = []
+    for indicator in INDICATORS:
+        by_target: dict[tuple[str, float], list[str]] = {}
+        for sector in _sector_overrides(targets):
+            target = targets.target_for(indicator, sector)
+            if target != targets.target_for(indicator, "all"):
+                by_target.setdefault(target, []).append(sector)
+        found.extend((indicator, target, sectors_) for target, sectors_ in sorted(by_target.items()))
+    return found
+
+
+def sectors(targets: Targets) -> Dashboard:
+    ids = _Ids()
+    scope = 'unit="all",sector!="all",window="$window"'
+    overridden = tuple(_sector_overrides(targets))
+    special = "; ".join(
+        f"{NAMES_VI[indicator]} {target_text(*target)} cho {', '.join(sorted(sectors_))}"
+        for indicator, target, sectors_ in _special_targets(targets)
+    )
+    board = _board(
+        "Lĩnh vực",
+        SECTORS_UID,
+        "Các chỉ số theo lĩnh vực trên toàn tỉnh so với chỉ tiêu"
+        + (f"; chỉ tiêu riêng theo lĩnh vực: {special}." if special else "."),
+    ).with_variable(window_variable())
+    board = _links_to_others(board, SECTORS_UID)
+
+    board = board.with_row(Row("Lĩnh vực dưới chỉ tiêu"))
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Lĩnh vực dưới chỉ tiêu hiện nay")
+        .description(
+            "Các cặp lĩnh vực × chỉ số không đạt chỉ tiêu của lĩnh vực trong kỳ đã chọn, mẫu số ít nhất "
+            f"{targets.min_volume}."
+        )
+        .datasource(PROMETHEUS)
+        .with_target(prom(below_target_expr(targets, scope, overridden), instant=True, table=True))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": {"Time": True, "unit": True, "window": True},
+                    "renameByName": {"sector": "Lĩnh vực", "indicator": "Chỉ số", "Value": "Tỷ lệ"},
+                },
+            )
+        )
+        .mappings([dm.ValueMap({i: dm.ValueMappingResult(text=NAMES_VI[i]) for i in INDICATORS})])
+        .override_by_name("Tỷ lệ", [dm.DynamicConfigValue("unit", PERCENT), dm.DynamicConfigValue("decimals", 1)])
+        .span(12)
+        .height(9)
+    )
+    board = board.with_panel(
+        BarGauge()
+        .id(ids())
+        .title("Số hồ sơ tiếp nhận theo lĩnh vực")
+        .description("Hồ sơ tiếp nhận trong kỳ đã chọn (mẫu số của chỉ số số hóa khi tiếp nhận), theo lĩnh vực.")
+        .datasource(PROMETHEUS)
+        .with_target(prom(f'sort_desc({DENOMINATOR}{{indicator="digitized",{scope}}})', "{{sector}}", instant=True))
+        .unit("short")
+        .thresholds(neutral_thresholds())
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+        .span(12)
+        .height(9)
+    )
+
+    board = board.with_row(Row("Các chỉ số theo lĩnh vực so với chỉ tiêu"))
+    for indicator in (i for i in INDICATORS if i not in SECTORLESS):
+        op, value = targets.target_for(indicator, "all")
+        special = [s for s in overridden if targets.target_for(indicator, s) != (op, value)]
+        description = indicator_description(indicator, targets)
+        if special:
+            description += " Chỉ tiêu riêng: " + ", ".join(
+                f"{s} {target_text(*targets.target_for(indicator, s))}" for s in special
+            ) + "."
+        panel = (
+            BarGauge()
+            .id(ids())
+            .title(NAMES_VI[indicator])
+            .description(description)
+            .datasource(PROMETHEUS)
+            .with_target(prom(f'sort_desc({RATIO}{{indicator="{indicator}",{scope}}})', "{{sector}}", instant=True))
+            .unit(PERCENT)
+            .decimals(1)
+            .min(0)
+            .max(1)
+            .thresholds(target_thresholds(op, value))
+            .orientation(cm.VizOrientation.HORIZONTAL)
+            .display_mode(cm.BarGaugeDisplayMode.BASIC)
+            .reduce_options(last_value())
+            .span(8)
+            .height(8)
+        )
+        for sector in special:
+            panel = panel.override_by_name(sector, threshold_override(*targets.target_for(indicator, sector)))
+        board = board.with_panel(panel)
+    return board
+
+
+# --- Vận hành hệ thống ----------------------------------------------------------------
+
+
+def _quantiles(metric: str) -> list:
+    return [
+        prom(
+            f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket[$__rate_interval])))",
+            f"p{round(q * 100)}",
+            ref=ref,
+        )
+        for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+    ]
+
+
+def operations(targets: Targets) -> Dashboard:
+    ids = _Ids()
+    worker = f'job="{WORKER_JOB}"'
+    board = _board(
+        "Vận hành hệ thống",
+        OPERATIONS_UID,
+        "Sức khỏe của đường ống dữ liệu: sự kiện mỗi giây theo kết quả, sự kiện không hợp lệ theo lý do, "
+        "độ trễ tiêu thụ Kafka, độ trễ xử lý, lỗi ghi ClickHouse, tình trạng worker và thời gian thu thập số liệu.",
+    ).time("now-1h", "now").refresh("30s")
+    board = _links_to_others(board, OPERATIONS_UID)
+
+    board = board.with_row(Row("Tình trạng"))
+    board = board.with_panel(
+        Stat()
+        .id(ids())
+        .title("Worker đang chạy")
+        .description("Prometheus thu thập được /metrics của từng worker (1 = đang chạy, 0 = không trả lời).")
+        .datasource(PROMETHEUS)
+        .with_target(prom(f"up{{{worker}}}", "{{instance}}", instant=True))
+        .mappings([dm.ValueMap({"0": dm.ValueMappingResult(text="Ngừng", color="red"), "1": dm.ValueMappingResult(text="Đang chạy", color="green")})])
+        .thresholds(up_thresholds())
+        .color_mode(cm.BigValueColorMode.BACKGROUND)
+        .graph_mode(cm.BigValueGraphMode.NONE)
+        .reduce_options(last_value())
+        .span(6)
+        .height(4)
+    )
+    board = board.with_panel(
+        Stat()
+        .id(ids())
+        .title("Độ trễ tiêu thụ Kafka")
+        .description("Tổng số thông điệp đầu vào đang chờ worker xử lý (consumer lag), mọi phân vùng.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True))
+        .unit("short")
+        .thresholds(neutral_thresholds())
+        .reduce_options(last_value())
+        .span(6)
+        .height(4)
+    )
+    board = board.with_panel(
+        Stat()
+        .id(ids())
+        .title("Lỗi ghi ClickHouse (1 giờ)")
+        .description("Số lần ghi vào ClickHouse thất bại (được thử lại) trong một giờ qua.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[1h]))", "Lỗi ghi", instant=True))
+        .unit("short")
+        .thresholds(count_thresholds())
+        .reduce_options(last_value())
+        .span(6)
+        .height(4)
+    )
+    board = board.with_panel(
+        Stat()
+        .id(ids())
+        .title("Đồng hồ xử lý T")
+        .description("Thời điểm T mà các chỉ số được tính tới (đồng hồ thực, hoặc thời điểm sự kiện mới nhất khi phát lại).")
+        .datasource(PROMETHEUS)
+        .with_target(prom("max(tthc_clock_seconds) * 1000", "T", instant=True))
+        .unit("dateTimeAsIso")
+        .thresholds(neutral_thresholds())
+        .reduce_options(last_value())
+        .span(6)
+        .height(4)
+    )
+
+    board = board.with_row(Row("Luồng sự kiện"))
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Sự kiện mỗi giây theo kết quả")
+        .description("accepted: hợp lệ; invalid: không hợp lệ (vào hàng đợi lỗi DLQ); duplicate: trùng lặp.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum by (outcome) (rate(tthc_events_total[$__rate_interval]))", "{{outcome}}"))
+        .unit("ops")
+        .span(12)
+        .height(8)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Sự kiện không hợp lệ theo lý do (mỗi giây)")
+        .description("Mã lý do từ chối: xem docs/events.md.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum by (reason) (rate(tthc_invalid_events_total[$__rate_interval]))", "{{reason}}"))
+        .unit("ops")
+        .span(12)
+        .height(8)
+    )
+    board = board.with_panel(
+        BarGauge()
+        .id(ids())
+        .title("Sự kiện không hợp lệ theo lý do (trong khoảng thời gian)")
+        .description("Tổng số thông điệp bị từ chối theo lý do trong khoảng thời gian đã chọn.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sort_desc(sum by (reason) (increase(tthc_invalid_events_total[$__range])))", "{{reason}}", instant=True))
+        .unit("short")
+        .thresholds(neutral_thresholds())
+        .orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+        .span(12)
+        .height(8)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Độ trễ tiêu thụ Kafka theo phân vùng")
+        .description("Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"))
+        .unit("short")
+        .span(12)
+        .height(8)
+    )
+
+    board = board.with_row(Row("Độ trễ"))
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Thời gian xử lý một thông điệp (phân vị)")
+        .description("Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong worker: trung vị, p95, p99.")
+        .datasource(PROMETHEUS)
+        .targets(_quantiles("tthc_processing_seconds"))
+        .unit("s")
+        .span(12)
+        .height(8)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Độ trễ đầu cuối (phân vị)")
+        .description("Từ thời điểm thông điệp vào Kafka đến khi dữ liệu được ghi vào ClickHouse: trung vị, p95, p99.")
+        .datasource(PROMETHEUS)
+        .targets(_quantiles("tthc_event_latency_seconds"))
+        .unit("s")
+        .span(12)
+        .height(8)
+    )
+
+    board = board.with_row(Row("ClickHouse và thu thập số liệu"))
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Dòng ghi vào ClickHouse mỗi giây theo bảng")
+        .description("Số dòng ghi vào từng bảng ClickHouse mỗi giây.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum by (table) (rate(tthc_clickhouse_rows_written_total[$__rate_interval]))", "{{table}}"))
+        .unit("ops")
+        .span(8)
+        .height(8)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Lỗi ghi ClickHouse")
+        .description("Số lần ghi thất bại (được thử lại) trong mỗi khoảng.")
+        .datasource(PROMETHEUS)
+        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[$__rate_interval]))", "Lỗi ghi"))
+        .unit("short")
+        .thresholds(count_thresholds())
+        .span(8)
+        .height(8)
+    )
+    board = board.with_panel(
+        TimeSeries()
+        .id(ids())
+        .title("Thời gian thu thập /metrics")
+        .description("Thời gian Prometheus cần để đọc /metrics của từng worker (các chỉ số được tính khi đọc).")
+        .datasource(PROMETHEUS)
+        .with_target(prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"))
+        .unit("s")
+        .span(8)
+        .height(8)
+    )
+    return board
+

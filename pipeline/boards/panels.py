@@ -1,0 +1,151 @@
+"""Panel pieces shared by the boards: thresholds from the targets, variables, links."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import common as cb
+from grafana_foundation_sdk.builders.dashboard import DashboardLink, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.models import dashboard as dm
+
+from pipeline.boards.queries import PROMETHEUS, target_text, threshold_value
+from pipeline.core.indicators import NAMES_VI
+from pipeline.core.targets import Targets
+
+OVERVIEW_UID = "tthc-tong-quan"
+UNIT_UID = "tthc-don-vi"
+SECTORS_UID = "tthc-linh-vuc"
+OPERATIONS_UID = "tthc-van-hanh"
+TAGS = ["tthc", "mot-cua"]
+DEFAULT_WINDOW = "ytd"
+
+#: the one-line Vietnamese definition of each indicator (README, "The twelve indicators")
+DEFINITIONS_VI: dict[str, str] = {
+    "on_time": "Hồ sơ giải quyết đúng hạn / hồ sơ đã giải quyết",
+    "on_time_766": (
+        "(Hồ sơ giải quyết đúng hạn + hồ sơ đang giải quyết chưa quá hạn) / "
+        "(hồ sơ đã giải quyết + hồ sơ đang giải quyết), theo Quyết định 766/QĐ-TTg"
+    ),
+    "early": "Hồ sơ giải quyết trước hạn / hồ sơ đã giải quyết",
+    "online_payment": "Thanh toán trực tuyến / tổng số lần thanh toán",
+    "full_online": "Hồ sơ trực tuyến toàn trình / hồ sơ tiếp nhận",
+    "remote": "Hồ sơ nộp trực tuyến / hồ sơ tiếp nhận",
+    "satisfaction": "Đánh giá hài lòng (4–5 sao) / tổng lượt đánh giá",
+    "e_result": "Trả kết quả điện tử / hồ sơ đã trả kết quả",
+    "digitized": "Số hóa thành phần hồ sơ khi tiếp nhận / hồ sơ tiếp nhận",
+    "data_reuse": "Tái sử dụng dữ liệu số hóa / hồ sơ tiếp nhận",
+    "vneid_auth": "Xác thực VNeID / hồ sơ nộp trực tuyến",
+    "apology_coverage": "Hồ sơ trễ hạn có phiếu xin lỗi / hồ sơ trễ hạn",
+    "feedback_on_time": "Phản ánh, kiến nghị xử lý đúng hạn / đã xử lý",
+}
+
+
+def unit_board_url(unit: str | None = None) -> str:
+    """The drill-down's path; alert texts link here with their ``unit`` label."""
+    return f"/d/{UNIT_UID}" + (f"?var-unit={unit}" if unit is not None else "")
+
+
+def target_thresholds(op: str, value: float) -> ThresholdsConfig:
+    """Red below the target, green from it (strict targets: see threshold_value)."""
+    return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
+        [dm.Threshold(None, "red"), dm.Threshold(threshold_value(op, value), "green")]
+    )
+
+
+def count_thresholds() -> ThresholdsConfig:
+    """Counts of trouble (overdue dossiers, errors): green at 0, red from 1."""
+    return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
+        [dm.Threshold(None, "green"), dm.Threshold(1, "red")]
+    )
+
+
+def up_thresholds() -> ThresholdsConfig:
+    """Prometheus' ``up``: red at 0, green at 1."""
+    return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps(
+        [dm.Threshold(None, "red"), dm.Threshold(1, "green")]
+    )
+
+
+def neutral_thresholds() -> ThresholdsConfig:
+    return ThresholdsConfig().mode(dm.ThresholdsMode.ABSOLUTE).steps([dm.Threshold(None, "blue")])
+
+
+def threshold_override(op: str, value: float) -> list[dm.DynamicConfigValue]:
+    """Override properties drawing one target as thresholds (per column or series)."""
+    return [
+        dm.DynamicConfigValue(
+            "thresholds",
+            {"mode": "absolute", "steps": [{"color": "red", "value": None}, {"color": "green", "value": threshold_value(op, value)}]},
+        )
+    ]
+
+
+def indicator_description(indicator: str, targets: Targets, sector: str = "all") -> str:
+    op, value = targets.target_for(indicator, sector)
+    return (
+        f"{NAMES_VI[indicator]}: {DEFINITIONS_VI[indicator]}. Chỉ tiêu: {target_text(op, value)}"
+        f" (dưới chỉ tiêu khi không đạt và mẫu số ≥ {targets.min_volume}). Mã chỉ số: {indicator}."
+    )
+
+
+def window_variable() -> QueryVariable:
+    return (
+        QueryVariable("window")
+        .label("Kỳ tính (cửa sổ)")
+        .description("1h, 24h, 7d, 30d: cửa sổ trượt; mtd/qtd/ytd: từ đầu tháng/quý/năm (giờ Việt Nam)")
+        .datasource(PROMETHEUS)
+        .query("label_values(tthc_indicator_ratio, window)")
+        .current(dm.VariableOption(selected=True, text=DEFAULT_WINDOW, value=DEFAULT_WINDOW))
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def unit_variable() -> QueryVariable:
+    return (
+        QueryVariable("unit")
+        .label("Đơn vị")
+        .description("Mã đơn vị trong danh mục (deploy/units.csv); tên đơn vị hiện ở bảng thông tin")
+        .datasource(PROMETHEUS)
+        .query("label_values(tthc_open_cases, unit)")
+        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
+        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+    )
+
+
+def board_link(title: str, uid: str, tooltip: str) -> DashboardLink:
+    return (
+        DashboardLink(title)
+        .type(dm.DashboardLinkType.LINK)
+        .url(f"/d/{uid}")
+        .tooltip(tooltip)
+        .icon("dashboard")
+        .include_vars(True)
+        .keep_time(True)
+        .as_dropdown(False)
+        .target_blank(False)
+        .tags([])
+    )
+
+
+def unit_data_link(unit: str = "${__field.labels.unit}") -> list[DashboardLink]:
+    """A click on a unit opens its drill-down with the same window.
+
+    ``unit``: where the panel has the unit code: a series label (default) or a table
+    column (``UNIT_COLUMN``).
+    """
+    return [
+        DashboardLink(f"Xem chi tiết đơn vị {unit}")
+        .type(dm.DashboardLinkType.LINK)
+        .url(f"/d/{UNIT_UID}?var-unit={unit}&var-window=${{window}}")
+        .tags([])
+        .as_dropdown(False)
+        .target_blank(False)
+        .include_vars(False)
+        .keep_time(True)
+    ]
+
+
+UNIT_COLUMN = "${__data.fields.unit}"
+
+
+def last_value() -> cb.ReduceDataOptions:
+    return cb.ReduceDataOptions().calcs(["lastNotNull"]).values(False)

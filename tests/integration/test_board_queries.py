@@ -1,0 +1,199 @@
+"""Every query of every board runs against real data.
+
+A real worker processes a scenario (event clock) from the real broker; the real
+Prometheus (``pipeline.infra``) scrapes it. The test then walks the committed
+``dashboards/*.json`` (which ``tests/unit/test_boards.py`` proves equal to the
+generator's output), so a panel added later is covered without touching this file:
+
+* each template variable's query (``label_values(...)``) runs on Prometheus and must
+  offer values; the boards' defaults must be among them;
+* each PromQL target, with the variables substituted by real values and Grafana's
+  ``$__rate_interval``/``$__range`` by concrete durations, runs as Grafana would run it
+  (instant or range query) and must answer without error and with data;
+* each ClickHouse target (the ``grafana-clickhouse-datasource`` query model), with the
+  variables substituted and the plugin's macros expanded for a real time range, runs
+  through the project's read-only path (the worker's ``POST /sql``, read-only
+  check and ``readonly=1``) on the embedded engine and must return rows.
+
+Grafana itself does not run here; what is proven is that every query the boards send
+is valid and finds the data the scenario produced.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline.access import open_runner
+from pipeline.boards.build import DASHBOARDS_DIR
+from pipeline.boards.queries import (
+    CLICKHOUSE_TYPE,
+    PROMETHEUS_TYPE,
+    expand_clickhouse_macros,
+    panel_queries,
+    substitute_variables,
+)
+from pipeline.feed.replay import replay_file
+from pipeline.feed.scenario import build_scenario
+from tests.integration.workerproc import WorkerProcess, isolated_settings
+
+pytestmark = pytest.mark.integration
+
+#: Grafana's own interval variables, as concrete durations (5 s scrape interval).
+GRAFANA_INTERVALS = {"__rate_interval": "1m", "__interval": "5s", "__range": "5m"}
+PROMETHEUS_RANGE_S = 300
+STEP_S = 5
+
+
+@dataclass(frozen=True)
+class Answer:
+    ok: bool
+    error: str
+    series: int
+
+
+def _prometheus(settings, path: str, params: dict) -> dict:
+    url = f"http://127.0.0.1:{settings.prometheus_port}{path}?" + urllib.parse.urlencode(params, doseq=True)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:  # 400/422: a bad expression; the body says why
+        return json.load(exc)
+
+
+def _promql(settings, expr: str, instant: bool, now: float) -> Answer:
+    if instant:
+        body = _prometheus(settings, "/api/v1/query", {"query": expr, "time": now})
+    else:
+        body = _prometheus(
+            settings,
+            "/api/v1/query_range",
+            {"query": expr, "start": now - PROMETHEUS_RANGE_S, "end": now, "step": STEP_S},
+        )
+    if body.get("status") != "success":
+        return Answer(False, f"{body.get('errorType')}: {body.get('error')}", 0)
+    return Answer(True, "", len(body["data"]["result"]))
+
+
+def _label_values(settings, query: str) -> list[str]:
+    match = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", query.strip())
+    assert match, f"unsupported variable query {query!r}"
+    body = _prometheus(settings, f"/api/v1/label/{match.group(2)}/values", {"match[]": match.group(1)})
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def _boards() -> dict[str, dict]:
+    return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def test_every_board_query_runs_against_real_data(infra, tmp_path):
+    boards = _boards()
+    assert len(boards) == 4
+    scenario = build_scenario(seed=8, cases=1000)
+    settings = isolated_settings(infra, "boards", clock="event", batch_size=500, flush_interval=0.5, snapshot_interval=1.0)
+    path = scenario.write(tmp_path / "scenario.jsonl")
+    accepted = len(scenario.valid_events)
+
+    worker = WorkerProcess(settings).start()
+    try:
+        replay_file(settings, str(path), progress=False)
+        worker.wait_processed(len(scenario.lines), timeout=600)
+
+        province = {"indicator": "digitized", "unit": "all", "sector": "all", "window": "ytd"}
+
+        def scraped() -> bool:
+            """The final counts scraped, the recording rules evaluated on the worker's
+            current gauges, and enough samples for rate()."""
+            body = _prometheus(settings, "/api/v1/query", {"query": 'sum(tthc_events_total{outcome="accepted"})'})
+            if [float(r["value"][1]) for r in body["data"]["result"]] != [accepted]:
+                return False
+            received = worker.counter("tthc_indicator_denominator", **province)
+            selector = ",".join(f'{k}="{v}"' for k, v in province.items())
+            rule = _prometheus(settings, "/api/v1/query", {"query": f"tthc:indicator_denominator:by_scope{{{selector}}}"})
+            if received <= 0 or [float(r["value"][1]) for r in rule["data"]["result"]] != [received]:
+                return False
+            body = _prometheus(
+                settings, "/api/v1/query", {"query": 'count_over_time(tthc_events_total{outcome="accepted"}[1m]) >= 4'}
+            )
+            return bool(body["data"]["result"])
+
+        worker.wait_for(scraped, 120, "Prometheus to scrape the final figures")
+        runner = open_runner(settings)  # the worker's POST /sql while it runs
+        assert type(runner).__name__ == "WorkerRunner"
+
+        # Real variable values: the variables' own queries, on the real Prometheus.
+        offered: dict[str, list[str]] = {}
+        for name, board in boards.items():
+            for variable in board.get("templating", {}).get("list", []):
+                values = _label_values(settings, variable["query"])
+                assert values, f"{name}: variable {variable['name']} offers no value ({variable['query']})"
+                offered.setdefault(variable["name"], values)
+                default = (variable.get("current") or {}).get("value")
+                if default:
+                    assert default in values, f"{name}: default {variable['name']}={default} not offered"
+        assert set(offered) == {"window", "unit"}
+        # A unit for which the scenario produced every indicator in the window, and of those
+        # the one with the most late dossiers, so every panel of its drill-down has data.
+        window = "ytd"
+        complete = _prometheus(
+            settings,
+            "/api/v1/query",
+            {"query": f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}}) == 12'},
+        )
+        candidates = {r["metric"]["unit"] for r in complete["data"]["result"]} & set(offered["unit"])
+        assert candidates, "no unit has all twelve indicators in the scenario"
+        _, rows = runner.query(
+            "SELECT unit_id, count() AS n FROM cases FINAL WHERE (status = 'open' AND overdue) "
+            "OR (status = 'finished' AND on_time = false) GROUP BY unit_id ORDER BY n DESC, unit_id"
+        )
+        unit = next(u for u, _ in rows if u in candidates)
+        values = {"window": window, "unit": unit}
+        assert values["window"] in offered["window"]
+
+        # ClickHouse: the scenario's months (late dossiers) up to now (snapshots are taken in wall time).
+        from_s, to_s = int(scenario.start.timestamp()), int(time.time()) + 60
+        now = time.time()
+
+        failures: list[str] = []
+        counts = {PROMETHEUS_TYPE: 0, CLICKHOUSE_TYPE: 0}
+        for name, board in boards.items():
+            for target in panel_queries(board):
+                source = target["datasource"]["type"]
+                counts[source] += 1
+                where = f"{name} / {target['panel']} / {target['refId']}"
+                if source == PROMETHEUS_TYPE:
+                    expr = substitute_variables(target["expr"], {**values, **GRAFANA_INTERVALS})
+                    assert not re.search(r"\$\{?[A-Za-z_]", expr), f"{where}: unsubstituted variable in {expr}"
+                    answer = _promql(settings, expr, bool(target.get("instant")), now)
+                    if not answer.ok:
+                        failures.append(f"{where}: error {answer.error}\n    {expr}")
+                    elif answer.series == 0:
+                        failures.append(f"{where}: no data\n    {expr}")
+                elif source == CLICKHOUSE_TYPE:
+                    assert target["editorType"] == "sql" and target["format"] in (0, 1), where
+                    sql = expand_clickhouse_macros(
+                        substitute_variables(target["rawSql"], values), from_s=from_s, to_s=to_s, interval_s=60
+                    )
+                    assert "$" not in sql, f"{where}: unexpanded macro or variable in {sql}"
+                    try:
+                        columns, result = runner.query(sql)
+                    except Exception as exc:  # QueryError/UserError: one line from the engine
+                        failures.append(f"{where}: error {exc}\n    {sql}")
+                        continue
+                    if not result:
+                        failures.append(f"{where}: no rows\n    {sql}")
+                else:
+                    failures.append(f"{where}: unknown data source type {source}")
+        assert not failures, f"{len(failures)} failing queries:\n" + "\n".join(failures)
+        # The walk found the boards' queries (a broken walk must not pass silently).
+        assert counts[PROMETHEUS_TYPE] >= 60 and counts[CLICKHOUSE_TYPE] >= 4, counts
+    finally:
+        worker.stop()
