@@ -50,6 +50,7 @@ ON_TIME_766 = "on_time_766"
 _ROLLING = tuple((w, ROLLING_US[w]) for w in WINDOWS if w in ROLLING_US)
 _CALENDAR = tuple(w for w in WINDOWS if w not in ROLLING_US)  # mtd, qtd, ytd
 _MAX_ROLLING_US = max(length for _, length in _ROLLING)
+_N_ROLLING = len(_ROLLING)  # the calendar windows follow the rolling ones in WINDOWS
 NEVER = 2**63 - 1
 
 
@@ -208,30 +209,32 @@ class IndicatorView:
     def _apply_now(self, delta: _Delta) -> None:
         """Count a delta whose time is at or before T in every window holding it."""
         t, slots, dn, dd = delta
-        now = self.clock_us
         num, den = self._num, self._den
-        for wi, (_, length) in enumerate(_ROLLING):
-            if t > now - length:
-                n_w, d_w = num[wi], den[wi]
-                for s in slots:
-                    n_w[s] += dn
-                    d_w[s] += dd
-        if t > now - _MAX_ROLLING_US:
+        now = self.clock_us
+        if t > now - _MAX_ROLLING_US:  # in the 30-day window, maybe in shorter ones
+            for wi, (_, length) in enumerate(_ROLLING):
+                if t > now - length:
+                    n_w, d_w = num[wi], den[wi]
+                    for s in slots:
+                        n_w[s] += dn
+                        d_w[s] += dd
             self._log.setdefault(t, []).append(delta)
         month = local_month_index(t)
         current = self._month
-        base = len(_ROLLING)
-        in_calendar = (
-            month == current,  # mtd
-            month >= current - current % 3,  # qtd (t <= T, so never a later month)
-            month >= current - current % 12,  # ytd
-        )
-        for ci, inside in enumerate(in_calendar):
-            if inside:
-                n_w, d_w = num[base + ci], den[base + ci]
-                for s in slots:
-                    n_w[s] += dn
-                    d_w[s] += dd
+        # t <= T, so never a later month: the windows mtd, qtd, ytd are nested
+        if month == current:
+            first = 0
+        elif month >= current - current % 3:
+            first = 1
+        elif month >= current - current % 12:
+            first = 2
+        else:
+            first = 3
+        for wi in range(_N_ROLLING + first, _N_ROLLING + 3):
+            n_w, d_w = num[wi], den[wi]
+            for s in slots:
+                n_w[s] += dn
+                d_w[s] += dd
         months = self._months
         for s in slots:
             totals = months[s].get(month)
