@@ -40,6 +40,7 @@ from pipeline.boards.queries import (
     panel_queries,
     substitute_variables,
 )
+from pipeline.core.indicators import INDICATORS
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from tests.integration.workerproc import WorkerProcess, isolated_settings
@@ -146,10 +147,13 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
         complete = _prometheus(
             settings,
             "/api/v1/query",
-            {"query": f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}}) == 12'},
+            {
+                "query": f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}})'
+                f" == {len(INDICATORS)}"
+            },
         )
         candidates = {r["metric"]["unit"] for r in complete["data"]["result"]} & set(offered["unit"])
-        assert candidates, "no unit has all twelve indicators in the scenario"
+        assert candidates, f"no unit has all {len(INDICATORS)} indicators in the scenario"
         _, rows = runner.query(
             "SELECT unit_id, count() AS n FROM cases FINAL WHERE (status = 'open' AND overdue) "
             "OR (status = 'finished' AND on_time = false) GROUP BY unit_id ORDER BY n DESC, unit_id"
