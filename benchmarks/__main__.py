@@ -103,31 +103,41 @@ def main(argv: list[str] | None = None) -> int:
     results = report.load_results(report.LOCAL_RESULTS)
     results["machine"] = report.machine()
     stamp = {"commit": report.commit(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    failed: list[str] = []
 
-    def record(part: str, figures: dict) -> None:
-        results.setdefault("parts", {})[part] = stamp | figures
+    def run(part: str, measure) -> None:
+        print(f"{part}:", flush=True)
+        load_before = os.getloadavg()[0]
+        try:
+            figures = measure()
+        except Exception as exc:  # one part failing must not cost the others' figures
+            print(f"  {part} failed: {exc}", flush=True)
+            figures = {"error": (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]}
+            failed.append(part)
+        loads = {"load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)]}  # shared CPUs
+        results.setdefault("parts", {})[part] = stamp | loads | figures
         report.save_results(report.LOCAL_RESULTS, results)
 
     if "contract" in args.only:
-        print("contract: parse_event on the ratio load", flush=True)
-        record("contract", parts.contract(args.seed, args.events))
-    services = [part for part in args.only if part != "contract"]
-    if services:
+        run("contract", lambda: parts.contract(args.seed, args.events))
+    measures = {
+        "ratio": lambda: parts.ratio(base, args.seed, args.events, args.timeout),
+        "latency": lambda: parts.latency(base, args.seed, args.latency_rates, args.latency_seconds,
+                                         args.scrape_interval, args.timeout),
+        "memory": lambda: parts.memory(base, args.seed, args.open_dossiers, args.timeout),
+        "restart": lambda: parts.restart(base, args.seed, args.restart_events, args.timeout),
+    }
+    chosen = [part for part in args.only if part in measures]
+    if chosen:
         with Services(base):
-            for part in services:
-                print(f"{part}:", flush=True)
-                if part == "ratio":
-                    record(part, parts.ratio(base, args.seed, args.events, args.timeout))
-                elif part == "latency":
-                    record(part, parts.latency(base, args.seed, args.latency_rates, args.latency_seconds,
-                                               args.scrape_interval, args.timeout))
-                elif part == "memory":
-                    record(part, parts.memory(base, args.seed, args.open_dossiers, args.timeout))
-                elif part == "restart":
-                    record(part, parts.restart(base, args.seed, args.restart_events, args.timeout))
+            for part in chosen:
+                run(part, measures[part])
     print()
     print(report.render(results, only=args.only))
     print(f"written to {report.LOCAL_RESULTS}")
+    if failed:
+        print(f"error: failed parts: {', '.join(failed)}", file=sys.stderr)
+        return 1
     if "ratio" in args.only:
         print(report.ratio_line(results["parts"]["ratio"]))
     return 0

@@ -222,7 +222,7 @@ class ProductWorker:
     def _check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             tail = self.log_path.read_text(errors="replace").splitlines()[-30:] if self.log_path else []
-            raise RuntimeError(f"worker exited ({self.process.returncode}):\n" + "\n".join(tail))
+            raise RuntimeError(f"worker exited ({self.process.returncode}); log {self.log_path}:\n" + "\n".join(tail))
 
     def get(self, path: str, timeout: float = 30.0) -> bytes:
         with urllib.request.urlopen(f"{self.settings.web_url}{path}", timeout=timeout) as response:
@@ -285,6 +285,8 @@ def steady_rate(first_at: float, first_count: int, end_at: float, total: int) ->
     ``first_count`` > 0 messages to the moment all ``total`` were done, so group joins
     and start-up are excluded and a first batch already fetched is not credited.
     """
+    if first_count >= total:
+        raise ValueError(f"all {total} messages came in the first batch; the load is too small to time")
     return (total - first_count) / max(end_at - first_at, 1e-9)
 
 

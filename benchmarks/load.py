@@ -58,7 +58,7 @@ def _month(index: int) -> date:
 
 
 def _chunk(seed: int, index: int, units: list[str], directory: Path) -> Path:
-    path = directory / f"chunk-s{seed}-{index:03d}.jsonl"
+    path = directory / f"chunk-s{seed}-c{CHUNK_CASES}-{index:03d}.jsonl"
     if not path.exists():
         built = scenario.build_scenario(
             seed=seed * 1_000_003 + index, cases=CHUNK_CASES, start=_month(index).isoformat(), months=1, units=units
@@ -79,7 +79,7 @@ def history_file(seed: int, events: int, directory: Path | None = None, progress
         raise ValueError("events must be positive")
     directory = (directory or LOAD_DIR) / generator_version()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"history-s{seed}-n{events}.jsonl"
+    path = directory / f"history-s{seed}-c{CHUNK_CASES}-n{events}.jsonl"
     if path.exists():
         return LoadFile(path, events)
     units = load_units()

@@ -37,6 +37,7 @@ from benchmarks.peers import run_peer
 from pipeline.config import Settings
 
 MB = 1024 * 1024
+RESTART_PATIENCE = 900  # s: a restart slower than this is a finding in itself
 
 PEER_LABELS = {
     "ceiling": "plain aiokafka consumer, read + json.loads (the ceiling)",
@@ -195,18 +196,26 @@ async def _produce(settings: Settings, messages: list[tuple[bytes, bytes]], rate
     return sent_at
 
 
+WARM_UP = 100  # open dossiers sent before anything is measured
+
+
+def _warm_up(worker: ProductWorker, settings: Settings, seed: int, timeout: float) -> None:
+    """Partitions assigned, the first rows written, every code path run once: WARM_UP new
+    open dossiers, until they are in the gauges."""
+    worker.wait_healthy()
+    warm = load.received_events(seed - 1, WARM_UP, datetime.now(timezone.utc), "HS-WARM")
+    with tqdm(total=len(warm), desc="warm-up", unit="ev", leave=False) as bar:
+        asyncio.run(_produce(settings, warm, 100, bar))
+    _wait_metric(worker, "tthc_open_cases", WARM_UP, timeout)
+
+
 def latency(base: Settings, seed: int, rates: list[int], seconds: float, interval: float, timeout: float) -> dict:
     settings = run_settings(base, "latency", clock="wall")
     create_topics(settings)
     phases = []
     worker = ProductWorker(settings).start()
     try:
-        worker.wait_healthy()
-        # warm-up: partitions assigned, the first batch written, every code path run once
-        warm = load.received_events(seed - 1, 100, datetime.now(timezone.utc), "HS-WARM")
-        with tqdm(total=len(warm), desc="latency warm-up", unit="ev", leave=False) as bar:
-            asyncio.run(_produce(settings, warm, 100, bar))
-        _wait_metric(worker, "tthc_open_cases", len(warm), timeout)
+        _warm_up(worker, settings, seed, timeout)
         for phase, rate in enumerate(rates):
             count = int(rate * seconds)
             messages = load.received_events(seed + phase, count, datetime.now(timezone.utc), f"HS-LAT{phase}")
@@ -260,12 +269,12 @@ def memory(base: Settings, seed: int, dossiers: int, timeout: float) -> dict:
     create_topics(settings)
     worker = ProductWorker(settings).start()
     try:
-        worker.wait_healthy()
+        _warm_up(worker, settings, seed, timeout)
         time.sleep(2.0)
         rss_before, disk_before = rss_bytes(worker.pid), _state_bytes(settings)
         load_into_broker(settings, source.path)
-        _follow_product(worker, dossiers, timeout, "open dossiers")
-        _wait_metric(worker, "tthc_open_cases", dossiers, timeout)
+        _follow_product(worker, WARM_UP + dossiers, timeout, "open dossiers")
+        _wait_metric(worker, "tthc_open_cases", WARM_UP + dossiers, timeout)
         rss_after, disk_after = rss_bytes(worker.pid), _state_bytes(settings)
         clickhouse = dir_bytes(settings.data_dir / "clickhouse")
     finally:
@@ -303,8 +312,13 @@ def restart(base: Settings, seed: int, events: int, timeout: float) -> dict:
             scrapes += 1
             return state_gauges(again.metrics()) == before
 
-        again.wait_for(same, timeout, "the gauges of before the restart", interval=0.2)
-        restored = time.monotonic() - again.spawned_at
+        try:
+            again.wait_for(same, min(timeout, RESTART_PATIENCE), "the gauges of before the restart", interval=0.2)
+            restored = time.monotonic() - again.spawned_at
+        except RuntimeError:  # report it, do not hide it behind the other parts
+            after = state_gauges(again.metrics())
+            differing = sum(1 for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+            raise RuntimeError(f"after {RESTART_PATIENCE} s, {differing} of {len(before)} gauge series still differ") from None
     finally:
         again.stop()
     remove_run(settings)

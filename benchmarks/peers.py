@@ -88,7 +88,7 @@ async def _ceiling(args, counter: _Counter) -> None:
     await consumer.start()
     try:
         while not counter.done:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            batches = await consumer.getmany(timeout_ms=1000, max_records=1000)
             for messages in batches.values():
                 for message in messages:
                     _decode(message.value)
