@@ -275,6 +275,29 @@ class ProductWorker:
             time.sleep(interval)
 
 
+PRIME_SECONDS = 5.0
+
+
+def prime(settings: Settings) -> None:
+    """Start and stop the worker once with the run's consumer group on an empty topic of
+    its own, before the measured start.
+
+    The worker of commit 4f56b19 sometimes crashes on a fresh consumer group when its
+    first batch is written before the broker's metadata knows the state changelog topics
+    it has just created (Faust ``PartitionsMismatch``, seen on this loaded machine). Those
+    topics are named after the group only, so one unmeasured start creates them; the
+    measured worker then starts with a fresh data dir and the real topic.
+    """
+    primer = ProductWorker(replace(settings, topic=f"{settings.topic}.prime", data_dir=settings.data_dir / "prime"))
+    primer.start()
+    try:
+        primer.wait_healthy()
+        time.sleep(PRIME_SECONDS)
+    finally:
+        primer.stop()
+    shutil.rmtree(primer.settings.data_dir, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- numbers
 
 

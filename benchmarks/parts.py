@@ -12,6 +12,7 @@ dict; none asserts anything about speed.
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from benchmarks.harness import (
     create_topics,
     dir_bytes,
     load_into_broker,
+    prime,
     metric_sum,
     percentile,
     remove_run,
@@ -37,6 +39,7 @@ from benchmarks.peers import run_peer
 from pipeline.config import Settings
 
 MB = 1024 * 1024
+DRAIN_MIN_S = 60  # s a latency phase waits after its last event before it stops looking
 RESTART_PATIENCE = 900  # s: a restart slower than this is a finding in itself
 
 PEER_LABELS = {
@@ -93,6 +96,7 @@ def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
                 events / (result.end_at - spawned),
             ))  # fmt: skip
             print(f"  {kind:8} {rows[-1].rate:>10,.0f} events/s", flush=True)
+        prime(settings)
         worker = ProductWorker(settings).start()
         try:
             first, end = _follow_product(worker, events, timeout, "product")
@@ -213,6 +217,7 @@ def latency(base: Settings, seed: int, rates: list[int], seconds: float, interva
     settings = run_settings(base, "latency", clock="wall")
     create_topics(settings)
     phases = []
+    prime(settings)
     worker = ProductWorker(settings).start()
     try:
         _warm_up(worker, settings, seed, timeout)
@@ -224,7 +229,7 @@ def latency(base: Settings, seed: int, rates: list[int], seconds: float, interva
             scraper.start()
             with tqdm(total=count, desc=f"latency {rate}/s", unit="ev", leave=False) as bar:
                 sent_at = asyncio.run(_produce(settings, messages, rate, bar))
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + min(timeout, max(DRAIN_MIN_S, seconds))
             while time.monotonic() < deadline and (not scraper.scrapes or scraper.scrapes[-1].gauge < count):
                 time.sleep(0.1)
             scraper.stopping.set()
@@ -232,19 +237,24 @@ def latency(base: Settings, seed: int, rates: list[int], seconds: float, interva
             scrapes = scraper.scrapes
             result = {"rate": rate, "seconds": seconds, "events": count,
                       "produced_rate": round(count / max(sent_at[-1] - sent_at[0], 1e-9), 1)}  # fmt: skip
+            result["drain_s"] = round(time.monotonic() - sent_at[-1], 1)
             for field in ("events", "gauge"):
                 values, missing = reflected_latencies(sent_at, scrapes, field)
                 name = "counter" if field == "events" else "gauge"
                 result[f"{name}_missing"] = missing
-                if values:
-                    result[f"{name}_p50_s"] = round(percentile(values, 50), 3)
-                    result[f"{name}_p99_s"] = round(percentile(values, 99), 3)
-                    result[f"{name}_max_s"] = round(max(values), 3)
+                values += [math.inf] * missing  # not reflected by the end: later than anything seen
+                for q in (50, 99, 100):
+                    value = percentile(values, q)
+                    label = "max" if q == 100 else f"p{q}"
+                    result[f"{name}_{label}_s"] = round(value, 3) if math.isfinite(value) else None
             periods = [b.at - a.at for a, b in zip(scrapes, scrapes[1:])]
             result["scrapes"] = len(scrapes)
             result["scrape_p50_s"] = round(percentile([s.at - s.started for s in scrapes], 50), 3)
             result["resolution_p50_s"] = round(percentile(periods, 50), 3) if periods else None
             phases.append(result)
+            if result["gauge_missing"]:  # its backlog would be credited to the next phase
+                phases.extend({"rate": later, "skipped": "the previous phase was not drained"} for later in rates[phase + 1:])
+                break
             print(f"  {rate:>5}/s: gauge p50 {result.get('gauge_p50_s')} s, p99 {result.get('gauge_p99_s')} s "
                   f"({result['gauge_missing']} not reflected)", flush=True)  # fmt: skip
         rss = rss_bytes(worker.pid)
@@ -267,6 +277,7 @@ def memory(base: Settings, seed: int, dossiers: int, timeout: float) -> dict:
     source = load.open_dossiers_file(seed, dossiers)
     settings = run_settings(base, "memory", clock="event")
     create_topics(settings)
+    prime(settings)
     worker = ProductWorker(settings).start()
     try:
         _warm_up(worker, settings, seed, timeout)
@@ -297,6 +308,7 @@ def restart(base: Settings, seed: int, events: int, timeout: float) -> dict:
     history = load.history_file(seed, events)
     settings = run_settings(base, "restart", clock="event")
     load_into_broker(settings, history.path)
+    prime(settings)
     worker = ProductWorker(settings).start()
     try:
         first, end = _follow_product(worker, events, timeout, "restart: first pass")

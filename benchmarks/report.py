@@ -77,7 +77,13 @@ def ratio_line(ratio: dict) -> str:
 def _n(value, digits: int = 0) -> str:
     if value is None:
         return "—"
+    if isinstance(value, str):
+        return value
     return f"{value:,.{digits}f}"
+
+
+def _s(value) -> str:
+    return value if isinstance(value, str) else f"{_n(value, 3)} s"
 
 
 def _stamp(part: dict) -> str:
@@ -136,10 +142,17 @@ def render(results: dict, only=PART_ORDER) -> str:
             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for ph in lat["phases"]:
+            if "skipped" in ph:
+                out.append(f"| {ph['rate']:,} | skipped: {ph['skipped']} |" + " |" * 9)
+                continue
+            late = f"> {ph.get('drain_s', '?')} s after the last send"  # not reflected when the probe stopped
+            for key in ("gauge_p50_s", "gauge_p99_s", "gauge_max_s", "counter_p50_s", "counter_p99_s"):
+                if ph.get(key) is None:
+                    ph = ph | {key: late}
             out.append(
-                f"| {ph['rate']:,} | {ph['seconds']} s | {_n(ph['produced_rate'], 1)} | {_n(ph.get('gauge_p50_s'), 3)} s "
-                f"| {_n(ph.get('gauge_p99_s'), 3)} s | {_n(ph.get('gauge_max_s'), 3)} s "
-                f"| {_n(ph.get('counter_p50_s'), 3)} s | {_n(ph.get('counter_p99_s'), 3)} s | {ph['gauge_missing']} "
+                f"| {ph['rate']:,} | {ph['seconds']} s | {_n(ph['produced_rate'], 1)} | {_s(ph.get('gauge_p50_s'))} "
+                f"| {_s(ph.get('gauge_p99_s'))} | {_s(ph.get('gauge_max_s'))} "
+                f"| {_s(ph.get('counter_p50_s'))} | {_s(ph.get('counter_p99_s'))} | {ph['gauge_missing']} "
                 f"| {_n(ph['scrape_p50_s'], 3)} s | {_n(ph['resolution_p50_s'], 3)} s |"
             )
     if "memory" in only and "memory" in parts:
