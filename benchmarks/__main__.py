@@ -1,122 +1,160 @@
-"""`make bench`: how fast the pipeline's parts run on this machine.
+"""``make bench`` / ``python -m benchmarks [--only PART,...]``: how fast the product is, against
+its peers, on this machine. See BENCHMARKS.md for the method and the committed figures.
 
-1. contract: ``parse_event`` on the scenario's messages (messages/s);
-2. core: the processor's per-message work on in-memory state (messages/s);
-3. end to end: the scenario replayed through the real broker into a real worker
-   with the embedded ClickHouse (messages/s, from the first message to all rows written);
-4. the live state at province scale (``benchmarks/state.py``): rebuild on assignment
-   and ``/metrics`` time with 1,000,000 dossiers of history, bytes per open dossier.
+Parts (all by default): ``contract``, ``ratio``, ``latency``, ``memory``, ``restart``,
+``state`` (the live state at province scale, no broker: ``benchmarks/state.py``).
+Sizes come from flags or ``BENCH_*`` variables, so development runs can be small::
 
-Figures go to stdout and, as JSON, to ``var/bench/results.json``. Benchmarks, not tests:
-they assert nothing about speed.
+    BENCH_EVENTS=20000 python -m benchmarks --only ratio
+
+Figures go to stdout and ``var/bench/results.json`` (each part replaces its own entry,
+so parts can be rerun one by one); ``--publish`` copies that file to
+``benchmarks/results.json`` and regenerates the tables of ``BENCHMARKS.md`` from it.
+When ``ratio`` ran, the last line printed is exactly
+``ratio_vs_naive_faust=X.XX ratio_vs_raw_consumer=Y.YY``. Benchmarks, not tests: nothing
+here asserts anything about speed.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import sys
 import time
-from dataclasses import replace
-from pathlib import Path
 
-from pipeline.config import load_settings
-from pipeline.contract.events import InvalidEvent, parse_event
-from pipeline.feed.scenario import build_scenario
-from benchmarks.state import bench_state
-from pipeline.stream.processor import DictRepository, LiveState, Processor, RawMessage
+from pipeline.config import UserError
 
-ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("contract", "ratio", "latency", "memory", "restart", "state")
 
 
-def _keyed(lines: list[bytes]) -> list[RawMessage]:
-    messages = []
-    for offset, line in enumerate(lines):
-        try:
-            key = json.loads(line).get("case_id", "").encode()
-        except (ValueError, AttributeError):
-            key = None
-        messages.append(RawMessage(key, line, offset % 4, offset))
-    return messages
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
 
 
-def bench_contract(messages: list[RawMessage]) -> float:
-    now = time.time_ns() // 1000
-    started = time.perf_counter()
-    for m in messages:
-        try:
-            parse_event(m.value, key=m.key, now_us=now)
-        except InvalidEvent:
-            pass
-    return len(messages) / (time.perf_counter() - started)
+def _parts(text: str) -> list[str]:
+    chosen = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [part for part in chosen if part not in PARTS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(PARTS)}; got {text!r}")
+    return chosen
 
 
-def bench_processor(messages: list[RawMessage]) -> float:
-    retention = 35 * 86_400 * 1_000_000
-    live = LiveState(hold_retention_us=retention, dedupe_retention_us=retention)
-    processor = Processor(DictRepository(), live, event_clock=True)
-    now = time.time_ns() // 1000
-    started = time.perf_counter()
-    for m in messages:
-        processor.process(m, wall_now_us=now)
-    return len(messages) / (time.perf_counter() - started)
-
-
-def bench_worker(lines: list[bytes]) -> float:
-    os.environ.setdefault("TTHC_DATA_DIR", str(ROOT / "var" / "bench"))
-    os.environ.setdefault("TTHC_KAFKA_BOOTSTRAP", "127.0.0.1:39092")
-    os.environ.setdefault("TTHC_KAFKA_CONTROLLER_PORT", "39094")
-    os.environ.setdefault("TTHC_PROMETHEUS_PORT", "39090")
-    os.environ.setdefault("TTHC_ALERTMANAGER_PORT", "39093")
-    os.environ.setdefault("TTHC_WEB_PORT", "36066")
-    from pipeline.feed.replay import replay_file
-    from pipeline.infra.manager import down, up
-    from tests.integration.workerproc import WorkerProcess, isolated_settings
-
-    base = load_settings()
-    up(base)
+def _rates(text: str) -> list[int]:
     try:
-        settings = isolated_settings(replace(base, clock="event"), "bench")
-        path = settings.data_dir / "scenario.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\n".join(lines) + b"\n")
-        replay_file(settings, str(path), progress=False)  # queued before the worker starts
-        worker = WorkerProcess(settings).start()
+        rates = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rates must be integers, got {text!r}") from None
+    if not rates or min(rates) <= 0:
+        raise argparse.ArgumentTypeError(f"rates must be positive, got {text!r}")
+    return rates
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (the project's rule)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = _Parser(prog="python -m benchmarks", description="benchmark the worker against its peers")
+    p.add_argument("--only", type=_parts, default=list(PARTS), help=f"comma-separated parts: {','.join(PARTS)}")
+    p.add_argument("--seed", type=int, default=_env_int("BENCH_SEED", 7))
+    p.add_argument("--events", type=_positive, default=env.get("BENCH_EVENTS", "300000"),
+                   help="messages of the ratio run (BENCH_EVENTS, 300000)")
+    p.add_argument("--latency-rates", type=_rates, default=env.get("BENCH_LATENCY_RATES", "200,1000"),
+                   help="events/s of the latency phases (BENCH_LATENCY_RATES, 200,1000)")
+    p.add_argument("--latency-seconds", type=_positive, default=env.get("BENCH_LATENCY_SECONDS", "60"),
+                   help="length of each latency phase (BENCH_LATENCY_SECONDS, 60)")
+    p.add_argument("--scrape-interval", type=float, default=float(env.get("BENCH_SCRAPE_INTERVAL", "0.1")),
+                   help="least pause between /metrics scrapes of the latency probe, s (BENCH_SCRAPE_INTERVAL, 0.1)")
+    p.add_argument("--open-dossiers", type=_positive, default=env.get("BENCH_OPEN_DOSSIERS", "200000"),
+                   help="open dossiers of the memory run (BENCH_OPEN_DOSSIERS, 200000)")
+    p.add_argument("--restart-events", type=_positive, default=env.get("BENCH_RESTART_EVENTS", "1000000"),
+                   help="messages before the restart (BENCH_RESTART_EVENTS, 1000000)")
+    p.add_argument("--state-dossiers", type=_positive, default=env.get("BENCH_STATE_DOSSIERS", "1000000"),
+                   help="dossiers of history of the state run (BENCH_STATE_DOSSIERS, 1000000)")
+    p.add_argument("--timeout", type=_positive, default=env.get("BENCH_TIMEOUT", "7200"),
+                   help="seconds any one wait may take (BENCH_TIMEOUT, 7200)")
+    p.add_argument("--publish", action="store_true",
+                   help="only copy var/bench/results.json to benchmarks/results.json and regenerate BENCHMARKS.md")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from benchmarks import report
+
+    if args.publish:
+        report.publish()
+        return 0
+    from benchmarks import parts
+    from benchmarks.harness import Services, base_settings
+
+    base = base_settings()
+    results = report.load_results(report.LOCAL_RESULTS)
+    results["machine"] = report.machine()
+    stamp = {"commit": report.commit(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    failed: list[str] = []
+
+    def run(part: str, measure) -> None:
+        print(f"{part}:", flush=True)
+        load_before = os.getloadavg()[0]
         try:
-            started = time.perf_counter()
-            worker.wait_processed(len(lines), timeout=900)
-            return len(lines) / (time.perf_counter() - started)
-        finally:
-            worker.stop()
-    finally:
-        down(base)
+            figures = measure()
+        except Exception as exc:  # one part failing must not cost the others' figures
+            print(f"  {part} failed: {exc}", flush=True)
+            figures = {"error": (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]}
+            failed.append(part)
+        loads = {"load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)]}  # shared CPUs
+        results.setdefault("parts", {})[part] = stamp | loads | figures
+        report.save_results(report.LOCAL_RESULTS, results)
 
+    if "contract" in args.only:
+        run("contract", lambda: parts.contract(args.seed, args.events))
+    if "state" in args.only:
+        from benchmarks.state import bench_state
 
-def main() -> None:
-    scenario = build_scenario(seed=7, cases=3000)
-    messages = _keyed(scenario.lines)
-    results = {
-        "messages": len(messages),
-        "contract_msgs_per_s": round(bench_contract(messages)),
-        "processor_msgs_per_s": round(bench_processor(messages)),
+        run("state", lambda: bench_state(args.state_dossiers, args.open_dossiers))
+    measures = {
+        "ratio": lambda: parts.ratio(base, args.seed, args.events, args.timeout),
+        "latency": lambda: parts.latency(base, args.seed, args.latency_rates, args.latency_seconds,
+                                         args.scrape_interval, args.timeout),
+        "memory": lambda: parts.memory(base, args.seed, args.open_dossiers, args.timeout),
+        "restart": lambda: parts.restart(base, args.seed, args.restart_events, args.timeout),
     }
-    print(f"contract parse_event : {results['contract_msgs_per_s']:>8,} msg/s")
-    print(f"processor (in memory): {results['processor_msgs_per_s']:>8,} msg/s")
-    results["worker_msgs_per_s"] = round(bench_worker(scenario.lines))
-    print(f"worker end to end    : {results['worker_msgs_per_s']:>8,} msg/s "
-          f"({len(messages):,} messages through Kafka, the case changelog and chDB)")
-    state = bench_state(int(os.environ.get("TTHC_BENCH_DOSSIERS", "1000000")))
-    results["state"] = state
-    print(f"rebuild on assignment: {state['rebuild_seconds']} s for {state['dossiers']:,} dossiers "
-          f"({state['rebuild_dossiers_per_s']:,}/s), peak RSS {state['peak_rss_mib']} MiB")
-    print(f"/metrics render      : {state['scrape_ms_by_history']} ms by dossiers of history "
-          f"({state['series']:,} series)")
-    print(f"per open dossier     : {state['open_record_bytes_per_dossier']} B record, "
-          f"{state['rocksdb_bytes_per_open_dossier']} B on disk, {state['open_memory_bytes_per_dossier']} B in memory")
-    out = ROOT / "var" / "bench" / "results.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"written to {out}")
+    chosen = [part for part in args.only if part in measures]
+    if chosen:
+        with Services(base):
+            for part in chosen:
+                run(part, measures[part])
+    print()
+    print(report.render(results, only=args.only))
+    print(f"written to {report.LOCAL_RESULTS}")
+    if failed:
+        print(f"error: failed parts: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    if "ratio" in args.only:
+        print(report.ratio_line(results["parts"]["ratio"]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        sys.exit(main())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

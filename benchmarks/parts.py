@@ -1,0 +1,363 @@
+"""The benchmark parts. Each takes the base settings and its sizes and returns a JSON-able
+dict; none asserts anything about speed.
+
+* :func:`ratio` — the same seeded history in the real broker, consumed by the ceiling,
+  Faust's floor, the naive Faust peer and the product end to end.
+* :func:`latency` — production → effect on ``/metrics`` at steady rates.
+* :func:`memory` — RSS and state bytes per open dossier.
+* :func:`restart` — restart-to-correct-gauges time after a long history.
+* :func:`contract` — ``parse_event`` alone (the contract's cost per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from tqdm import tqdm
+
+from benchmarks import load
+from benchmarks.harness import (
+    ProductWorker,
+    create_topics,
+    dir_bytes,
+    load_into_broker,
+    prime,
+    metric_sum,
+    percentile,
+    remove_run,
+    rss_bytes,
+    run_settings,
+    state_gauges,
+    steady_rate,
+)
+from benchmarks.peers import run_peer
+from pipeline.config import Settings
+
+MB = 1024 * 1024
+DRAIN_MIN_S = 60  # s a latency phase waits after its last event before it stops looking
+RESTART_PATIENCE = 900  # s: a restart slower than this is a finding in itself
+
+PEER_LABELS = {
+    "ceiling": "plain aiokafka consumer, read + json.loads (the ceiling)",
+    "floor": "Faust agent, stream.take(5000) + decode (Faust's floor)",
+    "naive": "textbook Faust agent, tumbling windowed table update per event (the naive peer)",
+    "product": "python -m pipeline worker, until stored and in the gauges (the product)",
+}
+
+
+@dataclass
+class RateRow:
+    consumer: str  # ceiling | floor | naive | product
+    label: str
+    events: int
+    seconds: float  # from the first handled message to the last
+    rate: float  # events/s over that span (see harness.steady_rate)
+    wall_rate: float  # events/s from process start (start-up and group join included)
+
+
+def _wait_metric(worker: ProductWorker, name: str, expected: float, timeout: float) -> bytes:
+    """Scrape /metrics until the sum of ``name`` equals ``expected``; the last page."""
+    page = b""
+
+    def ok() -> bool:
+        nonlocal page
+        page = worker.metrics()
+        return metric_sum(page, name) == expected
+
+    worker.wait_for(ok, timeout, f"{name} == {expected:g}", interval=0.2)
+    return page
+
+
+def _follow_product(worker: ProductWorker, events: int, timeout: float, desc: str):
+    with tqdm(total=events, desc=desc, unit="ev", leave=False) as bar:
+        seen = worker.follow(events, timeout, bar=bar)
+    _wait_metric(worker, "tthc_events_total", events, timeout)
+    end = time.monotonic()
+    first = next(o for o in seen if o.processed > 0)
+    return first, end
+
+
+def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
+    history = load.history_file(seed, events)
+    settings = run_settings(base, "ratio", clock="event")
+    load_rate = load_into_broker(settings, history.path)
+    rows: list[RateRow] = []
+    try:
+        for kind in ("ceiling", "floor", "naive"):
+            result, spawned = run_peer(kind, settings, events, timeout)
+            rows.append(RateRow(
+                kind, PEER_LABELS[kind], events, round(result.end_at - result.first_at, 3),
+                steady_rate(result.first_at, result.first_count, result.end_at, events),
+                events / (result.end_at - spawned),
+            ))  # fmt: skip
+            print(f"  {kind:8} {rows[-1].rate:>10,.0f} events/s", flush=True)
+        prime(settings)
+        worker = ProductWorker(settings).start()
+        try:
+            first, end = _follow_product(worker, events, timeout, "product")
+            rss = rss_bytes(worker.pid)
+            scrape_started = time.monotonic()
+            worker.metrics()
+            scrape_s = time.monotonic() - scrape_started
+        finally:
+            worker.stop()
+        rows.append(RateRow(
+            "product", PEER_LABELS["product"], events, round(end - first.at, 3),
+            steady_rate(first.at, first.processed, end, events), events / (end - worker.spawned_at),
+        ))  # fmt: skip
+        print(f"  {'product':8} {rows[-1].rate:>10,.0f} events/s", flush=True)
+    except BaseException:
+        print(f"  (run files kept for inspection in {settings.data_dir})", flush=True)
+        raise
+    remove_run(settings)
+    rates = {row.consumer: row.rate for row in rows}
+    return {
+        "events": events,
+        "seed": seed,
+        "load_file": history.path.name,
+        "load_rate": round(load_rate),
+        "rows": [asdict(row) | {"rate": round(row.rate), "wall_rate": round(row.wall_rate)} for row in rows],
+        "product_rss_mb": round(rss / MB, 1),
+        "product_scrape_s": round(scrape_s, 3),
+        "ratio_vs_naive_faust": round(rates["product"] / rates["naive"], 4),
+        "ratio_vs_raw_consumer": round(rates["product"] / rates["ceiling"], 4),
+    }
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass
+class Scrape:
+    started: float
+    at: float  # monotonic time the page had arrived
+    events: float  # tthc_events_total (sum) minus its value before the phase
+    gauge: float  # tthc_open_cases (sum) minus its value before the phase
+
+
+class _Scraper(threading.Thread):
+    """Scrapes /metrics until told to stop, pausing ``interval`` s or as long as the last scrape took."""
+
+    def __init__(self, worker: ProductWorker, base_events: float, base_gauge: float, interval: float) -> None:
+        super().__init__(daemon=True)
+        self.worker, self.interval = worker, interval
+        self.base_events, self.base_gauge = base_events, base_gauge
+        self.scrapes: list[Scrape] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            page = self.worker.metrics()
+            self.scrapes.append(Scrape(
+                started, time.monotonic(),
+                metric_sum(page, "tthc_events_total") - self.base_events,
+                metric_sum(page, "tthc_open_cases") - self.base_gauge,
+            ))  # fmt: skip
+            # at most half of the worker's time goes to our scrapes, however slow they are
+            self.stopping.wait(max(self.interval, self.scrapes[-1].at - started))
+
+
+def reflected_latencies(sent_at: list[float], scrapes: list[Scrape], field: str) -> tuple[list[float], int]:
+    """Latency of the k-th event = arrival of the first scrape whose count reached k, minus
+    the k-th send time; and how many events no scrape reflected."""
+    latencies, j, missing = [], 0, 0
+    for k, sent in enumerate(sent_at, start=1):
+        while j < len(scrapes) and getattr(scrapes[j], field) < k:
+            j += 1
+        if j == len(scrapes):
+            missing += 1
+            continue
+        latencies.append(scrapes[j].at - sent)
+    return latencies, missing
+
+
+async def _produce(settings: Settings, messages: list[tuple[bytes, bytes]], rate: float, bar) -> list[float]:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0)
+    await producer.start()
+    sent_at = []
+    try:
+        start = time.monotonic()
+        for index, (key, value) in enumerate(messages):
+            delay = start + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at.append(time.monotonic())
+            await producer.send(settings.topic, value=value, key=key)
+            if index % 200 == 0:
+                bar.n = index
+                bar.refresh()
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent_at
+
+
+WARM_UP = 100  # open dossiers sent before anything is measured
+
+
+def _warm_up(worker: ProductWorker, settings: Settings, seed: int, timeout: float) -> None:
+    """Partitions assigned, the first rows written, every code path run once: WARM_UP new
+    open dossiers, until they are in the gauges."""
+    worker.wait_healthy()
+    warm = load.received_events(seed - 1, WARM_UP, datetime.now(timezone.utc), "HS-WARM")
+    with tqdm(total=len(warm), desc="warm-up", unit="ev", leave=False) as bar:
+        asyncio.run(_produce(settings, warm, 100, bar))
+    _wait_metric(worker, "tthc_open_cases", WARM_UP, timeout)
+
+
+def latency(base: Settings, seed: int, rates: list[int], seconds: float, interval: float, timeout: float) -> dict:
+    settings = run_settings(base, "latency", clock="wall")
+    create_topics(settings)
+    phases = []
+    prime(settings)
+    worker = ProductWorker(settings).start()
+    try:
+        _warm_up(worker, settings, seed, timeout)
+        for phase, rate in enumerate(rates):
+            count = int(rate * seconds)
+            messages = load.received_events(seed + phase, count, datetime.now(timezone.utc), f"HS-LAT{phase}")
+            page = worker.metrics()
+            scraper = _Scraper(worker, metric_sum(page, "tthc_events_total"), metric_sum(page, "tthc_open_cases"), interval)
+            scraper.start()
+            with tqdm(total=count, desc=f"latency {rate}/s", unit="ev", leave=False) as bar:
+                sent_at = asyncio.run(_produce(settings, messages, rate, bar))
+            deadline = time.monotonic() + min(timeout, max(DRAIN_MIN_S, seconds))
+            while time.monotonic() < deadline and (not scraper.scrapes or scraper.scrapes[-1].gauge < count):
+                time.sleep(0.1)
+            scraper.stopping.set()
+            scraper.join()
+            scrapes = scraper.scrapes
+            result = {"rate": rate, "seconds": seconds, "events": count,
+                      "produced_rate": round(count / max(sent_at[-1] - sent_at[0], 1e-9), 1)}  # fmt: skip
+            result["drain_s"] = round(time.monotonic() - sent_at[-1], 1)
+            for field in ("events", "gauge"):
+                values, missing = reflected_latencies(sent_at, scrapes, field)
+                name = "counter" if field == "events" else "gauge"
+                result[f"{name}_missing"] = missing
+                values += [math.inf] * missing  # not reflected by the end: later than anything seen
+                for q in (50, 99, 100):
+                    value = percentile(values, q)
+                    label = "max" if q == 100 else f"p{q}"
+                    result[f"{name}_{label}_s"] = round(value, 3) if math.isfinite(value) else None
+            periods = [b.at - a.at for a, b in zip(scrapes, scrapes[1:])]
+            result["scrapes"] = len(scrapes)
+            result["scrape_p50_s"] = round(percentile([s.at - s.started for s in scrapes], 50), 3)
+            result["resolution_p50_s"] = round(percentile(periods, 50), 3) if periods else None
+            phases.append(result)
+            if result["gauge_missing"]:  # its backlog would be credited to the next phase
+                phases.extend({"rate": later, "skipped": "the previous phase was not drained"} for later in rates[phase + 1:])
+                break
+            print(f"  {rate:>5}/s: gauge p50 {result.get('gauge_p50_s')} s, p99 {result.get('gauge_p99_s')} s "
+                  f"({result['gauge_missing']} not reflected)", flush=True)  # fmt: skip
+        rss = rss_bytes(worker.pid)
+    finally:
+        worker.stop()
+    remove_run(settings)
+    return {"phases": phases, "scrape_interval_s": interval, "rss_mb": round(rss / MB, 1)}
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _state_bytes(settings: Settings) -> int:
+    """Local state on disk other than the embedded ClickHouse and the logs."""
+    total = dir_bytes(settings.data_dir) - dir_bytes(settings.data_dir / "clickhouse")
+    return total - sum(p.stat().st_size for p in settings.data_dir.glob("*.log"))
+
+
+def memory(base: Settings, seed: int, dossiers: int, timeout: float) -> dict:
+    source = load.open_dossiers_file(seed, dossiers)
+    settings = run_settings(base, "memory", clock="event")
+    create_topics(settings)
+    prime(settings)
+    worker = ProductWorker(settings).start()
+    try:
+        _warm_up(worker, settings, seed, timeout)
+        time.sleep(2.0)
+        rss_before, disk_before = rss_bytes(worker.pid), _state_bytes(settings)
+        load_into_broker(settings, source.path)
+        _follow_product(worker, WARM_UP + dossiers, timeout, "open dossiers")
+        _wait_metric(worker, "tthc_open_cases", WARM_UP + dossiers, timeout)
+        rss_after, disk_after = rss_bytes(worker.pid), _state_bytes(settings)
+        clickhouse = dir_bytes(settings.data_dir / "clickhouse")
+    finally:
+        worker.stop()
+    remove_run(settings)
+    return {
+        "open_dossiers": dossiers,
+        "rss_idle_mb": round(rss_before / MB, 1),
+        "rss_mb": round(rss_after / MB, 1),
+        "rss_bytes_per_open_dossier": round((rss_after - rss_before) / dossiers),
+        "state_disk_bytes_per_open_dossier": round((disk_after - disk_before) / dossiers),
+        "clickhouse_disk_mb": round(clickhouse / MB, 1),
+    }
+
+
+# --------------------------------------------------------------------------- restart
+
+
+def restart(base: Settings, seed: int, events: int, timeout: float) -> dict:
+    history = load.history_file(seed, events)
+    settings = run_settings(base, "restart", clock="event")
+    load_into_broker(settings, history.path)
+    prime(settings)
+    worker = ProductWorker(settings).start()
+    try:
+        first, end = _follow_product(worker, events, timeout, "restart: first pass")
+        before = state_gauges(worker.metrics())
+        rss = rss_bytes(worker.pid)
+    finally:
+        worker.stop()
+    again = ProductWorker(settings).start()
+    scrapes = 0
+    try:
+        def same() -> bool:
+            nonlocal scrapes
+            scrapes += 1
+            return state_gauges(again.metrics()) == before
+
+        try:
+            again.wait_for(same, min(timeout, RESTART_PATIENCE), "the gauges of before the restart", interval=0.2)
+            restored = time.monotonic() - again.spawned_at
+        except RuntimeError:  # report it, do not hide it behind the other parts
+            after = state_gauges(again.metrics())
+            differing = sum(1 for key in before.keys() | after.keys() if before.get(key) != after.get(key))
+            raise RuntimeError(f"after {RESTART_PATIENCE} s, {differing} of {len(before)} gauge series still differ") from None
+    finally:
+        again.stop()
+    remove_run(settings)
+    return {
+        "events": events,
+        "first_pass_rate": round(steady_rate(first.at, first.processed, end, events)),
+        "rss_mb_before_restart": round(rss / MB, 1),
+        "gauge_series": len(before),
+        "restart_to_correct_gauges_s": round(restored, 2),
+        "scrapes_until_correct": scrapes,
+    }
+
+
+# --------------------------------------------------------------------------- contract
+
+
+def contract(seed: int, events: int) -> dict:
+    from pipeline.contract.events import InvalidEvent, parse_event
+    from pipeline.feed.replay import message_key
+
+    lines = load.history_file(seed, events).path.read_bytes().splitlines()
+    keys = [message_key(line) for line in lines]
+    now = time.time_ns() // 1000
+    started = time.perf_counter()
+    for key, line in zip(keys, lines):
+        try:
+            parse_event(line, key=key, now_us=now)
+        except InvalidEvent:
+            pass
+    return {"events": len(lines), "parse_event_per_s": round(len(lines) / (time.perf_counter() - started))}
