@@ -136,13 +136,19 @@ def test_a_record_survives_its_encoding():
     assert again.outcomes() == stored.outcomes()
 
 
-def test_a_rebuild_from_the_records_equals_the_incremental_state():
-    scenario = build_scenario(seed=4, cases=300)
+def _replayed(scenario) -> Processor:
+    """A processor that took every line of the scenario, keyed and partitioned by case."""
     processor = _processor()
     for offset, line in enumerate(scenario.lines):
         key = message_key(line)
         partition = zlib.crc32(key) % 3 if key else 0
         processor.process(RawMessage(key, line, partition, offset), wall_now_us=NOW)
+    return processor
+
+
+def test_a_rebuild_from_the_records_equals_the_incremental_state():
+    scenario = build_scenario(seed=4, cases=300)
+    processor = _replayed(scenario)
     live = processor.live
     fresh = _live()
     cases = [
@@ -165,11 +171,7 @@ def test_the_live_figures_equal_the_oracle_on_every_series_on_time_766_included(
     from tests.oracle import expected_indicators
 
     scenario = build_scenario(seed=9, cases=400)
-    processor = _processor()
-    for offset, line in enumerate(scenario.lines):
-        key = message_key(line)
-        partition = zlib.crc32(key) % 3 if key else 0
-        processor.process(RawMessage(key, line, partition, offset), wall_now_us=NOW)
+    processor = _replayed(scenario)
     live = processor.live
     now = live.view.clock_us
     at = format_time(now)
