@@ -87,8 +87,7 @@ def trend_svg(labels: Sequence[str], series: dict[str, list[float | None]], targ
             ax.plot(px, pv, color=_LINE, linewidth=1.2, marker="o", markersize=2.5)
         ax.set_title(_short(NAMES_VI[ind]), loc="left")
         ax.set_xticks(xs)
-        step = 1 if len(xs) <= 4 else 2
-        ax.set_xticklabels([lab if k % step == 0 else "" for k, lab in enumerate(labels)], fontsize=6.5)
+        ax.set_xticklabels(labels, fontsize=6.5)
         ax.set_xlim(-0.5, len(xs) - 0.5)
         _pct_axis(ax)
     svg = _svg(fig)
@@ -109,7 +108,7 @@ def distribution_svg(
             k = min(int(r * 10), 9)
             (ok if m else bad)[k] += 1
         centers = [b + 5 for b in bands]
-        ax.bar(centers, bad, width=9, color=_BAD, label="Không đạt")
+        ax.bar(centers, bad, width=9, color=_BAD, label="Chưa đạt")
         ax.bar(centers, ok, width=9, bottom=bad, color=_OK, label="Đạt")
         ax.axvline(targets[ind] * 100, color=_TARGET, linestyle="--", linewidth=0.8)
         ax.set_xlim(0, 100)

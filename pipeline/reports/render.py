@@ -147,7 +147,9 @@ def _context(data: ReportData, targets: Any) -> dict[str, Any]:
     scope = data.scope()
     province = [data.figures.get((scope, i)) for i in INDICATORS]
     target_of = {i: targets.target_for(i, "all") for i in INDICATORS}
-    labels = [m.first_day.strftime("%m/%Y") for m in data.period.months()]
+    months = data.period.months()
+    # a year: T1..T12 (tháng), short enough for twelve ticks; otherwise mm/yyyy
+    labels = [f"T{m.index}" if len(months) > 3 else m.first_day.strftime("%m/%Y") for m in months]
     series = {i: [p.figure.ratio if p.figure else None for p in data.trend[i]] for i in INDICATORS}
     ratios: dict[str, list[float]] = {}
     meets: dict[str, list[bool | None]] = {}
