@@ -236,3 +236,18 @@ def test_committed_sample_is_what_its_command_produces(tmp_path):
             f"{committed} differs from its command's output: run python -m pipeline.reports.sample"
         )
     assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
+
+
+def test_one_units_report(scenario, reports, tmp_path):
+    code = "2025-Q2"
+    late = _read_csv(reports[code] / f"bao-cao-{code}-ho-so-tre-han.csv")
+    unit = Counter(r["ma_don_vi"] for r in late).most_common(1)[0][0]
+    _cli(scenario["settings"], "report", "--period", code, "--unit", unit, "--out", str(tmp_path), "--no-pdf")
+    assert not list(tmp_path.glob("*.pdf"))
+    own = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-ho-so-tre-han.csv")
+    assert own == [r for r in late if r["ma_don_vi"] == unit]
+    figures = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-chi-so.csv")
+    everyone = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
+    assert figures == [r for r in everyone if r["ma_don_vi"] in (unit, "all")]
+    ranking = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-xep-hang.csv")
+    assert [r["ma_don_vi"] for r in ranking] == [unit]
