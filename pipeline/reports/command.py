@@ -9,7 +9,13 @@ from pipeline.config import Settings, UserError
 __all__ = ["run_report"]
 
 
-def run_report(settings: Settings, period_text: str, unit: str | None, out: str, *, pdf: bool = True) -> int:
+def run_report(
+    settings: Settings, period_text: str, unit: str | None, out: str, *, pdf: bool = True, now_us: int | None = None
+) -> int:
+    """``now_us``: the clock that decides whether the period is still running (default: the
+    wall clock; with ``TTHC_CLOCK=event``, the latest stored event time)."""
+    import time
+
     from tqdm import tqdm
 
     from pipeline.access import open_runner
@@ -30,6 +36,12 @@ def run_report(settings: Settings, period_text: str, unit: str | None, out: str,
     registry = load_units(settings.units_file)
     calendar = load_calendar()
     runner = open_runner(settings)
+    if now_us is None:
+        now_us = time.time_ns() // 1000
+        if settings.clock == "event":
+            _cols, rows = runner.query("SELECT toUnixTimestamp64Micro(max(occurred_at)) FROM case_events")
+            if rows and rows[0][0]:
+                now_us = int(rows[0][0])
     steps = 4 + (len(period.months()) if period.kind != "month" else 1)
     with tqdm(total=steps + 1, desc=f"report {period.code}", unit="bước") as bar:
         def progress(step: str) -> None:
@@ -38,7 +50,7 @@ def run_report(settings: Settings, period_text: str, unit: str | None, out: str,
 
         data = collect_report(
             runner, period, targets=targets, hold_retention_us=settings.hold_retention_us,
-            calendar=calendar, registry=registry, unit=unit, progress=progress,
+            calendar=calendar, registry=registry, unit=unit, now_us=now_us, progress=progress,
         )
         bar.set_postfix_str("HTML, CSV, PDF")
         files = write_report(data, targets, Path(out), pdf=pdf)

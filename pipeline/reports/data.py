@@ -159,6 +159,7 @@ class TrendPoint:
 class ReportData:
     period: Period
     unit_filter: str | None
+    at_us: int  # T: the period's last microsecond, or "now" while the period is running
     report_date: date
     min_volume: int
     unit_names: dict[str, str]
@@ -200,11 +201,13 @@ def _figures(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], IndicatorF
 
 
 def period_figures(
-    runner: QueryRunner, period: Period, *, targets: Any, hold_retention_us: int
+    runner: QueryRunner, period: Period, *, targets: Any, hold_retention_us: int, at_us: int | None = None
 ) -> dict[tuple[str, str], IndicatorFigure]:
-    """Every indicator of every unit scope and the province in ``period`` (batch SQL)."""
+    """Every indicator of every unit scope and the province in ``period`` (batch SQL) at
+    its end, or at ``at_us`` inside it (the period so far)."""
+    t = period.end_us if at_us is None else min(at_us, period.end_us)
     rows = batch_indicators(
-        runner, [period.window], period.end_us, targets=targets, hold_retention_us=hold_retention_us
+        runner, [period.window], t, targets=targets, hold_retention_us=hold_retention_us
     )
     return {k: f for k, f in _figures(rows).items() if f.denominator > 0}
 
@@ -251,14 +254,15 @@ def next_working_day(calendar: WorkCalendar, day: date) -> date:
 
 
 def late_cases(
-    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None
+    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
 ) -> list[LateCase]:
-    params = {"start": period.start_us, "end": period.end_us, "by_unit": int(unit is not None), "unit": unit or ""}
+    t = period.end_us if at_us is None else at_us
+    params = {"start": period.start_us, "end": t, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(LATE_SQL, params)
     out = []
     for case_id, unit_id, proc, sector, due, eff, fin, apology, requests in rows:
         eff = None if eff is None else int(eff)
-        until = local_date(int(fin)) if fin is not None else period.last_day
+        until = local_date(int(fin)) if fin is not None else local_date(t)
         out.append(
             LateCase(
                 case_id=case_id,
@@ -277,12 +281,14 @@ def late_cases(
 
 
 def due_soon_cases(
-    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None
+    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
 ) -> tuple[list[LateCase], int]:
-    """Open at the period's end and due by the end of the next working day; and that bound (µs)."""
-    day = next_working_day(calendar, period.last_day)
+    """Open at T (the period's end) and due by the end of the next working day after T's
+    date; and that bound (µs)."""
+    t = period.end_us if at_us is None else at_us
+    day = next_working_day(calendar, local_date(t))
     soon_us = _local_midnight_us(day + timedelta(days=1)) - 1
-    params = {"end": period.end_us, "soon": soon_us, "by_unit": int(unit is not None), "unit": unit or ""}
+    params = {"end": t, "soon": soon_us, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(DUE_SOON_SQL, params)
     out = [
         LateCase(
@@ -323,11 +329,19 @@ def collect_report(
     calendar: WorkCalendar,
     registry: Sequence[Unit] = (),
     unit: str | None = None,
+    now_us: int | None = None,
     progress: Callable[[str], None] = lambda step: None,
 ) -> ReportData:
-    """Every figure of the report of ``period`` (optionally one unit's)."""
+    """Every figure of the report of ``period`` (optionally one unit's).
+
+    T is the period's last microsecond; when ``now_us`` falls inside the period (a
+    running month), T is ``now_us``: the period so far, open dossiers as of now.
+    """
+    at_us = period.end_us
+    if now_us is not None and now_us < period.end_us:
+        at_us = max(int(now_us), period.start_us)
     progress("chỉ số kỳ báo cáo")
-    figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us)
+    figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us)
     if unit is not None:
         figures = {k: f for k, f in figures.items() if k[0] in (unit, "all")}
     names = unit_names(runner, period, registry)
@@ -344,23 +358,29 @@ def collect_report(
     ]
 
     progress("hồ sơ trễ hạn")
-    late = late_cases(runner, period, calendar, unit)
-    due_soon, soon_us = due_soon_cases(runner, period, calendar, unit)
+    late = late_cases(runner, period, calendar, unit, at_us)
+    due_soon, soon_us = due_soon_cases(runner, period, calendar, unit, at_us)
 
     trend: dict[str, list[TrendPoint]] = {i: [] for i in INDICATORS}
     scope = unit or "all"
     for month in period.months():
         progress(f"xu hướng {month.label_vi}")
-        month_figures = figures if period.kind == "month" else period_figures(
-            runner, month, targets=targets, hold_retention_us=hold_retention_us
-        )
+        if period.kind == "month":
+            month_figures = figures
+        elif month.start_us > at_us:
+            month_figures = {}  # a month that has not begun
+        else:
+            month_figures = period_figures(
+                runner, month, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us
+            )
         for i in INDICATORS:
             trend[i].append(TrendPoint(month=month, figure=month_figures.get((scope, i))))
 
     return ReportData(
         period=period,
         unit_filter=unit,
-        report_date=period.last_day,
+        at_us=at_us,
+        report_date=local_date(at_us),
         min_volume=targets.min_volume,
         unit_names=names,
         figures=figures,

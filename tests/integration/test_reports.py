@@ -78,9 +78,9 @@ def _env(settings) -> dict:
     return env
 
 
-def _cli(settings, *args: str) -> subprocess.CompletedProcess:
+def _cli(settings, *args: str, **env) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=_env(settings),
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env={**_env(settings), **env},
         capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, f"pipeline {' '.join(args)}: {result.stderr[-2000:]}"
@@ -126,11 +126,11 @@ def test_figures_equal_the_indicators_command(scenario, reports, code):
     assert ("all", "on_time_766") in got and len({u for u, _ in got}) > 20
 
 
-def _independent_late(events: list[dict], code: str, last_us: int) -> dict[str, tuple[str, bool]]:
+def _independent_late(events: list[dict], code: str, last_us: int, at_us: int | None = None) -> dict[str, tuple[str, bool]]:
     """case_id -> (unit, finished in the period?) from the raw events (see the report's rule)."""
     period = parse_period(code)
     start = datetime.fromtimestamp(period.start_us / 1e6).astimezone()
-    end = datetime.fromtimestamp(period.end_us / 1e6).astimezone()
+    end = datetime.fromtimestamp((period.end_us if at_us is None else at_us) / 1e6).astimezone()
     last = datetime.fromtimestamp(last_us / 1e6).astimezone()
     by_case: dict[str, list[dict]] = {}
     for e in events:
@@ -251,3 +251,22 @@ def test_one_units_report(scenario, reports, tmp_path):
     assert figures == [r for r in everyone if r["ma_don_vi"] in (unit, "all")]
     ranking = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-xep-hang.csv")
     assert [r["ma_don_vi"] for r in ranking] == [unit]
+
+
+def test_a_running_period_is_reported_as_of_the_clock(scenario, tmp_path):
+    """With the event clock at the scenario's last event (31/12/2025, inside December), the
+    December report is the month so far: figures = ``indicators --window mtd --at T``."""
+    settings, last_us = scenario["settings"], scenario["last_us"]
+    assert parse_period("2025-12").start_us < last_us < parse_period("2025-12").end_us
+    _cli(settings, "report", "--period", "2025-12", "--out", str(tmp_path), "--no-pdf", TTHC_CLOCK="event")
+    at = datetime.fromtimestamp(last_us / 1e6, tz=LOCAL_TZ).isoformat(timespec="microseconds")
+    batch = json.loads(_cli(settings, "indicators", "--window", "mtd", "--at", at, "--format", "json").stdout)
+    expected = {(r["unit"], r["indicator"]): (r["numerator"], r["denominator"])
+                for r in batch if r["sector"] == "all" and r["denominator"] > 0}
+    rows = _read_csv(tmp_path / "bao-cao-2025-12-chi-so.csv")
+    assert {(r["ma_don_vi"], r["ma_chi_so"]): (int(r["dat"]), int(r["tong"])) for r in rows} == expected
+    late = _read_csv(tmp_path / "bao-cao-2025-12-ho-so-tre-han.csv")
+    got = {r["ma_ho_so"]: (r["ma_don_vi"], r["ngay_giai_quyet"] != "Đang giải quyết") for r in late}
+    assert got == _independent_late(scenario["events"], "2025-12", last_us, at_us=last_us)
+    html = (tmp_path / "bao-cao-2025-12.html").read_text(encoding="utf-8")
+    assert "Kỳ báo cáo chưa kết thúc" in html
