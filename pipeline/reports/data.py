@@ -172,6 +172,7 @@ class ReportData:
     repeat_misses: list[RepeatMiss]
     previous_period: Period
     trend: dict[str, list[TrendPoint]] = field(default_factory=dict)  # indicator -> months
+    province_name: str = "Tỉnh Bắc Ninh"  # the registry's province in force at the period's end
 
     def name(self, unit: str) -> str:
         return self.unit_names.get(unit, unit)
@@ -376,7 +377,10 @@ def collect_report(
         for i in INDICATORS:
             trend[i].append(TrendPoint(month=month, figure=month_figures.get((scope, i))))
 
+    provinces = [u for u in registry if u.kind == "province" and u.valid_from <= local_date(at_us)]
+    provinces.sort(key=lambda u: u.valid_from)
     return ReportData(
+        province_name=provinces[-1].name_vi if provinces else "Tỉnh Bắc Ninh",
         period=period,
         unit_filter=unit,
         at_us=at_us,
