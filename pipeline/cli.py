@@ -73,6 +73,11 @@ def _build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--sector")
     indicators.add_argument("--at", help="RFC 3339 time T (default: now)")
     indicators.add_argument("--format", choices=["json", "table"], default="table")
+    report = commands.add_parser("report", help="the period report: HTML, PDF and CSV from the stored facts")
+    report.add_argument("--period", required=True, help="a month 2025-06, a quarter 2025-Q2 or a year 2025")
+    report.add_argument("--unit", help="one unit's report (default: every unit and the province)")
+    report.add_argument("--out", required=True, help="output directory")
+    report.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF (no Chromium needed)")
     grafana = commands.add_parser("grafana", help="the Grafana boards: build the JSON, provision a Grafana")
     grafana_actions = grafana.add_subparsers(
         dest="grafana_action", metavar="build|provision", required=True, parser_class=_Parser
@@ -206,6 +211,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             at=args.at,
             output_format=args.format,
         )
+    if args.command == "report":
+        from pipeline.reports.command import run_report
+
+        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf)
     if args.command == "grafana":
         if args.grafana_action == "build":
             from pipeline.boards.build import run_build

@@ -22,10 +22,13 @@ sleep 1
 kill -0 "$WEBHOOK" 2>/dev/null || { cat "$WEBHOOK_LOG"; exit 1; }
 SIMULATOR=""
 WORKER=""
+REPORTER=""
+REPORT_DIR="${TTHC_DATA_DIR:-./var}/reports"
+REPORT_PERIOD="$(TZ=Asia/Ho_Chi_Minh date +%Y-%m)"
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "demo: stopping simulator, worker, webhook logger and infrastructure…"
-  for pid in $SIMULATOR $WORKER $WEBHOOK; do
+  for pid in $REPORTER $SIMULATOR $WORKER $WEBHOOK; do
     kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   $PY -m pipeline infra down || true
@@ -50,6 +53,9 @@ demo: running. Look at
                severity page) appears in both within a few minutes, once it has 20 ratings
   SQL          .venv/bin/python -m pipeline sql "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
   worker log   $LOG
+  report       after ${DEMO_REPORT_AFTER:-60} s of simulation, the report of $REPORT_PERIOD (this month) goes to
+               $REPORT_DIR/bao-cao-$REPORT_PERIOD.html (.pdf, *.csv); again at any time:
+               .venv/bin/python -m pipeline report --period $REPORT_PERIOD --out $REPORT_DIR
   Grafana boards (JSON)  $(pwd)/dashboards/tthc-{tong-quan,don-vi,linh-vuc,van-hanh}.json
     load them into a Grafana on this machine (folder, data sources, boards):
     .venv/bin/python -m pipeline grafana provision --url http://127.0.0.1:3000 --token <service-account-token> \\
@@ -61,4 +67,15 @@ INFO
 $PY -m pipeline simulate --rate "${DEMO_RATE:-20}" --duration "${DEMO_DURATION:-24h}" \
   --incident "unit=$INCIDENT_UNIT,indicator=satisfaction,level=0.6" &
 SIMULATOR=$!
+# the sample report of this month, once the simulator has produced a minute of dossiers
+(
+  sleep "${DEMO_REPORT_AFTER:-60}"
+  if $PY -m pipeline report --period "$REPORT_PERIOD" --out "$REPORT_DIR" \
+      >"${TTHC_DATA_DIR:-./var}/logs/report.log" 2>&1; then
+    echo "demo: report written: $REPORT_DIR/bao-cao-$REPORT_PERIOD.html (and .pdf, CSV tables in $REPORT_DIR)"
+  else
+    echo "demo: the report failed; see ${TTHC_DATA_DIR:-./var}/logs/report.log"
+  fi
+) &
+REPORTER=$!
 wait "$SIMULATOR"

@@ -4,6 +4,9 @@
 #   prometheus-alertmanager, amtool <- prometheus-alertmanager
 #   java (17+)                      <- openjdk-17-jre-headless   (runs the Kafka broker)
 #   mvn                             <- maven                     (fetches the Kafka jars once)
+#   chromium                        <- chromium                  (prints `report` HTML to PDF, tests)
+#   pdftoppm                        <- poppler-utils             (report tests render PDF pages to PNG)
+#   DejaVu fonts                    <- fonts-dejavu-core         (Vietnamese glyphs in reports and charts)
 # Idempotent: when every program is on PATH it only says so. apt runs only for what is missing.
 set -eu
 
@@ -20,9 +23,14 @@ command -v alertmanager >/dev/null 2>&1 || need prometheus-alertmanager promethe
 need amtool prometheus-alertmanager
 need java openjdk-17-jre-headless
 need mvn maven
+need chromium chromium
+need pdftoppm poppler-utils
+if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
+    case " $packages " in *" fonts-dejavu-core "*) ;; *) packages="$packages fonts-dejavu-core" ;; esac
+fi
 
 if [ -z "$packages" ]; then
-    echo "system packages: all present (prometheus, alertmanager, java, mvn)"
+    echo "system packages: all present (prometheus, alertmanager, java, mvn, chromium, pdftoppm, fonts)"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

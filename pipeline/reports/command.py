@@ -1,0 +1,65 @@
+"""``python -m pipeline report --period 2025-06|2025-Q2|2025 [--unit U] --out DIR``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.config import Settings, UserError
+
+__all__ = ["run_report"]
+
+
+def run_report(
+    settings: Settings, period_text: str, unit: str | None, out: str, *, pdf: bool = True, now_us: int | None = None
+) -> int:
+    """``now_us``: the clock that decides whether the period is still running (default: the
+    wall clock; with ``TTHC_CLOCK=event``, the latest stored event time)."""
+    import time
+
+    from tqdm import tqdm
+
+    from pipeline.access import open_runner
+    from pipeline.core.targets import TargetsError, load_targets
+    from pipeline.feed.calendar import load_calendar
+    from pipeline.reports.data import collect_report
+    from pipeline.reports.period import parse_period
+    from pipeline.reports.render import write_report
+    from pipeline.store.units import load_units
+
+    period = parse_period(period_text)
+    if not out:
+        raise UserError("--out DIR is required")
+    try:
+        targets = load_targets(settings.targets_file)
+    except TargetsError as exc:
+        raise UserError(str(exc)) from None
+    registry = load_units(settings.units_file)
+    calendar = load_calendar()
+    runner = open_runner(settings)
+    if now_us is None:
+        now_us = time.time_ns() // 1000
+        if settings.clock == "event":
+            _cols, rows = runner.query("SELECT toUnixTimestamp64Micro(max(occurred_at)) FROM case_events")
+            if rows and rows[0][0]:
+                now_us = int(rows[0][0])
+    steps = 4 + (len(period.months()) if period.kind != "month" else 1)
+    with tqdm(total=steps + 1, desc=f"report {period.code}", unit="bước") as bar:
+        def progress(step: str) -> None:
+            bar.set_postfix_str(step)
+            bar.update(1)
+
+        data = collect_report(
+            runner, period, targets=targets, hold_retention_us=settings.hold_retention_us,
+            calendar=calendar, registry=registry, unit=unit, now_us=now_us, progress=progress,
+        )
+        bar.set_postfix_str("HTML, CSV, PDF")
+        files = write_report(data, targets, Path(out), pdf=pdf)
+        bar.update(bar.total - bar.n)
+    print(f"report: {period.label_vi}: {len(data.units)} units, {len(data.late)} late dossiers, "
+          f"{len(data.due_soon)} due soon")
+    print(f"report: wrote {files.html}")
+    if files.pdf:
+        print(f"report: wrote {files.pdf}")
+    for path in files.csv.values():
+        print(f"report: wrote {path}")
+    return 0

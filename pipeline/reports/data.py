@@ -1,0 +1,399 @@
+"""The figures of a period report, computed by SQL from the stored facts.
+
+- indicators: ``pipeline.store.batch.batch_indicators`` with the period's calendar window
+  at the period's last microsecond (``Period.window`` / ``Period.end_us``): exactly the
+  period. Unit scopes (``sector = all``) and the province (``all``/``all``).
+- late dossiers (hồ sơ trễ hạn): from ``cases FINAL`` (:data:`LATE_SQL`): finished in the
+  period and not on time, or received by the period's end, still open at its end and past
+  their effective due then. Working days late: the working days of ``deploy/holidays.csv``
+  (``pipeline.feed.calendar``) after the due date up to the finish date (open: the report
+  date).
+- due soon (sắp trễ): open at the period's end, not yet late, effective due by the end of
+  the next working day after the report date (:data:`DUE_SOON_SQL`).
+- repeat misses: scopes below target (``Targets.below_target``: failing with at least
+  ``min_volume`` outcomes) this period and the previous one.
+- trend: each month of the period (``mtd`` at each month's end).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Callable, Sequence
+
+from pipeline.core.indicators import INDICATORS
+from pipeline.feed.calendar import WorkCalendar
+from pipeline.reports.period import LOCAL_TZ, Period, _local_midnight_us
+from pipeline.store.batch import batch_indicators
+from pipeline.store.readonly import QueryRunner
+from pipeline.store.units import Unit
+
+__all__ = [
+    "LATE_SQL",
+    "DUE_SOON_SQL",
+    "IndicatorFigure",
+    "UnitRank",
+    "LateCase",
+    "RepeatMiss",
+    "ReportData",
+    "collect_report",
+    "local_date",
+]
+
+_OPEN_STATUSES = ("open", "held")
+
+# Cases late in the period: finished in it not on time, or open at its end past their effective due.
+LATE_SQL = """
+SELECT
+    case_id,
+    unit_id,
+    ifNull(procedure_code, '') AS procedure_code,
+    CAST(ifNull(sector, '') AS String) AS sector,
+    toUnixTimestamp64Micro(due_at) AS due_us,
+    toUnixTimestamp64Micro(effective_due) AS effective_due_us,
+    if(finished_at IS NOT NULL AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'),
+       toUnixTimestamp64Micro(finished_at), NULL) AS finished_us,
+    has_apology,
+    supplement_requests
+FROM cases FINAL
+WHERE received_at IS NOT NULL
+  AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+  AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
+  AND (
+        (on_time = false
+         AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
+         AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+     OR (status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
+         AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+         AND effective_due < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+  )
+ORDER BY unit_id, effective_due, case_id
+"""
+
+# Open at the period's end, not late yet, effective due by {soon} (end of the next working day).
+DUE_SOON_SQL = """
+SELECT
+    case_id,
+    unit_id,
+    ifNull(procedure_code, '') AS procedure_code,
+    CAST(ifNull(sector, '') AS String) AS sector,
+    toUnixTimestamp64Micro(due_at) AS due_us,
+    toUnixTimestamp64Micro(effective_due) AS effective_due_us,
+    has_apology,
+    supplement_requests
+FROM cases FINAL
+WHERE received_at IS NOT NULL
+  AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+  AND status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
+  AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+  AND supplement_requests <= 1
+  AND effective_due >= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+  AND effective_due <= fromUnixTimestamp64Micro({soon:Int64}, 'UTC')
+  AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
+ORDER BY effective_due, unit_id, case_id
+"""
+
+UNITS_SQL = """
+SELECT unit_id, name_vi, kind, ifNull(parent_id, '') AS parent_id, valid_from, valid_to
+FROM units FINAL
+ORDER BY unit_id, valid_from
+"""
+
+
+def local_date(us: int) -> date:
+    return datetime.fromtimestamp(us / 1_000_000, tz=LOCAL_TZ).date()
+
+
+@dataclass(frozen=True)
+class IndicatorFigure:
+    indicator: str
+    unit: str  # "all": the province
+    numerator: int
+    denominator: int
+    ratio: float | None
+    op: str
+    target: float
+    meets_target: bool | None
+    below_target: bool
+
+
+@dataclass(frozen=True)
+class UnitRank:
+    rank: int
+    unit: str
+    name: str
+    met: int  # targets met
+    missed: int  # targets missed with at least min_volume outcomes
+    on_time_766: float | None
+
+
+@dataclass(frozen=True)
+class LateCase:
+    case_id: str
+    unit: str
+    procedure_code: str
+    sector: str
+    due_us: int | None
+    effective_due_us: int | None
+    finished_us: int | None  # None: still open at the period's end
+    working_days_late: int
+    has_apology: bool
+    supplement_requests: int
+
+
+@dataclass(frozen=True)
+class RepeatMiss:
+    unit: str
+    indicator: str
+    current: IndicatorFigure
+    previous: IndicatorFigure
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    month: Period
+    figure: IndicatorFigure | None
+
+
+@dataclass
+class ReportData:
+    period: Period
+    unit_filter: str | None
+    at_us: int  # T: the period's last microsecond, or "now" while the period is running
+    report_date: date
+    min_volume: int
+    unit_names: dict[str, str]
+    figures: dict[tuple[str, str], IndicatorFigure]  # (unit, indicator)
+    units: list[str]  # units with figures in the period, by rank
+    ranking: list[UnitRank]
+    late: list[LateCase]
+    due_soon: list[LateCase]
+    due_soon_by_us: int
+    repeat_misses: list[RepeatMiss]
+    previous_period: Period
+    trend: dict[str, list[TrendPoint]] = field(default_factory=dict)  # indicator -> months
+    province_name: str = "Tỉnh Bắc Ninh"  # the registry's province in force at the period's end
+
+    def name(self, unit: str) -> str:
+        return self.unit_names.get(unit, unit)
+
+    def scope(self) -> str:
+        """The trend's scope: the unit asked for, else the province."""
+        return self.unit_filter or "all"
+
+
+def _figures(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], IndicatorFigure]:
+    out: dict[tuple[str, str], IndicatorFigure] = {}
+    for r in rows:
+        if r["sector"] != "all":
+            continue
+        out[(r["unit"], r["indicator"])] = IndicatorFigure(
+            indicator=r["indicator"],
+            unit=r["unit"],
+            numerator=r["numerator"],
+            denominator=r["denominator"],
+            ratio=r["ratio"],
+            op=r["op"],
+            target=r["target"],
+            meets_target=r["meets_target"],
+            below_target=r["below_target"],
+        )
+    return out
+
+
+def period_figures(
+    runner: QueryRunner, period: Period, *, targets: Any, hold_retention_us: int, at_us: int | None = None
+) -> dict[tuple[str, str], IndicatorFigure]:
+    """Every indicator of every unit scope and the province in ``period`` (batch SQL) at
+    its end, or at ``at_us`` inside it (the period so far)."""
+    t = period.end_us if at_us is None else min(at_us, period.end_us)
+    rows = batch_indicators(
+        runner, [period.window], t, targets=targets, hold_retention_us=hold_retention_us
+    )
+    return {k: f for k, f in _figures(rows).items() if f.denominator > 0}
+
+
+def unit_names(runner: QueryRunner, period: Period, fallback: Sequence[Unit]) -> dict[str, str]:
+    """Registry names of the units in force in the period (latest row valid in it)."""
+    _cols, rows = runner.query(UNITS_SQL)
+    entries = [(r[0], r[1], _as_date(r[4]), _as_date(r[5]) if r[5] is not None else None) for r in rows]
+    if not entries:
+        entries = [(u.unit_id, u.name_vi, u.valid_from, u.valid_to) for u in fallback]
+    names: dict[str, str] = {}
+    first, last = period.first_day, period.last_day
+    for unit_id, name, valid_from, valid_to in sorted(entries, key=lambda e: (e[0], e[2])):
+        if valid_from <= last and (valid_to is None or valid_to >= first):
+            names[unit_id] = name  # later rows (sorted by valid_from) win
+        elif unit_id not in names:
+            names.setdefault(unit_id, name)
+    names["all"] = "Toàn tỉnh"
+    names["unknown"] = "Đơn vị ngoài danh mục"
+    return names
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def working_days_late(calendar: WorkCalendar, due_us: int | None, until: date) -> int:
+    """Working days after the due date up to and including ``until``."""
+    if due_us is None:
+        return 0
+    due = local_date(due_us)
+    if until <= due:
+        return 0
+    return len(calendar.working_days(due + timedelta(days=1), until + timedelta(days=1)))
+
+
+def next_working_day(calendar: WorkCalendar, day: date) -> date:
+    d = day + timedelta(days=1)
+    while not calendar.is_working_day(d):
+        d += timedelta(days=1)
+    return d
+
+
+def late_cases(
+    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
+) -> list[LateCase]:
+    t = period.end_us if at_us is None else at_us
+    params = {"start": period.start_us, "end": t, "by_unit": int(unit is not None), "unit": unit or ""}
+    _cols, rows = runner.query(LATE_SQL, params)
+    out = []
+    for case_id, unit_id, proc, sector, due, eff, fin, apology, requests in rows:
+        eff = None if eff is None else int(eff)
+        until = local_date(int(fin)) if fin is not None else local_date(t)
+        out.append(
+            LateCase(
+                case_id=case_id,
+                unit=unit_id,
+                procedure_code=proc,
+                sector=sector,
+                due_us=None if due is None else int(due),
+                effective_due_us=eff,
+                finished_us=None if fin is None else int(fin),
+                working_days_late=working_days_late(calendar, eff, until),
+                has_apology=bool(apology),
+                supplement_requests=int(requests),
+            )
+        )
+    return out
+
+
+def due_soon_cases(
+    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
+) -> tuple[list[LateCase], int]:
+    """Open at T (the period's end) and due by the end of the next working day after T's
+    date; and that bound (µs)."""
+    t = period.end_us if at_us is None else at_us
+    day = next_working_day(calendar, local_date(t))
+    soon_us = _local_midnight_us(day + timedelta(days=1)) - 1
+    params = {"end": t, "soon": soon_us, "by_unit": int(unit is not None), "unit": unit or ""}
+    _cols, rows = runner.query(DUE_SOON_SQL, params)
+    out = [
+        LateCase(
+            case_id=case_id, unit=unit_id, procedure_code=proc, sector=sector,
+            due_us=None if due is None else int(due), effective_due_us=None if eff is None else int(eff),
+            finished_us=None, working_days_late=0, has_apology=bool(apology), supplement_requests=int(requests),
+        )
+        for case_id, unit_id, proc, sector, due, eff, apology, requests in rows
+    ]
+    return out, soon_us
+
+
+def rank_units(
+    figures: dict[tuple[str, str], IndicatorFigure], units: Sequence[str], names: dict[str, str]
+) -> list[UnitRank]:
+    """Units by targets met (desc), targets missed (asc), ``on_time_766`` (desc), code."""
+    stats = []
+    for unit in units:
+        own = [figures[(unit, i)] for i in INDICATORS if (unit, i) in figures]
+        met = sum(1 for f in own if f.meets_target)
+        missed = sum(1 for f in own if f.below_target)
+        f766 = figures.get((unit, "on_time_766"))
+        ratio = f766.ratio if f766 else None
+        stats.append((unit, met, missed, ratio))
+    stats.sort(key=lambda s: (-s[1], s[2], -(s[3] if s[3] is not None else -1.0), s[0]))
+    return [
+        UnitRank(rank=i + 1, unit=u, name=names.get(u, u), met=met, missed=missed, on_time_766=r)
+        for i, (u, met, missed, r) in enumerate(stats)
+    ]
+
+
+def collect_report(
+    runner: QueryRunner,
+    period: Period,
+    *,
+    targets: Any,
+    hold_retention_us: int,
+    calendar: WorkCalendar,
+    registry: Sequence[Unit] = (),
+    unit: str | None = None,
+    now_us: int | None = None,
+    progress: Callable[[str], None] = lambda step: None,
+) -> ReportData:
+    """Every figure of the report of ``period`` (optionally one unit's).
+
+    T is the period's last microsecond; when ``now_us`` falls inside the period (a
+    running month), T is ``now_us``: the period so far, open dossiers as of now.
+    """
+    at_us = period.end_us
+    if now_us is not None and now_us < period.end_us:
+        at_us = max(int(now_us), period.start_us)
+    progress("chỉ số kỳ báo cáo")
+    figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us)
+    if unit is not None:
+        figures = {k: f for k, f in figures.items() if k[0] in (unit, "all")}
+    names = unit_names(runner, period, registry)
+    units = sorted({u for (u, _i) in figures if u != "all"})
+    ranking = rank_units(figures, units, names)
+
+    progress("kỳ trước")
+    previous = period.previous()
+    prev_figures = period_figures(runner, previous, targets=targets, hold_retention_us=hold_retention_us)
+    repeats = [
+        RepeatMiss(unit=u, indicator=i, current=f, previous=prev_figures[(u, i)])
+        for (u, i), f in sorted(figures.items(), key=lambda kv: (kv[0][0] == "all", kv[0][0], INDICATORS.index(kv[0][1])))
+        if f.below_target and (u, i) in prev_figures and prev_figures[(u, i)].below_target
+    ]
+
+    progress("hồ sơ trễ hạn")
+    late = late_cases(runner, period, calendar, unit, at_us)
+    due_soon, soon_us = due_soon_cases(runner, period, calendar, unit, at_us)
+
+    trend: dict[str, list[TrendPoint]] = {i: [] for i in INDICATORS}
+    scope = unit or "all"
+    for month in period.months():
+        progress(f"xu hướng {month.label_vi}")
+        if period.kind == "month":
+            month_figures = figures
+        elif month.start_us > at_us:
+            month_figures = {}  # a month that has not begun
+        else:
+            month_figures = period_figures(
+                runner, month, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us
+            )
+        for i in INDICATORS:
+            trend[i].append(TrendPoint(month=month, figure=month_figures.get((scope, i))))
+
+    provinces = [u for u in registry if u.kind == "province" and u.valid_from <= local_date(at_us)]
+    provinces.sort(key=lambda u: u.valid_from)
+    return ReportData(
+        province_name=provinces[-1].name_vi if provinces else "Tỉnh Bắc Ninh",
+        period=period,
+        unit_filter=unit,
+        at_us=at_us,
+        report_date=local_date(at_us),
+        min_volume=targets.min_volume,
+        unit_names=names,
+        figures=figures,
+        units=[r.unit for r in ranking],
+        ranking=ranking,
+        late=late,
+        due_soon=due_soon,
+        due_soon_by_us=soon_us,
+        repeat_misses=repeats,
+        previous_period=previous,
+        trend=trend,
+    )

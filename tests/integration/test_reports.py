@@ -1,0 +1,272 @@
+"""The period report (``python -m pipeline report``) on a replayed year of the province.
+
+A year of 2025 is simulated (``simulate --history``, 1 % of the province's volume) and its
+facts are stored as the worker stores them (``case_events`` and each case's ``cases``
+row, ``pipeline.reports.sample.load_into``) in an embedded ClickHouse of the test's own.
+Then the real commands run as subprocesses, as a person runs them:
+
+- the report's indicator table (CSV) equals ``python -m pipeline indicators`` with the
+  period's calendar window at the period's last microsecond, for a month, a quarter and
+  the year: every unit and the province, every indicator;
+- the late dossiers equal an independent computation over the raw JSONL events, and per
+  unit the finished-late ones equal ``on_time``'s denominator − numerator;
+- the HTML opens in headless Chromium without console errors (the detector is shown to
+  catch a page with an error), and the PDF has pages that are not blank, the first with
+  the Vietnamese title;
+- the committed sample (``docs/sample-report``) is what its command produces.
+
+Chromium, pdftoppm and pdftotext are required: the tests fail (not skip) without them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.config import load_settings
+from pipeline.feed.simulate import write_history
+from pipeline.reports.period import LOCAL_TZ, parse_period
+from pipeline.reports.sample import SAMPLE_DIR, build_sample
+from tests.integration.workerproc import ROOT
+from tests.oracle import earliest, finish_of, of_type, paused_time, to_time, when
+
+PERIODS = ("2025-06", "2025-Q2", "2025")
+SCALE = 0.01
+SEED = 11
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is not installed: run `make setup` (scripts/install-system-packages.sh)"
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    settings = load_settings(overrides={"data_dir": str(base / "data")})
+    history = base / "history.jsonl"
+    write_history(settings, 2025, str(history), scale=SCALE, seed=SEED, progress=False)
+    code = (
+        "import sys; from pathlib import Path; from pipeline.reports.sample import load_into; "
+        "f = load_into(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])); print(f.events, f.cases, f.last_us)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(settings.data_dir), str(history), str(settings.units_file)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=True,
+    ).stdout.split()
+    events = [json.loads(line) for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert int(out[0]) == len(events) > 5000
+    return {"settings": settings, "events": events, "last_us": int(out[2]), "base": base}
+
+
+def _env(settings) -> dict:
+    import os
+
+    env = dict(os.environ)
+    env["TTHC_DATA_DIR"] = str(settings.data_dir)
+    return env
+
+
+def _cli(settings, *args: str, **env) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT, env={**_env(settings), **env},
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, f"pipeline {' '.join(args)}: {result.stderr[-2000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def reports(scenario):
+    settings = scenario["settings"]
+    out = {}
+    for code in PERIODS:
+        directory = scenario["base"] / f"out-{code}"
+        _cli(settings, "report", "--period", code, "--out", str(directory))
+        out[code] = directory
+    return out
+
+
+def _read_csv(path: Path) -> list[dict]:
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf"), f"{path.name}: no UTF-8 BOM"
+    return list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
+
+
+def _iso_end(code: str) -> str:
+    period = parse_period(code)
+    return datetime.fromtimestamp(period.end_us / 1e6, tz=LOCAL_TZ).isoformat(timespec="microseconds")
+
+
+@pytest.mark.parametrize("code", PERIODS)
+def test_figures_equal_the_indicators_command(scenario, reports, code):
+    period = parse_period(code)
+    batch = json.loads(
+        _cli(scenario["settings"], "indicators", "--window", period.window, "--at", _iso_end(code),
+             "--format", "json").stdout
+    )
+    expected = {
+        (r["unit"], r["indicator"]): (r["numerator"], r["denominator"])
+        for r in batch if r["sector"] == "all" and r["denominator"] > 0
+    }
+    rows = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
+    got = {(r["ma_don_vi"], r["ma_chi_so"]): (int(r["dat"]), int(r["tong"])) for r in rows}
+    assert got == expected
+    assert ("all", "on_time_766") in got and len({u for u, _ in got}) > 20
+
+
+def _independent_late(events: list[dict], code: str, last_us: int, at_us: int | None = None) -> dict[str, tuple[str, bool]]:
+    """case_id -> (unit, finished in the period?) from the raw events (see the report's rule)."""
+    period = parse_period(code)
+    start = datetime.fromtimestamp(period.start_us / 1e6).astimezone()
+    end = datetime.fromtimestamp((period.end_us if at_us is None else at_us) / 1e6).astimezone()
+    last = datetime.fromtimestamp(last_us / 1e6).astimezone()
+    by_case: dict[str, list[dict]] = {}
+    for e in events:
+        by_case.setdefault(e["case_id"], []).append(e)
+    late = {}
+    for case_id, evs in by_case.items():
+        received = earliest(of_type(evs, "received"))
+        if received is None or of_type(evs, "rejected") or when(received) > end:
+            continue
+        fin = finish_of(evs)
+        finish = when(fin) if fin is not None else None
+        effective_due = to_time(received["due_at"]) + paused_time(evs, finish, last)
+        if finish is not None and start <= finish <= end:
+            requests = len([e for e in of_type(evs, "supplement_requested") if when(e) <= finish])
+            if not (finish <= effective_due and requests <= 1):
+                late[case_id] = (received["unit_id"], True)
+        elif (finish is None or finish > end) and effective_due < end:
+            late[case_id] = (received["unit_id"], False)
+    return late
+
+
+@pytest.mark.parametrize("code", PERIODS)
+def test_late_list_equals_an_independent_computation(scenario, reports, code):
+    rows = _read_csv(reports[code] / f"bao-cao-{code}-ho-so-tre-han.csv")
+    got = {r["ma_ho_so"]: (r["ma_don_vi"], r["ngay_giai_quyet"] != "Đang giải quyết") for r in rows}
+    expected = _independent_late(scenario["events"], code, scenario["last_us"])
+    assert got == expected
+    assert any(f for _u, f in got.values()) and any(not f for _u, f in got.values())
+    for r in rows:
+        assert int(r["so_ngay_lam_viec_tre"]) >= 0 and r["phieu_xin_loi"] in ("Có", "Chưa")
+        assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", r["han_thuc_te"])
+    # per unit, the finished-late dossiers are on_time's denominator minus numerator
+    chi_so = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
+    missed = {r["ma_don_vi"]: int(r["tong"]) - int(r["dat"]) for r in chi_so if r["ma_chi_so"] == "on_time"}
+    finished_late = Counter(u for u, finished in got.values() if finished)
+    assert {u: n for u, n in missed.items() if n and u != "all"} == dict(finished_late)
+    assert missed["all"] == sum(finished_late.values())
+
+
+def _console_problems(html: Path, profile: Path) -> tuple[str, list[str]]:
+    result = subprocess.run(
+        [_tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+         "--enable-logging=stderr", "--v=0", "--dump-dom", html.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    problems = [ln for ln in result.stderr.splitlines() if "Uncaught" in ln or ":CONSOLE" in ln]
+    return result.stdout, problems
+
+
+def test_console_check_catches_a_page_error(tmp_path):
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><body><script>undefinedFunction();</script></body></html>")
+    _dom, problems = _console_problems(bad, tmp_path / "profile")
+    assert problems, "the console check must see an uncaught error"
+
+
+@pytest.mark.parametrize("code", PERIODS)
+def test_html_opens_in_chromium_without_console_errors(reports, code, tmp_path):
+    html = reports[code] / f"bao-cao-{code}.html"
+    text = html.read_text(encoding="utf-8")
+    # self-contained: no script, no stylesheet or image fetched from elsewhere
+    assert "<script" not in text and "<link" not in text
+    assert not re.search(r"""(src|href)\s*=\s*["'](https?:|//)""", text)
+    dom, problems = _console_problems(html, tmp_path / "profile")
+    assert problems == []
+    assert f"Báo cáo kết quả giải quyết thủ tục hành chính — {parse_period(code).label_vi}" in dom
+    assert dom.count("<svg") >= 2  # the two charts, inline
+    for heading in ("Tổng hợp chỉ số", "Xếp hạng các đơn vị", "Hồ sơ trễ hạn", "Hồ sơ sắp trễ hạn",
+                    "không đạt chỉ tiêu hai kỳ liên tiếp", "Biểu đồ"):
+        assert heading in dom
+
+
+@pytest.mark.parametrize("code", PERIODS)
+def test_pdf_pages_are_rendered_and_not_blank(reports, code, tmp_path):
+    pdf = reports[code] / f"bao-cao-{code}.pdf"
+    info = subprocess.run([_tool("pdfinfo"), str(pdf)], capture_output=True, text=True, check=True).stdout
+    pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert pages >= 3  # summary and ranking, the tables, the charts
+    assert "A4" in info or "595" in info
+    first = subprocess.run([_tool("pdftotext"), "-f", "1", "-l", "1", str(pdf), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "Báo cáo kết quả giải quyết thủ tục hành chính" in first
+    assert parse_period(code).label_vi in first
+    subprocess.run([_tool("pdftoppm"), "-r", "30", "-png", str(pdf), str(tmp_path / "page")], check=True)
+    images = sorted(tmp_path.glob("page-*.png"))
+    assert len(images) == pages
+    for image in images:
+        gray = Image.open(image).convert("L")
+        width, height = gray.size
+        data = gray.tobytes()
+        inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 128)
+        assert inked > height // 10, f"{image.name}: almost blank ({inked} of {height} rows with ink)"
+
+
+def test_committed_sample_is_what_its_command_produces(tmp_path):
+    files = build_sample(tmp_path / "out", tmp_path / "work", pdf=False)
+    produced = [files.html, *files.csv.values()]
+    for path in produced:
+        committed = SAMPLE_DIR / path.name
+        assert committed.exists(), f"{committed} missing: run python -m pipeline.reports.sample"
+        assert committed.read_bytes() == path.read_bytes(), (
+            f"{committed} differs from its command's output: run python -m pipeline.reports.sample"
+        )
+    assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
+
+
+def test_one_units_report(scenario, reports, tmp_path):
+    code = "2025-Q2"
+    late = _read_csv(reports[code] / f"bao-cao-{code}-ho-so-tre-han.csv")
+    unit = Counter(r["ma_don_vi"] for r in late).most_common(1)[0][0]
+    _cli(scenario["settings"], "report", "--period", code, "--unit", unit, "--out", str(tmp_path), "--no-pdf")
+    assert not list(tmp_path.glob("*.pdf"))
+    own = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-ho-so-tre-han.csv")
+    assert own == [r for r in late if r["ma_don_vi"] == unit]
+    figures = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-chi-so.csv")
+    everyone = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
+    assert figures == [r for r in everyone if r["ma_don_vi"] in (unit, "all")]
+    ranking = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-xep-hang.csv")
+    assert [r["ma_don_vi"] for r in ranking] == [unit]
+
+
+def test_a_running_period_is_reported_as_of_the_clock(scenario, tmp_path):
+    """With the event clock at the scenario's last event (31/12/2025, inside December), the
+    December report is the month so far: figures = ``indicators --window mtd --at T``."""
+    settings, last_us = scenario["settings"], scenario["last_us"]
+    assert parse_period("2025-12").start_us < last_us < parse_period("2025-12").end_us
+    _cli(settings, "report", "--period", "2025-12", "--out", str(tmp_path), "--no-pdf", TTHC_CLOCK="event")
+    at = datetime.fromtimestamp(last_us / 1e6, tz=LOCAL_TZ).isoformat(timespec="microseconds")
+    batch = json.loads(_cli(settings, "indicators", "--window", "mtd", "--at", at, "--format", "json").stdout)
+    expected = {(r["unit"], r["indicator"]): (r["numerator"], r["denominator"])
+                for r in batch if r["sector"] == "all" and r["denominator"] > 0}
+    rows = _read_csv(tmp_path / "bao-cao-2025-12-chi-so.csv")
+    assert {(r["ma_don_vi"], r["ma_chi_so"]): (int(r["dat"]), int(r["tong"])) for r in rows} == expected
+    late = _read_csv(tmp_path / "bao-cao-2025-12-ho-so-tre-han.csv")
+    got = {r["ma_ho_so"]: (r["ma_don_vi"], r["ngay_giai_quyet"] != "Đang giải quyết") for r in late}
+    assert got == _independent_late(scenario["events"], "2025-12", last_us, at_us=last_us)
+    html = (tmp_path / "bao-cao-2025-12.html").read_text(encoding="utf-8")
+    assert "Kỳ báo cáo chưa kết thúc" in html
