@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = 5000
+EVENTS = 12_000  # more than two of the floor's 5,000-message batches, so its rate can be timed
 
 
 def test_ratio_part_runs_every_consumer_and_ends_with_the_ratio_line(infra, tmp_path):
