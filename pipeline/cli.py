@@ -78,6 +78,10 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--unit", help="one unit's report (default: every unit and the province)")
     report.add_argument("--out", required=True, help="output directory")
     report.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF (no Chromium needed)")
+    report.add_argument(
+        "--structure", choices=("period", "today"), default="period",
+        help="units as in force in the period (default), or mapped onto today's units",
+    )
     grafana = commands.add_parser("grafana", help="the Grafana boards: build the JSON, provision a Grafana")
     grafana_actions = grafana.add_subparsers(
         dest="grafana_action", metavar="build|provision", required=True, parser_class=_Parser
@@ -214,7 +218,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         from pipeline.reports.command import run_report
 
-        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf)
+        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure)
     if args.command == "grafana":
         if args.grafana_action == "build":
             from pipeline.boards.build import run_build

@@ -10,10 +10,19 @@ __all__ = ["run_report"]
 
 
 def run_report(
-    settings: Settings, period_text: str, unit: str | None, out: str, *, pdf: bool = True, now_us: int | None = None
+    settings: Settings,
+    period_text: str,
+    unit: str | None,
+    out: str,
+    *,
+    pdf: bool = True,
+    now_us: int | None = None,
+    structure: str = "period",
 ) -> int:
     """``now_us``: the clock that decides whether the period is still running (default: the
-    wall clock; with ``TTHC_CLOCK=event``, the latest stored event time)."""
+    wall clock; with ``TTHC_CLOCK=event``, the latest stored event time). ``structure``:
+    ``period`` (the units in force in the period) or ``today`` (figures of units that have
+    ceased moved to their one successor in force on the clock's date)."""
     import time
 
     from tqdm import tqdm
@@ -48,9 +57,12 @@ def run_report(
             bar.set_postfix_str(step)
             bar.update(1)
 
+        from pipeline.core.windows import local_date
+
         data = collect_report(
             runner, period, targets=targets, hold_retention_us=settings.hold_retention_us,
             calendar=calendar, registry=registry, unit=unit, now_us=now_us, progress=progress,
+            structure_day=local_date(now_us) if structure == "today" else None,
         )
         bar.set_postfix_str("HTML, CSV, PDF")
         files = write_report(data, targets, Path(out), pdf=pdf)

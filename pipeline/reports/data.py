@@ -173,6 +173,8 @@ class ReportData:
     previous_period: Period
     trend: dict[str, list[TrendPoint]] = field(default_factory=dict)  # indicator -> months
     province_name: str = "Tỉnh Bắc Ninh"  # the registry's province in force at the period's end
+    mapped_to: dict[str, str] = field(default_factory=dict)  # ceased unit -> today's unit (--structure today)
+    structure_day: date | None = None  # the day whose unit structure the figures are shown on
 
     def name(self, unit: str) -> str:
         return self.unit_names.get(unit, unit)
@@ -302,6 +304,46 @@ def due_soon_cases(
     return out, soon_us
 
 
+def map_onto_units(
+    figures: dict[tuple[str, str], IndicatorFigure], registry: Sequence[Unit], day: date, targets: Any
+) -> tuple[dict[tuple[str, str], IndicatorFigure], dict[str, str]]:
+    """The figures on the unit structure in force on ``day``: a unit no longer in force
+    then whose successors lead to exactly one unit in force adds its numerators and
+    denominators to that unit; one that leads to several (a district split among
+    communes) cannot be divided and stays as it is. Returns (figures, {old: new})."""
+    from pipeline.core.registry import UnitRegistry
+
+    lookup = UnitRegistry(registry)
+    moved: dict[str, str] = {}
+    for unit in sorted({u for u, _i in figures if u not in ("all", "unknown")}):
+        if lookup.valid_on(unit, day):
+            continue
+        ended = [p.valid_to for p in lookup.periods(unit) if p.valid_to is not None and p.valid_to < day]
+        successors = lookup.successors_on(unit, max(ended), day) if ended else set()
+        if len(successors) == 1:
+            moved[unit] = next(iter(successors))
+    totals: dict[tuple[str, str], list[int]] = {}
+    for (unit, indicator), f in figures.items():
+        cell = totals.setdefault((moved.get(unit, unit), indicator), [0, 0])
+        cell[0] += f.numerator
+        cell[1] += f.denominator
+    mapped = {}
+    for (unit, indicator), (n, d) in totals.items():
+        op, value = targets.target_for(indicator, "all")
+        mapped[(unit, indicator)] = IndicatorFigure(
+            indicator=indicator,
+            unit=unit,
+            numerator=n,
+            denominator=d,
+            ratio=n / d if d else None,
+            op=op,
+            target=value,
+            meets_target=targets.meets(indicator, "all", n, d),
+            below_target=targets.below_target(indicator, "all", n, d),
+        )
+    return mapped, moved
+
+
 def rank_units(
     figures: dict[tuple[str, str], IndicatorFigure], units: Sequence[str], names: dict[str, str]
 ) -> list[UnitRank]:
@@ -331,6 +373,7 @@ def collect_report(
     registry: Sequence[Unit] = (),
     unit: str | None = None,
     now_us: int | None = None,
+    structure_day: date | None = None,
     progress: Callable[[str], None] = lambda step: None,
 ) -> ReportData:
     """Every figure of the report of ``period`` (optionally one unit's).
@@ -343,9 +386,14 @@ def collect_report(
         at_us = max(int(now_us), period.start_us)
     progress("chỉ số kỳ báo cáo")
     figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us)
+    mapped_to: dict[str, str] = {}
+    if structure_day is not None:  # on request: on the structure of that day (e.g. today's)
+        figures, mapped_to = map_onto_units(figures, registry, structure_day, targets)
     if unit is not None:
         figures = {k: f for k, f in figures.items() if k[0] in (unit, "all")}
     names = unit_names(runner, period, registry)
+    for new in mapped_to.values():  # a unit of today's structure has today's name
+        names[new] = next((u.name_vi for u in registry if u.unit_id == new and u.valid_on(structure_day)), new)
     units = sorted({u for (u, _i) in figures if u != "all"})
     ranking = rank_units(figures, units, names)
 
@@ -396,4 +444,6 @@ def collect_report(
         repeat_misses=repeats,
         previous_period=previous,
         trend=trend,
+        mapped_to=mapped_to,
+        structure_day=structure_day,
     )

@@ -37,6 +37,7 @@ from pipeline.config import load_settings
 from pipeline.feed.simulate import write_history
 from pipeline.reports.period import LOCAL_TZ, parse_period
 from pipeline.reports.sample import SAMPLE_DIR, build_sample
+from pipeline.store.units import load_units
 from tests.integration.workerproc import ROOT
 from tests.oracle import earliest, finish_of, of_type, paused_time, to_time, when
 
@@ -270,3 +271,24 @@ def test_a_running_period_is_reported_as_of_the_clock(scenario, tmp_path):
     assert got == _independent_late(scenario["events"], "2025-12", last_us, at_us=last_us)
     html = (tmp_path / "bao-cao-2025-12.html").read_text(encoding="utf-8")
     assert "Kỳ báo cáo chưa kết thúc" in html
+
+
+def test_a_year_on_todays_structure_adds_ceased_units_to_their_single_successor(scenario, reports, tmp_path):
+    """``--structure today``: the year's figures of a department that ended on 30 June are
+    added to the one department that took over its work; the province is unchanged."""
+    code = "2025"
+    _cli(scenario["settings"], "report", "--period", code, "--structure", "today", "--out", str(tmp_path), "--no-pdf")
+    period_rows = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
+    today_rows = _read_csv(tmp_path / f"bao-cao-{code}-chi-so.csv")
+    before = {(r["ma_don_vi"], r["ma_chi_so"]): (int(r["dat"]), int(r["tong"])) for r in period_rows}
+    after = {(r["ma_don_vi"], r["ma_chi_so"]): (int(r["dat"]), int(r["tong"])) for r in today_rows}
+    registry = load_units(scenario["settings"].units_file)
+    ceased = {u.unit_id for u in registry if u.valid_to is not None} & {u for u, _ in before}
+    assert ceased, "the scenario has no unit that ceased during the year"
+    assert not ceased & {u for u, _ in after if u.startswith("BG_SO_")}  # departments moved
+    for indicator in {i for _, i in before}:
+        total = lambda rows: tuple(map(sum, zip(*[v for (u, i), v in rows.items() if i == indicator and u != "all"])))
+        assert total(after) == total(before)  # nothing lost or doubled by the mapping
+        assert after.get(("all", indicator)) == before.get(("all", indicator))
+    html = (tmp_path / f"bao-cao-{code}.html").read_text(encoding="utf-8")
+    assert "cơ cấu đơn vị ngày" in html and "BG_SO_" in html

@@ -117,3 +117,34 @@ def test_cli_errors_are_one_line_exit_2(args, needle, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert needle in result.stderr
+
+
+def test_figures_mapped_onto_todays_units_move_only_to_a_single_successor():
+    from datetime import date
+
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.core.targets import load_targets
+    from pipeline.reports.data import IndicatorFigure, map_onto_units
+    from pipeline.store.units import load_units
+
+    targets = load_targets(PROJECT_ROOT / "deploy" / "targets.toml")
+    registry = load_units(PROJECT_ROOT / "deploy" / "units.csv")
+
+    def figure(unit, n, d):
+        return IndicatorFigure("digitized", unit, n, d, n / d, "=", 1.0, n == d, n != d and d >= 20)
+
+    figures = {
+        ("BG_SO_GDDT", "digitized"): figure("BG_SO_GDDT", 30, 30),  # ceased 30 June: one successor
+        ("SO_GDDT", "digitized"): figure("SO_GDDT", 5, 10),  # in force today
+        ("BG_H_HIEP_HOA", "digitized"): figure("BG_H_HIEP_HOA", 8, 9),  # split among communes
+        ("all", "digitized"): figure("all", 43, 49),
+    }
+    mapped, moved = map_onto_units(figures, registry, date(2025, 9, 1), targets)
+    assert moved == {"BG_SO_GDDT": "SO_GDDT"}
+    assert (mapped[("SO_GDDT", "digitized")].numerator, mapped[("SO_GDDT", "digitized")].denominator) == (35, 40)
+    assert mapped[("SO_GDDT", "digitized")].below_target  # 35/40 fails "= 100%" with 40 outcomes
+    assert ("BG_SO_GDDT", "digitized") not in mapped
+    assert mapped[("BG_H_HIEP_HOA", "digitized")].denominator == 9  # cannot be divided: kept
+    assert mapped[("all", "digitized")].denominator == 49  # the province is unchanged
+    unchanged, none = map_onto_units(figures, registry, date(2025, 6, 1), targets)
+    assert none == {} and unchanged[("BG_SO_GDDT", "digitized")].denominator == 30
