@@ -144,16 +144,18 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
         # A unit for which the scenario produced every indicator in the window, and of those
         # the one with the most late dossiers, so every panel of its drill-down has data.
         window = "ytd"
-        complete = _prometheus(
-            settings,
-            "/api/v1/query",
-            {
-                "query": f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}})'
-                f" == {len(INDICATORS)}"
-            },
-        )
-        candidates = {r["metric"]["unit"] for r in complete["data"]["result"]} & set(offered["unit"])
-        assert candidates, f"no unit has all {len(INDICATORS)} indicators in the scenario"
+        counts_query = f'count by (unit) (tthc:indicator_ratio:by_scope{{sector="all",unit!="all",window="{window}"}})'
+        candidates: set[str] = set()
+
+        def complete_units() -> bool:
+            """Units with every indicator in the window, once the rules have evaluated them."""
+            nonlocal candidates
+            body = _prometheus(settings, "/api/v1/query", {"query": counts_query})
+            counts = {r["metric"]["unit"]: int(float(r["value"][1])) for r in body["data"]["result"]}
+            candidates = {u for u, n in counts.items() if n == len(INDICATORS)} & set(offered["unit"])
+            return bool(candidates)
+
+        worker.wait_for(complete_units, 60, f"a unit with all {len(INDICATORS)} indicators in the rules")
         _, rows = runner.query(
             "SELECT unit_id, count() AS n FROM cases FINAL WHERE (status = 'open' AND overdue) "
             "OR (status = 'finished' AND on_time = false) GROUP BY unit_id ORDER BY n DESC, unit_id"
