@@ -9,11 +9,12 @@
   same day is exported once, from the row with the latest ``valid_from``.
 * ``tthc_consumer_lag{partition}`` — input messages waiting per partition of the input
   topic assigned to this worker: the partition's high watermark (the offset the next
-  produced message will get, asked from the broker through Faust's public
-  ``consumer.highwaters``) minus the next offset to process: the last committed one
-  (``app.monitor.tp_committed_offsets``, Faust's own sensor), or the consumer's position
-  while this process has committed nothing yet. Refreshed every few seconds by a Faust
-  timer; scrapes read the cached figures (a collector must not block the event loop).
+  produced message will get, as the consumer's last fetch response reported it: Faust's
+  public ``consumer.highwater``) minus the next offset to process: the last committed one
+  (``app.monitor.tp_committed_offsets``, Faust's own sensor); a partition with nothing
+  committed yet by this process is left out until it has. Refreshed every few seconds by
+  a Faust timer without waiting on the broker (asking it through the consumer thread
+  could stall the timer, and the gauge with it); scrapes read the cached figures.
 
 Hook-up (in the worker, once the app, its registry and its clock exist)::
 
@@ -150,14 +151,9 @@ class LagTracker:
             if not tps:
                 self.collector.lag = {}
                 return
-            highwaters = await consumer.highwaters(*tps)
+            highwaters = {tp: consumer.highwater(tp) for tp in tps}
             committed = self.app.monitor.tp_committed_offsets or {}
-            next_offsets: dict[int, int | None] = {}
-            for tp in tps:
-                offset = committed.get(tp)
-                if offset is None:
-                    offset = await consumer.position(tp)
-                next_offsets[tp.partition] = offset
+            next_offsets: dict[int, int | None] = {tp.partition: committed.get(tp) for tp in tps}
             self.collector.lag = consumer_lag({tp.partition: highwaters.get(tp) for tp in tps}, next_offsets)
         except Exception as exc:  # a rebalance or a broker hiccup: keep the last figures
             self.failures += 1
