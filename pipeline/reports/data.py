@@ -22,8 +22,9 @@ from datetime import date, datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from pipeline.core.indicators import INDICATORS
+from pipeline.core.windows import local_date
 from pipeline.feed.calendar import WorkCalendar
-from pipeline.reports.period import LOCAL_TZ, Period, _local_midnight_us
+from pipeline.reports.period import Period, _local_midnight_us
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
 from pipeline.store.units import Unit
@@ -98,10 +99,6 @@ SELECT unit_id, name_vi, kind, ifNull(parent_id, '') AS parent_id, valid_from, v
 FROM units FINAL
 ORDER BY unit_id, valid_from
 """
-
-
-def local_date(us: int) -> date:
-    return datetime.fromtimestamp(us / 1_000_000, tz=LOCAL_TZ).date()
 
 
 @dataclass(frozen=True)

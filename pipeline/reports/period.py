@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from pipeline.config import UserError
+from pipeline.core.windows import LOCAL_TZ
 
 __all__ = ["Period", "parse_period", "LOCAL_TZ"]
 
-LOCAL_TZ = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 _ROMAN = ("I", "II", "III", "IV")
 _WINDOW = {"month": "mtd", "quarter": "qtd", "year": "ytd"}
 

@@ -89,7 +89,8 @@ class CachedRepository:
         key = (partition, case_id)
         case = self.staged.get(key) or self.in_flight.get(key) or self.cache.get(key)
         if case is not None:
-            self.cache.move_to_end(key, last=True) if key in self.cache else None
+            if key in self.cache:
+                self.cache.move_to_end(key)
             return case
         data = self.store.load(partition, case_id)
         if data is None:
@@ -458,17 +459,25 @@ class Worker:
                 self.metrics.inserts.labels(table).inc()
 
     # -- gauges and snapshots ------------------------------------------------------
-    def _current_figures(self):
-        """Figures at the clock (None while the live state is being rebuilt)."""
+    def _view_at_clock(self):
+        """(view, open-case counts, on_time_766 open part) at the clock, or None while
+        the live state is being rebuilt: what both the exporter and the snapshots read."""
         if not self.view_ready.is_set():
             return None
-        now_us = self.clock_us()
         view = self.live.view
-        view.advance(now_us)
+        view.advance(self.clock_us())
+        return view, self.live.open_cases.counts(view.clock_us, view.units()), self.live.extra_at(view.clock_us)
+
+    def _current_figures(self):
+        """Figures at the clock (None while the live state is being rebuilt)."""
+        current = self._view_at_clock()
+        if current is None:
+            return None
+        view, open_counts, extra = current
         return LiveFigures(
             clock_us=view.clock_us,
-            indicators=indicator_figures(view, self.targets, self.live.extra_at(view.clock_us)),
-            open_cases=self.live.open_cases.counts(view.clock_us, view.units()),
+            indicators=indicator_figures(view, self.targets, extra),
+            open_cases=open_counts,
         )
 
     async def _write_snapshots(self) -> None:
@@ -485,15 +494,8 @@ class Worker:
 
     # -- HTTP ----------------------------------------------------------------------
     async def _metrics_page(self, web, request):
-        live_text = ""
-        if self.view_ready.is_set():
-            view = self.live.view
-            view.advance(self.clock_us())
-            live_text = self.exposition.render(
-                view,
-                self.live.open_cases.counts(view.clock_us, view.units()),
-                self.live.extra_at(view.clock_us),
-            )
+        current = self._view_at_clock()
+        live_text = self.exposition.render(*current) if current is not None else ""
         return web.bytes(self.metrics.render(live_text), content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):
