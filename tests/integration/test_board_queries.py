@@ -124,9 +124,13 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
             body = _prometheus(
                 settings, "/api/v1/query", {"query": 'count_over_time(tthc_events_total{outcome="accepted"}[1m]) >= 4'}
             )
-            return bool(body["data"]["result"])
+            if not body["data"]["result"]:
+                return False
+            # the lag of a partition is exported once this worker has committed on it
+            lag = _prometheus(settings, "/api/v1/query", {"query": "count(tthc_consumer_lag)"})
+            return bool(lag["data"]["result"])
 
-        worker.wait_for(scraped, 120, "Prometheus to scrape the final figures")
+        worker.wait_for(scraped, 180, "Prometheus to scrape the final figures and the consumer lag")
         runner = open_runner(settings)  # the worker's POST /sql while it runs
         assert type(runner).__name__ == "WorkerRunner"
 
