@@ -36,6 +36,11 @@ def _build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file")
     replay.add_argument("--rate", type=_positive_float, help="messages per second (default: as fast as possible)")
 
+    backfill = commands.add_parser(
+        "backfill", help="load a JSONL history straight into the facts and the worker's state (worker stopped)"
+    )
+    backfill.add_argument("file")
+
     simulate = commands.add_parser("simulate", help="synthetic dossier lifecycles")
     simulate.add_argument("--rate", type=_positive_float, default=20.0, help="events per second")
     simulate.add_argument("--duration", type=_duration, default=60.0, help="e.g. 90, 90s, 5m, 1h")
@@ -161,6 +166,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.feed.replay import replay_file
 
         replay_file(settings, args.file, rate=args.rate)
+        return 0
+    if args.command == "backfill":
+        from pipeline.stream.backfill import run_backfill
+
+        run_backfill(settings, args.file)
         return 0
     if args.command == "simulate":
         from pipeline.feed.simulate import parse_incident, run_simulation, write_history
