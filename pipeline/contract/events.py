@@ -143,7 +143,7 @@ def _instant_us(text: str) -> int:
     days = _DAYS.get(text[:10])
     if days is None:
         days = _epoch_days(text[:10])
-    seconds = days * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    seconds = int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
     rest = text[19:]  # [.fraction] then Z, z or +HH:MM / -HH:MM
     if rest[-1] in "Zz":
         fraction = rest[1:-1]
@@ -151,7 +151,7 @@ def _instant_us(text: str) -> int:
         fraction = rest[1:-6]
         offset = int(rest[-5:-3]) * 3600 + int(rest[-2:]) * 60
         seconds = seconds - offset if rest[-6] == "+" else seconds + offset
-    us = seconds * US
+    us = days * DAY_US + seconds * US
     if fraction:
         us += int(fraction[:6].ljust(6, "0"))
     if not _MIN_US <= us <= _MAX_US:

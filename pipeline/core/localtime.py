@@ -10,6 +10,7 @@ only the standard library, so the contract and the adapters may import it too.
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 __all__ = [
@@ -24,12 +25,13 @@ __all__ = [
     "local_date",
     "local_midnight_us",
     "days_us",
+    "WorkCalendar",
 ]
 
 US = 1_000_000  # microseconds in a second
 HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
-LOCAL_OFFSET_US = 7 * HOUR_US  # Asia/Ho_Chi_Minh, UTC+7, no DST
+LOCAL_OFFSET_US = 7 * 3600 * US  # Asia/Ho_Chi_Minh, UTC+7, no DST
 LOCAL_TZ = _dt.timezone(_dt.timedelta(microseconds=LOCAL_OFFSET_US), "Asia/Ho_Chi_Minh")
 EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 
@@ -66,3 +68,28 @@ def local_date(us: int) -> _dt.date:
 def local_midnight_us(d: _dt.date) -> int:
     """Epoch µs of local midnight at the start of the calendar date ``d``."""
     return (d.toordinal() - EPOCH_ORDINAL) * DAY_US - LOCAL_OFFSET_US
+
+
+@dataclass(frozen=True)
+class WorkCalendar:
+    """Working days: Monday to Friday, except the listed holidays, plus the listed weekend
+    days worked in exchange for a bridging day (read from ``deploy/holidays.csv`` by
+    ``pipeline.feed.calendar.load_calendar``)."""
+
+    holidays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekdays off
+    working_saturdays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekend days worked
+    names: dict[_dt.date, str] = field(default_factory=dict, compare=False)
+
+    def is_working_day(self, day: _dt.date) -> bool:
+        if day in self.working_saturdays:
+            return True
+        return day.weekday() < 5 and day not in self.holidays
+
+    def working_days(self, start: _dt.date, end: _dt.date) -> list[_dt.date]:
+        """The working days in [start, end)."""
+        out = []
+        for n in range(start.toordinal(), end.toordinal()):
+            day = _dt.date.fromordinal(n)
+            if self.is_working_day(day):
+                out.append(day)
+        return out

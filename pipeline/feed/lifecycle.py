@@ -48,16 +48,16 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
+from pipeline.core.localtime import LOCAL_TZ
 from pipeline.feed.calendar import OFFICE_HOURS, WORKDAY_SECONDS, WorkCalendar, load_calendar
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.feed.province import Province
 
-LOCAL_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7, no DST
 WORKDAY_START = OFFICE_HOURS[0][0]
 HOUR = 3600.0
 
@@ -131,7 +131,7 @@ class Incident:
 # --------------------------------------------------------------------------- units
 
 
-def load_units(path: str | Path | None = None, today: date | None = None) -> list[str]:
+def active_unit_ids(path: str | Path | None = None, today: date | None = None) -> list[str]:
     """Unit ids of the rows of the unit registry valid today (or ``today``), in file order,
     without the province root (it receives no dossier).
 

@@ -12,13 +12,13 @@ updating line on stderr. Returns once the broker acknowledged every message
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.config import Settings, UserError
+from pipeline.infra.processes import port_open
 
 CONNECT_TIMEOUT_MS = 10_000  # bootstrap: an unreachable broker fails within ~10 s
 MAX_BLOCK_MS = 15_000  # metadata / buffer waits inside send()
@@ -27,7 +27,8 @@ MAX_BLOCK_MS = 15_000  # metadata / buffer waits inside send()
 def open_producer(settings: Settings):
     """A kafka-python producer for ``settings``, or :class:`UserError` if Kafka is unreachable."""
     hint = f"cannot reach Kafka at {settings.kafka_bootstrap}: run `python -m pipeline infra up`"
-    if not any(_port_open(host, port) for host, port in _hosts(settings.kafka_bootstrap)):
+    # a cheap first check: a refused connection fails at once instead of after the bootstrap timeout
+    if not any(port_open(host, port, timeout=2.0) for host, port in _hosts(settings.kafka_bootstrap)):
         raise UserError(f"{hint} (connection refused)")
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -51,15 +52,6 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
         if port.isdigit():
             hosts.append((host.strip("[]") or "localhost", int(port)))
     return hosts
-
-
-def _port_open(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Cheap first check (a refused connection fails at once instead of after the bootstrap timeout)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _short(exc: BaseException) -> str:

@@ -43,7 +43,7 @@ from pipeline.feed.lifecycle import (
     WorkingClock,
     event_bytes,
     load_province,
-    load_units,
+    active_unit_ids,
 )
 from pipeline.feed.replay import Progress, _Acks, flush_and_check, open_producer, send_all
 
@@ -119,7 +119,7 @@ def run_simulation(
         raise UserError(f"--duration must be positive, got {duration}")
     if units < 1:
         raise UserError(f"--units must be positive, got {units}")
-    registry = load_units(settings.units_file)
+    registry = active_unit_ids(settings.units_file)
     chosen = registry[:units]
     incidents = list(incidents)
     for incident in incidents:

@@ -28,7 +28,8 @@ def run_report(
     from tqdm import tqdm
 
     from pipeline.access import open_runner
-    from pipeline.core.targets import TargetsError, load_targets
+    from pipeline.core.targets import TargetsError
+    from pipeline.targets_file import load_targets
     from pipeline.feed.calendar import load_calendar
     from pipeline.reports.data import collect_report
     from pipeline.reports.period import parse_period

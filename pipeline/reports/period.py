@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from pipeline.config import UserError
-from pipeline.core.windows import LOCAL_TZ
+from pipeline.core.localtime import LOCAL_TZ
 
 __all__ = ["Period", "parse_period", "LOCAL_TZ"]
 

@@ -37,7 +37,7 @@ import yaml
 from pipeline.alerting.rules import RuleOptions, write_rules
 from pipeline.alerting.webhook import Notification, WebhookLog, serve
 from pipeline.config import Settings
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.infra.prometheus import (
     alertmanager_argv,
     prometheus_argv,

@@ -18,7 +18,8 @@ import yaml
 from pipeline.alerting.rules import RULE_FILES, RULES_DIR, RuleOptions, render_rules, target_text, write_rules
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS
-from pipeline.core.targets import AlertingConfig, TargetsError, load_targets, parse_targets
+from pipeline.core.targets import AlertingConfig, TargetsError, parse_targets
+from pipeline.targets_file import load_targets
 
 TARGETS = PROJECT_ROOT / "deploy" / "targets.toml"
 PROMTOOL_TESTS = PROJECT_ROOT / "tests" / "promtool"

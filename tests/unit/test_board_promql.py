@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.boards.queries import below_target_expr, with_unit_label, with_unit_names
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.config import load_settings
 from pipeline.infra.prometheus import RULES_DIR
 

@@ -22,7 +22,7 @@ from pipeline.feed.lifecycle import (
     Incident,
     LifecycleGenerator,
     WorkingClock,
-    load_units,
+    active_unit_ids,
 )
 from pipeline.feed.replay import message_key, replay_file
 from pipeline.feed.scenario import MALFORMED_KINDS, build_scenario
@@ -329,7 +329,7 @@ def test_incident_drives_one_units_indicator_down(indicator, level, at_most, oth
 # --------------------------------------------------------------------------- units
 
 
-def test_load_units_reads_currently_valid_rows(tmp_path):
+def test_active_unit_ids_reads_currently_valid_rows(tmp_path):
     path = tmp_path / "units.csv"
     path.write_text(
         "# the province and its units\n"
@@ -341,10 +341,10 @@ def test_load_units_reads_currently_valid_rows(tmp_path):
         "SO_A,\"Sở A, B\",department,TINH,2020-01-01,,\n",
         encoding="utf-8",
     )
-    assert load_units(path, today=date(2026, 1, 1)) == ["TTPVHCC", "SO_A"]
-    assert load_units(path, today=date(2025, 6, 30)) == ["OLD", "SO_A"]
-    assert load_units(tmp_path / "missing.csv") == list(FALLBACK_UNITS)
-    assert load_units(REPO / "deploy" / "units.csv", today=date(2025, 7, 1))[0] == "TTPVHCC"
+    assert active_unit_ids(path, today=date(2026, 1, 1)) == ["TTPVHCC", "SO_A"]
+    assert active_unit_ids(path, today=date(2025, 6, 30)) == ["OLD", "SO_A"]
+    assert active_unit_ids(tmp_path / "missing.csv") == list(FALLBACK_UNITS)
+    assert active_unit_ids(REPO / "deploy" / "units.csv", today=date(2025, 7, 1))[0] == "TTPVHCC"
 
 
 # --------------------------------------------------------------------------- incidents
@@ -502,7 +502,7 @@ def test_simulation_sends_live_valid_events_at_the_rate(monkeypatch, capsys):
     fake = FakeProducer()
     monkeypatch.setattr(simulate_module, "open_producer", lambda settings: fake)
     settings = replace(Settings(), topic="sim.events")
-    incident = Incident(load_units(settings.units_file)[1], "satisfaction", 0.0)
+    incident = Incident(active_unit_ids(settings.units_file)[1], "satisfaction", 0.0)
     started = _now_us()
     sent = run_simulation(settings, rate=200, duration=1.5, units=3, incidents=[incident], seed=1)
     assert sent == len(fake.sent)
