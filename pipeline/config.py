@@ -25,6 +25,20 @@ class ConfigError(UserError, ValueError):
     """A configuration value or command-line argument is unusable."""
 
 
+def read_config_file(path: str | os.PathLike[str], what: str, error: type[Exception] = UserError) -> bytes:
+    """The bytes of the ``what`` file (targets, units, ...); a missing, unreadable file or a
+    directory raises ``error`` with one line naming the path."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{p}: {what} file not found") from None
+    except IsADirectoryError:
+        raise error(f"{p}: is a directory, not a {what} file") from None
+    except PermissionError:
+        raise error(f"{p}: permission denied") from None
+
+
 def positive_int(name: str, raw: str) -> int:
     """``raw`` as a positive integer, or :class:`ConfigError` naming ``name`` (also the CLI's flags)."""
     try:

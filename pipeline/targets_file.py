@@ -12,6 +12,7 @@ from decimal import Decimal
 from os import PathLike
 from pathlib import Path
 
+from pipeline.config import read_config_file
 from pipeline.core.targets import Targets, TargetsError, parse_targets
 
 __all__ = ["load_targets"]
@@ -20,15 +21,9 @@ __all__ = ["load_targets"]
 def load_targets(path: str | PathLike[str]) -> Targets:
     """Read and validate a targets TOML file; raises ``TargetsError`` (one line)."""
     p = Path(path)
+    raw = read_config_file(p, "targets", TargetsError)
     try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh, parse_float=Decimal)
-    except FileNotFoundError:
-        raise TargetsError(f"{p}: targets file not found") from None
-    except IsADirectoryError:
-        raise TargetsError(f"{p}: is a directory, not a targets file") from None
-    except PermissionError:
-        raise TargetsError(f"{p}: permission denied") from None
+        data = tomllib.loads(raw.decode("utf-8"), parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise TargetsError(f"{p}: invalid TOML: {' '.join(str(exc).split())}") from None
     except UnicodeDecodeError:
