@@ -6,7 +6,6 @@ The checkers come from the Debian packages that `make setup` installs
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,12 +18,10 @@ from pipeline.infra.prometheus import (
     render_alertmanager_config,
     render_prometheus_config,
 )
+from tests.tools import required_tool
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path is not None, f"{name} is not installed: run `make setup` (scripts/install-system-packages.sh)"
-    return path
+_tool = required_tool
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
