@@ -25,7 +25,8 @@ import faust
 
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
-from pipeline.core.targets import Targets, TargetsError, load_targets
+from pipeline.core.targets import Targets, TargetsError
+from pipeline.targets_file import load_targets
 from pipeline.core.registry import UnitRegistry
 from pipeline.core.view import indicator_figures
 from pipeline.store.client import connect
