@@ -19,7 +19,6 @@ here asserts anything about speed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
