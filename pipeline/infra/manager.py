@@ -180,8 +180,12 @@ def fetch(settings: Settings) -> Path:
     return libs
 
 
-def up(settings: Settings) -> None:
+def up(settings: Settings, kafka_only: bool = False) -> None:
+    """Start what is not running yet (``kafka_only``: just the Kafka nodes, e.g. a
+    test's own cluster, which needs no Prometheus)."""
     services = _services(settings)
+    if kafka_only:
+        services = {name: service for name, service in services.items() if name.startswith("kafka")}
     pids = {name: service.pid() for name, service in services.items()}
     for name, pid in pids.items():
         if pid is not None and _differs(settings, name, pid):
@@ -194,13 +198,14 @@ def up(settings: Settings) -> None:
     java = prom = am = ""
     if nodes is not None and any(pids[_kafka_name(n.node_id)] is None for n in nodes):
         java = kafka.require("java", "needs openjdk-17")
-    if pids["prometheus"] is None:
+    if not kafka_only and pids["prometheus"] is None:
         prom = _prometheus_binary()
-    if pids["alertmanager"] is None:
+    if not kafka_only and pids["alertmanager"] is None:
         am = _alertmanager_binary()
     _up_kafka(settings, services, nodes, java)
-    _up_alertmanager(settings, services["alertmanager"], am)
-    _up_prometheus(settings, services["prometheus"], prom)
+    if not kafka_only:
+        _up_alertmanager(settings, services["alertmanager"], am)
+        _up_prometheus(settings, services["prometheus"], prom)
 
 
 def _prometheus_binary() -> str:
@@ -240,9 +245,12 @@ def _up_kafka(settings: Settings, services: dict[str, Service], nodes: list[Brok
         pids.setdefault(name, services[name].pid())
     clients = client_settings(settings)
     t0 = time.monotonic()
-    first = services["kafka"]
-    wait_ready(first, pids["kafka"], lambda: kafka.probe_kafka(clients, len(nodes)) is None, KAFKA_TIMEOUT,
-               just_started="kafka" in started)
+    for node in nodes:  # each node answers by itself, then the cluster lists them all
+        name = _kafka_name(node.node_id)
+        alone = replace(clients, kafka_bootstrap=node.address, kafka_brokers=1)
+        expect = len(nodes) if node is nodes[-1] else 1
+        wait_ready(services[name], pids[name], lambda: kafka.probe_kafka(alone, expect) is None, KAFKA_TIMEOUT,
+                   just_started=name in started)
     for node in nodes:
         name = _kafka_name(node.node_id)
         if name in started:

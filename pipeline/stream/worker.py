@@ -253,6 +253,7 @@ class Worker:
 
     async def _start_state(self) -> None:
         try:
+            await self.dlq.maybe_declare()  # now, with the replication policy (not the broker's defaults on first use)
             await self.store.start()
         except Exception as exc:
             log.error("error: cannot open the case changelog: %s", exc)
