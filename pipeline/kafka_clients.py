@@ -21,6 +21,7 @@ built here contains it (``Settings`` hides it from its ``repr``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from contextlib import contextmanager
@@ -227,13 +228,15 @@ def topic_configs(settings: Settings) -> dict[str, str]:
 def quiet_kafka_logs() -> Iterator[None]:
     """kafka-python logs every refused connection and failed handshake; while probing
     (and when a failure becomes one ``error:`` line) that is noise."""
-    logger = logging.getLogger("kafka")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    loggers = [logging.getLogger(name) for name in ("kafka", "aiokafka")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -242,41 +245,66 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
 
 
-def is_auth_error(exc: BaseException) -> bool:
-    from kafka.errors import AuthenticationFailedError
+_AUTH_ERRORS = {"SaslAuthenticationFailed", "SaslAuthenticationFailedError", "IllegalSaslStateError",
+                "UnsupportedSaslMechanismError", "AuthenticationFailedError"}
 
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    return isinstance(exc, (AuthenticationFailedError, ssl.SSLError)) or bool(
-        names & {"SaslAuthenticationFailedError", "AuthenticationFailedError", "SSLCertVerificationError"}
+
+def is_auth_error(exc: BaseException) -> bool:
+    """A refused login or a TLS handshake that failed (certificate, protocol)."""
+    return isinstance(exc, ssl.SSLError) or bool({cls.__name__ for cls in type(exc).__mro__} & _AUTH_ERRORS)
+
+
+class Refused(UserError):
+    """The cluster refused this client's credentials or TLS handshake."""
+
+
+def _hosts(bootstrap: str) -> list[tuple[str, int]]:
+    hosts = []
+    for part in bootstrap.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if port.isdigit():
+            hosts.append((host.strip("[]") or "localhost", int(port)))
+    return hosts
+
+
+async def _count_brokers(settings: Settings, timeout_ms: int) -> int:
+    # One connection made by hand (aiokafka's create_conn: TCP, TLS, SASL, then a
+    # metadata request): the libraries' bootstrap loops only log why a login failed.
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    options = aiokafka_options(settings)
+    where = options.pop("bootstrap_servers")
+    protocol = settings.kafka_security_protocol
+    last: BaseException | None = None
+    for host, port in _hosts(where):
+        try:
+            conn = await asyncio.wait_for(create_conn(host, port, request_timeout_ms=timeout_ms, **options),
+                                          timeout_ms / 1000)
+            try:
+                metadata = await conn.send(MetadataRequest([]))  # brokers only, no topics
+            finally:
+                conn.close()
+        except Exception as exc:  # any client error: say which, in one line
+            if is_auth_error(exc):
+                who = f" of user {settings.kafka_sasl_username!r}" if protocol in SASL_PROTOCOLS else ""
+                raise Refused(
+                    f"Kafka at {host}:{port} refused the connection{who} ({protocol}): {describe_error(exc)}"
+                ) from None
+            last = exc
+            continue
+        return len(metadata.brokers) or 1
+    raise UserError(
+        f"cannot reach Kafka at {where} ({protocol}): {describe_error(last) if last else 'no address'}; "
+        "is it running (`python -m pipeline infra up`) and are TTHC_KAFKA_* right?"
     )
 
 
 def count_brokers(settings: Settings, timeout_ms: int = PREFLIGHT_TIMEOUT_MS) -> int:
     """Brokers in the cluster's metadata; UserError (one line) when the cluster cannot
-    be reached or refuses the credentials."""
-    from kafka import KafkaAdminClient
-
-    options = kafka_python_options(settings)
-    where = options["bootstrap_servers"]
-    try:
-        with quiet_kafka_logs():
-            admin = KafkaAdminClient(**options, bootstrap_timeout_ms=timeout_ms, request_timeout_ms=timeout_ms)
-            try:
-                cluster = admin.describe_cluster()
-            finally:
-                admin.close()
-    except Exception as exc:  # any client error: say which, in one line
-        if is_auth_error(exc):
-            who = f" user {settings.kafka_sasl_username!r}" if settings.kafka_security_protocol in SASL_PROTOCOLS else ""
-            raise UserError(
-                f"Kafka at {where} refused the connection of{who or ' this client'} "
-                f"({settings.kafka_security_protocol}): {describe_error(exc)}"
-            ) from None
-        raise UserError(
-            f"cannot reach Kafka at {where} ({settings.kafka_security_protocol}): {describe_error(exc)}; "
-            "is it running (`python -m pipeline infra up`) and are TTHC_KAFKA_* right?"
-        ) from None
-    return len(cluster.get("brokers", [])) or 1
+    be reached, :class:`Refused` when it refuses the credentials or the TLS handshake."""
+    with quiet_kafka_logs():
+        return asyncio.run(_count_brokers(settings, timeout_ms))
 
 
 def preflight(settings: Settings) -> Settings:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import re
 import shutil
 import subprocess
 import time
@@ -25,7 +26,8 @@ from pipeline.kafka_clients import (
     SASL_PROTOCOLS,
     TLS_PROTOCOLS,
     BrokerAddress,
-    is_auth_error,
+    Refused,
+    count_brokers,
     kafka_python_options,
     quiet_kafka_logs,
     topic_policy,
@@ -96,6 +98,20 @@ class BrokerSecurity:
     password: str = field(default="", repr=False)
     keystore: Path | None = None  # broker key + certificate chain (PEM)
     truststore: Path | None = None  # the CA (PEM)
+
+
+#: what the storage tool's ``--add-scram`` parser takes without quoting (it splits on
+#: commas and brackets and would echo a misparsed part of the password into its output)
+_SCRAM_TEXT = re.compile(r"[A-Za-z0-9._~!@#$%^&*()+=:;<>?/|{}-]+")
+
+
+def check_scram_text(username: str, password: str) -> None:
+    """UserError (never quoting the password) when the local broker cannot take them."""
+    if not _SCRAM_TEXT.fullmatch(username):
+        raise UserError(f"the local broker's SCRAM user name {username!r} may hold only letters, digits and ._~!@#$%^&*()+=:;<>?/|{{}}-")
+    if not _SCRAM_TEXT.fullmatch(password):
+        raise UserError("the local broker's SCRAM password may hold only letters, digits and ._~!@#$%^&*()+=:;<>?/|{}- "
+                        "(no spaces, quotes, backslashes, commas or brackets)")
 
 
 def _jaas_quote(text: str) -> str:
@@ -189,8 +205,10 @@ def ensure_formatted(
             "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
             "--cluster-id", cluster_id, "--config", str(config)]
     if security.protocol in SASL_PROTOCOLS:
-        argv += ["--add-scram", f"{security.mechanism}=[name={_jaas_quote(security.username)},"
-                                f"password={_jaas_quote(security.password)}]"]
+        check_scram_text(security.username, security.password)
+        # the password is on this command line for the second the tool runs (the tool
+        # reads it nowhere else); the tool's output goes to the log and never quotes it
+        argv += ["--add-scram", f"{security.mechanism}=[name={security.username},password={security.password}]"]
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
@@ -264,9 +282,14 @@ def probe_kafka(target: str | Settings, brokers: int = 1) -> str | None:
                 cluster = admin.describe_cluster()
             finally:
                 admin.close()
-    except Exception as exc:  # any other client error means "not ready yet"
-        if is_auth_error(exc):
-            raise UserError(f"Kafka at {bootstrap} refused this client's credentials ({type(exc).__name__})") from None
+    except Exception as exc:  # any client error means "not ready yet", unless the login is refused
+        if isinstance(target, Settings) and target.kafka_security_protocol != "PLAINTEXT":
+            try:
+                count_brokers(target, timeout_ms=5000)
+            except Refused:
+                raise  # a refused login or handshake: waiting longer cannot help
+            except UserError:
+                pass
         return f"{type(exc).__name__}: {exc}"
     seen = len(cluster.get("brokers", []))
     return None if seen >= brokers else f"{seen} of {brokers} brokers registered"
