@@ -249,8 +249,12 @@ def _up_kafka(settings: Settings, services: dict[str, Service], nodes: list[Brok
         name = _kafka_name(node.node_id)
         alone = replace(clients, kafka_bootstrap=node.address, kafka_brokers=1)
         expect = len(nodes) if node is nodes[-1] else 1
-        wait_ready(services[name], pids[name], lambda: kafka.probe_kafka(alone, expect) is None, KAFKA_TIMEOUT,
-                   just_started=name in started)
+        try:
+            wait_ready(services[name], pids[name], lambda: kafka.probe_kafka(alone, expect) is None, KAFKA_TIMEOUT,
+                       just_started=name in started)
+        except kafka_clients.Refused as exc:
+            raise UserError(f"{exc} (was the storage in {infra} formatted with other SCRAM credentials? "
+                            "then `infra down` and delete its kafka* folders)") from None
     for node in nodes:
         name = _kafka_name(node.node_id)
         if name in started:

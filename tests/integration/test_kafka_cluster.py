@@ -20,17 +20,17 @@ import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
 from typing import Iterator
 
 import pytest
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
-from pipeline.infra.manager import down, running_pids, up
+from pipeline.infra.manager import running_pids, up
 from pipeline.kafka_clients import kafka_python_options, topic_policy
 from tests.integration.exactness import assert_exact_once_caught_up
+from tests.integration.ownkafka import own_kafka_settings, running_kafka
 from tests.integration.workerproc import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.integration
@@ -40,24 +40,9 @@ RATE = 400.0  # messages/s: the replay runs through the kill and the restart
 BATCH = 200
 
 
-def cluster_settings() -> Settings:
-    """Three brokers of the test's own, beside the session's single broker: ports from
-    ``TTHC_KAFKA_EXTRA_PORT_BASE + 10`` on (broker 1 and its controller, then 2 and 3)."""
-    base = load_settings()
-    port = base.kafka_extra_port_base + 10
-    return replace(
-        base, data_dir=base.data_dir / "cluster3", kafka_bootstrap=f"127.0.0.1:{port}",
-        kafka_controller_port=port + 1, kafka_extra_port_base=port + 2, kafka_brokers=3,
-    )
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Settings]:
-    settings = cluster_settings()
-    up(settings, kafka_only=True)
-    yield settings
-    down(settings)
-    assert not any(running_pids(settings).values()), "infra down left a broker running"
+    yield from running_kafka(own_kafka_settings("cluster3", 10, kafka_brokers=3))
 
 
 def _describe(settings: Settings, topics: list[str]) -> list[dict]:
