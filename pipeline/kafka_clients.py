@@ -133,7 +133,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
                 str(Path(settings.kafka_ssl_certfile).expanduser()), str(Path(settings.kafka_ssl_keyfile).expanduser())
             )
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"cannot load the Kafka TLS files: {exc.__class__.__name__}: {getattr(exc, 'reason', None) or exc.strerror or ''}".rstrip(": ")) from None
+        raise ConfigError(f"cannot load the Kafka TLS files (TTHC_KAFKA_SSL_*): {describe_error(exc)}") from None
     return context
 
 
