@@ -1,5 +1,9 @@
 """``python -m pipeline infra up|down|status|fetch``: Kafka, Alertmanager and Prometheus on loopback.
 
+Kafka is one node (service ``kafka``, folder ``kafka``) or, with ``--brokers N``, N nodes
+(``kafka``, ``kafka-2`` … ``kafka-N``) forming one KRaft cluster; its clients' settings
+come from :mod:`pipeline.kafka_clients`.
+
 Everything lives under ``<data_dir>/infra``: ``run/*.pid``, ``logs/*.log``, and one folder
 per service for its config and data. ``up`` is idempotent; ``down`` stops only processes
 whose pid file *and* command line show this data dir started them.
@@ -21,7 +25,7 @@ from pipeline.kafka_clients import BrokerAddress
 
 __all__ = ["down", "fetch", "run_action", "running_pids", "status", "up", "wait_for_kafka"]
 
-ORDER = ("kafka", "alertmanager", "prometheus")  # start order (Prometheus alerts to Alertmanager); down reverses it
+# Start order: the Kafka nodes, Alertmanager, Prometheus (it alerts to Alertmanager); down reverses it.
 KAFKA_TIMEOUT = 60.0
 HTTP_TIMEOUT = 30.0
 
@@ -329,7 +333,7 @@ def down(settings: Settings) -> None:
     # bootstrap setting has since moved elsewhere.
     services = _services(settings)
     kafka_names = [name for name in services if name.startswith("kafka")]
-    for name in ["prometheus", "alertmanager", *reversed(kafka_names)]:
+    for name in ["prometheus", "alertmanager", *reversed(kafka_names)]:  # the start order, reversed
         pid = stop(services[name], timeout=30.0 if name.startswith("kafka") else 15.0)
         if name.startswith("kafka") and name != "kafka" and pid is None:
             continue  # a node of a cluster that is not configured nor running: nothing to say
