@@ -27,7 +27,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
-from pipeline.infra.manager import running_pids, up
+from pipeline.infra.manager import running_pids, status, up
 from pipeline.kafka_clients import kafka_python_options, topic_policy
 from tests.integration.exactness import assert_exact_once_caught_up
 from tests.integration.ownkafka import own_kafka_settings, running_kafka
@@ -62,6 +62,8 @@ def _topic_min_insync(settings: Settings, topic: str) -> str:
 
 
 def test_cluster_topics_are_replicated_three_times_with_two_in_sync(cluster):
+    assert {name: ok for name, ok in status(cluster).items() if name.startswith("kafka")} == {
+        "kafka": True, "kafka-2": True, "kafka-3": True}
     settings = isolated_settings(cluster, "cluster-topics")
     worker = WorkerProcess(settings).start()
     try:
