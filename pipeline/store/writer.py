@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
@@ -60,7 +60,7 @@ def to_us(value: Any) -> int | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return delta // timedelta(microseconds=1)
     raise TypeError(f"a time must be epoch microseconds or a datetime, got {type(value).__name__}")
 
 

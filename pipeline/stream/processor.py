@@ -33,7 +33,6 @@ from pipeline.core.outcomes import Outcome, diff_outcomes
 from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
 
-DAY_US = 86_400 * 1_000_000
 # Held outcomes carry sector "unknown" and the view counts them only once they are
 # older than the hold retention, so outcomes are a function of the events alone.
 ALL_ATTRIBUTED_US = 2**62

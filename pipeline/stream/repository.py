@@ -11,11 +11,11 @@ from collections import OrderedDict
 
 from pipeline import kafka_clients
 from pipeline.config import Settings
+from pipeline.core.localtime import DAY_US
 from pipeline.stream.processor import LiveState, StoredCase
 from pipeline.stream.state import CaseStore
 
 CASE_CACHE_SIZE = 50_000  # live case records kept decoded in memory
-DAY_US = 86_400 * 1_000_000
 
 
 def case_store(settings: Settings) -> CaseStore:

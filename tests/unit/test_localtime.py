@@ -72,9 +72,7 @@ def test_the_offset_and_the_day_length_are_written_once_in_the_package():
             if DAY.search(code):
                 days.append(where)
     assert [w.split(":")[0] for w in offsets] == ["pipeline/core/localtime.py"], offsets
-    # the day length: only in core.localtime, and in the lead's hot-path files until they import it
-    assert {w.split(":")[0] for w in days} <= {"pipeline/store/writer.py", "pipeline/stream/worker.py",
-                                                "pipeline/stream/processor.py"}, days
+    assert {w.split(":")[0] for w in days} <= {"pipeline/core/localtime.py"}, days
 
 
 def test_utc_stays_utc():
