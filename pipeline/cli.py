@@ -26,6 +26,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
     infra = commands.add_parser("infra", help="local Kafka, Prometheus, Alertmanager")
     infra.add_argument("action", choices=["up", "down", "status", "fetch"])
+    infra.add_argument("--brokers", type=_positive_int, help="local Kafka brokers (TTHC_KAFKA_BROKERS; default 1)")
+    infra.add_argument("--scram", action="store_true", help="SASL/SCRAM listener (TTHC_KAFKA_SECURITY_PROTOCOL=SASL_*)")
+    infra.add_argument("--tls", action="store_true", help="TLS listener with a throw-away CA (…=SSL or SASL_SSL)")
 
     worker = commands.add_parser("worker", help="the stream processor")
     worker.add_argument("--clock", choices=["wall", "event"], help="TTHC_CLOCK")
@@ -148,6 +151,11 @@ def _settings(args: argparse.Namespace) -> Settings:
         key: getattr(args, key, None)
         for key in ("data_dir", "clock", "web_port", "app_id")
     }
+    overrides["kafka_brokers"] = getattr(args, "brokers", None)
+    scram, tls = getattr(args, "scram", False), getattr(args, "tls", False)
+    if scram or tls:  # `infra up --scram/--tls`: the listener the clients' protocol names
+        overrides["kafka_security_protocol"] = {(True, False): "SASL_PLAINTEXT", (False, True): "SSL",
+                                                (True, True): "SASL_SSL"}[(scram, tls)]
     return load_settings(overrides=overrides)
 
 

@@ -8,7 +8,7 @@ raises :class:`ConfigError`, which the CLI prints as one line.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -87,6 +87,21 @@ def _path(name: str, raw: str) -> Path:
     return Path(_text(name, raw)).expanduser()
 
 
+def _auto_or_positive(name: str, raw: str) -> str:
+    text = raw.strip().lower()
+    if text == "auto":
+        return text
+    return str(positive_int(name, text))
+
+
+def _optional(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _secret(name: str, raw: str) -> str:
+    return raw  # taken as it is; never echoed in an error
+
+
 @dataclass(frozen=True)
 class Settings:
     """All configuration of the pipeline. Field ``x`` comes from ``TTHC_X``."""
@@ -112,6 +127,19 @@ class Settings:
     session_timeout: float = 15.0
     targets_file: Path = PROJECT_ROOT / "deploy" / "targets.toml"
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
+    # Kafka cluster and client security (pipeline/kafka_clients.py uses them all)
+    kafka_brokers: int = 1  # brokers `infra up` runs on loopback; clients bootstrap from all of them
+    kafka_extra_port_base: int = 19100  # broker n >= 2 listens on base + 2(n-2), its controller on the next port
+    kafka_replication: str = "auto"  # replication factor of the topics we create; auto = min(3, brokers)
+    kafka_min_insync: str = "auto"  # their min.insync.replicas; auto = 2 with 3+ replicas, else 1
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_sasl_password_file: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
 
     @property
     def hold_retention_us(self) -> int:
@@ -158,6 +186,18 @@ _PARSERS = {
     "session_timeout": positive_float,
     "targets_file": _path,
     "units_file": _path,
+    "kafka_brokers": positive_int,
+    "kafka_extra_port_base": _port,
+    "kafka_replication": _auto_or_positive,
+    "kafka_min_insync": _auto_or_positive,
+    "kafka_security_protocol": _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    "kafka_sasl_mechanism": _choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
+    "kafka_sasl_username": _optional,
+    "kafka_sasl_password": _secret,
+    "kafka_sasl_password_file": _optional,
+    "kafka_ssl_cafile": _optional,
+    "kafka_ssl_certfile": _optional,
+    "kafka_ssl_keyfile": _optional,
 }
 
 

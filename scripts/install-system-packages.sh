@@ -4,6 +4,7 @@
 #   prometheus-alertmanager, amtool <- prometheus-alertmanager
 #   java (17+)                      <- openjdk-17-jre-headless   (runs the Kafka broker)
 #   mvn                             <- maven                     (fetches the Kafka jars once)
+#   openssl                         <- openssl                   (the throw-away CA of `infra up --tls`, tests)
 #   chromium                        <- chromium                  (prints `report` HTML to PDF, tests)
 #   pdftoppm                        <- poppler-utils             (report tests render PDF pages to PNG)
 #   DejaVu fonts                    <- fonts-dejavu-core         (Vietnamese glyphs in reports and charts)
@@ -23,6 +24,7 @@ command -v alertmanager >/dev/null 2>&1 || need prometheus-alertmanager promethe
 need amtool prometheus-alertmanager
 need java openjdk-17-jre-headless
 need mvn maven
+need openssl openssl
 need chromium chromium
 need pdftoppm poppler-utils
 if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
@@ -30,7 +32,7 @@ if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
 fi
 
 if [ -z "$packages" ]; then
-    echo "system packages: all present (prometheus, alertmanager, java, mvn, chromium, pdftoppm, fonts)"
+    echo "system packages: all present (prometheus, alertmanager, java, mvn, openssl, chromium, pdftoppm, fonts)"
     exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then

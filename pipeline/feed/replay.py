@@ -25,22 +25,29 @@ MAX_BLOCK_MS = 15_000  # metadata / buffer waits inside send()
 
 
 def open_producer(settings: Settings):
-    """A kafka-python producer for ``settings``, or :class:`UserError` if Kafka is unreachable."""
-    hint = f"cannot reach Kafka at {settings.kafka_bootstrap}: run `python -m pipeline infra up`"
+    """A kafka-python producer for ``settings`` (``acks=all``, security from
+    ``pipeline.kafka_clients``), or :class:`UserError` if Kafka is unreachable or
+    refuses the credentials."""
+    from pipeline.kafka_clients import count_brokers, kafka_python_options, quiet_kafka_logs
+
+    options = kafka_python_options(settings)
+    hint = f"cannot reach Kafka at {options['bootstrap_servers']}: run `python -m pipeline infra up`"
     # a cheap first check: a refused connection fails at once instead of after the bootstrap timeout
-    if not any(port_open(host, port, timeout=2.0) for host, port in _hosts(settings.kafka_bootstrap)):
+    if not any(port_open(host, port, timeout=2.0) for host, port in _hosts(options["bootstrap_servers"])):
         raise UserError(f"{hint} (connection refused)")
+    count_brokers(settings, timeout_ms=CONNECT_TIMEOUT_MS)  # a refused login: one line, before any send
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
     try:
-        return KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            linger_ms=5,
-            bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
-            max_block_ms=MAX_BLOCK_MS,
-        )
+        with quiet_kafka_logs():
+            return KafkaProducer(
+                **options,
+                acks="all",
+                linger_ms=5,
+                bootstrap_timeout_ms=CONNECT_TIMEOUT_MS,
+                max_block_ms=MAX_BLOCK_MS,
+            )
     except (KafkaError, OSError) as exc:
         raise UserError(f"{hint} ({_short(exc)})") from None
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from aiokafka.partitioner import DefaultPartitioner
 from tqdm import tqdm
 
+from pipeline import kafka_clients
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
@@ -72,6 +73,7 @@ def run_backfill(settings: Settings, file: str, chunk: int = CHUNK_LINES) -> Bac
     path = Path(file)
     if not path.is_file():
         raise UserError(f"no such file: {file}")
+    settings = kafka_clients.preflight(settings)  # unreachable or refused: one error line; auto replication resolved
     result = asyncio.run(_backfill(settings, path, chunk))
     print(
         f"backfill: {result.lines:,} lines in {result.seconds:.1f}s ({result.rate:,.0f}/s): "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.core.localtime import DAY_US
 from pipeline.stream.processor import LiveState, StoredCase
@@ -24,6 +25,10 @@ def case_store(settings: Settings) -> CaseStore:
         topic=f"{settings.app_id}-cases-changelog",
         partitions=settings.partitions,
         directory=(settings.data_dir / "state" / settings.app_id).resolve(),
+        # bootstrap servers and security, and the replication of the topic (pipeline.kafka_clients)
+        client_options=kafka_clients.aiokafka_options(settings),
+        replication=kafka_clients.topic_policy(settings).replication,
+        topic_configs=kafka_clients.topic_configs(settings),
     )
 
 

@@ -23,7 +23,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -51,8 +51,16 @@ class RecoveryStats:
 class CaseStore:
     """Case records per partition: the changelog topic (truth) and a local cache."""
 
-    def __init__(self, *, bootstrap: str, topic: str, partitions: int, directory: Path) -> None:
+    def __init__(
+        self, *, bootstrap: str, topic: str, partitions: int, directory: Path,
+        client_options: Mapping[str, Any] | None = None, replication: int = 1,
+        topic_configs: Mapping[str, str] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        # bootstrap servers and security of every client (pipeline.kafka_clients), and the topic's replication
+        self.client_options = dict(client_options or {"bootstrap_servers": bootstrap})
+        self.replication = replication
+        self.topic_configs = dict(topic_configs or {})
         self.topic = topic
         self.partitions = partitions
         self.directory = directory
@@ -62,7 +70,7 @@ class CaseStore:
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**self.client_options)
         await admin.start()
         try:
             await admin.create_topics(
@@ -70,8 +78,8 @@ class CaseStore:
                     NewTopic(
                         self.topic,
                         num_partitions=self.partitions,
-                        replication_factor=1,
-                        topic_configs={"cleanup.policy": "compact"},
+                        replication_factor=self.replication,
+                        topic_configs={"cleanup.policy": "compact", **self.topic_configs},
                     )
                 ]
             )
@@ -80,7 +88,7 @@ class CaseStore:
         finally:
             await admin.close()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+            **self.client_options,
             acks="all",
             enable_idempotence=True,
             max_batch_size=_MAX_BATCH_BYTES + 100_000,
@@ -118,7 +126,7 @@ class CaseStore:
         cached = int(raw) if raw is not None else -1
         tp = TopicPartition(self.topic, partition)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.client_options,
             enable_auto_commit=False,
             group_id=None,
             isolation_level="read_uncommitted",

@@ -24,6 +24,7 @@ from typing import Any
 
 import faust
 
+from pipeline import kafka_clients
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
 from pipeline.core.targets import Targets, TargetsError
@@ -116,11 +117,10 @@ class Worker:
         s = self.settings
         app = faust.App(
             s.app_id,
-            broker=f"kafka://{s.kafka_bootstrap}",
+            **kafka_clients.faust_options(s),  # brokers, credentials, replication, acks=all
             store="memory://",
             datadir=str((s.data_dir / "faust" / s.app_id).resolve()),
             topic_partitions=s.partitions,
-            topic_replication_factor=1,
             web_bind="127.0.0.1",
             web_host="127.0.0.1",
             web_port=s.web_port,
@@ -138,7 +138,8 @@ class Worker:
         )
         # internal=True: Faust creates the topics (with these partitions) when missing,
         # so a worker started before any producer still subscribes to its input.
-        raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True)
+        raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True,
+                   config=kafka_clients.topic_configs(s))
         self.topic = app.topic(s.topic, **raw)
         self.dlq = app.topic(s.dlq_topic, **raw)
         # tthc_unit_info and tthc_consumer_lag (pipeline/stream/registry_metrics.py)
@@ -183,6 +184,7 @@ class Worker:
 
     async def _start_state(self) -> None:
         try:
+            await self.dlq.maybe_declare()  # now, with the replication policy (not the broker's defaults on first use)
             await self.store.start()
         except Exception as exc:
             log.error("error: cannot open the case changelog: %s", exc)
@@ -536,6 +538,7 @@ def run_worker(settings: Settings) -> int:
     if not settings.units_file.exists():
         raise UserError(f"units registry not found: {settings.units_file}")
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    settings = kafka_clients.preflight(settings)  # unreachable or refused: one error line; auto replication resolved
     worker = Worker(settings, targets)
     faust_worker = faust.Worker(worker.app, loglevel="WARNING", quiet=True)
     print(

@@ -19,6 +19,7 @@ TEST_ENV = {
     "TTHC_DATA_DIR": str(REPO / "var" / "test"),
     "TTHC_KAFKA_BOOTSTRAP": "127.0.0.1:29092",
     "TTHC_KAFKA_CONTROLLER_PORT": "29094",
+    "TTHC_KAFKA_EXTRA_PORT_BASE": "29100",  # the tests' own clusters (three brokers, SCRAM, TLS) from here on
     "TTHC_PROMETHEUS_PORT": "29090",
     "TTHC_ALERTMANAGER_PORT": "29093",
     "TTHC_WEB_PORT": "26066",

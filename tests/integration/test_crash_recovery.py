@@ -8,7 +8,6 @@ runs this test N times with different seeds (see docs/internals.md for the count
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -16,12 +15,10 @@ import time
 
 import pytest
 
-from pipeline.contract.events import format_time, parse_time
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
-from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _open_cases, _streaming
-from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli, sql_json
-from tests.oracle import expected_indicators, expected_open_cases
+from tests.integration.exactness import assert_exact_once_caught_up
+from tests.integration.workerproc import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +41,6 @@ def test_three_sigkills_at_varied_points_then_gauges_batch_and_oracle_agree(infr
     )
     path = tmp_path / "scenario.jsonl"
     path.write_bytes(b"\n".join(scenario.lines) + b"\n")
-    t_us = max(parse_time(e["occurred_at"]) for e in scenario.valid_events)
-    at = format_time(t_us)
-    oracle = _nonzero(expected_indicators(scenario.valid_events, at=at, windows=WINDOWS))
     replay_file(settings, str(path), progress=False)
 
     # 1. mid-stream, after a seeded share of the messages
@@ -81,18 +75,6 @@ def test_three_sigkills_at_varied_points_then_gauges_batch_and_oracle_agree(infr
 
     worker = WorkerProcess(settings).start()
     try:
-        def caught_up() -> bool:
-            return _nonzero(_streaming(worker)) == oracle
-
-        worker.wait_for(caught_up, 300, "the restarted worker's gauges to equal the oracle")
-        expected_open = {u: c for u, c in expected_open_cases(scenario.valid_events, at=at).items() if any(c)}
-        assert _open_cases(worker) == expected_open
-        stored = sql_json(settings, "SELECT count() AS n, uniqExact(event_id) AS ids FROM case_events FINAL")[0]
-        assert int(stored["n"]) == int(stored["ids"]) == len(scenario.valid_events)
-        batch_rows = json.loads(
-            run_cli(settings, "indicators", "--window", ",".join(WINDOWS), "--at", at, "--format", "json").stdout
-        )
-        batch = {(r["indicator"], r["unit"], r["sector"], r["window"]): (r["numerator"], r["denominator"]) for r in batch_rows}
-        assert _nonzero(batch) == oracle
+        assert_exact_once_caught_up(worker, scenario)
     finally:
         worker.stop()
