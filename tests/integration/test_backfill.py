@@ -9,18 +9,15 @@ duplicates, and ends with gauges = batch = oracle and every valid event stored o
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 import pytest
 
-from pipeline.contract.events import format_time, parse_time
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from pipeline.stream.backfill import partition_of
-from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _open_cases, _streaming
+from tests.integration.exactness import assert_exact_once_caught_up
 from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli, sql_json
-from tests.oracle import expected_indicators, expected_open_cases
 
 pytestmark = pytest.mark.integration
 
@@ -83,21 +80,8 @@ def test_backfill_then_broker_then_worker_end_exact(infra, tmp_path):
     placements = _placements(settings, len(lines))
     assert {partition for _, partition in placements} == set(range(settings.partitions))
     assert all(partition_of(key, settings.partitions) == partition for key, partition in placements)
-    t_us = max(parse_time(e["occurred_at"]) for e in scenario.valid_events)
-    at = format_time(t_us)
-    oracle = _nonzero(expected_indicators(scenario.valid_events, at=at, windows=WINDOWS))
     worker = WorkerProcess(settings).start()
     try:
-        worker.wait_for(lambda: _nonzero(_streaming(worker)) == oracle, 300, "gauges equal to the oracle")
-        expected_open = {u: c for u, c in expected_open_cases(scenario.valid_events, at=at).items() if any(c)}
-        assert _open_cases(worker) == expected_open
-        worker.wait_for(lambda: worker.health().get("pending") == 0, 60, "nothing pending")
-        stored = sql_json(settings, "SELECT count() AS n, uniqExact(event_id) AS ids FROM case_events FINAL")[0]
-        assert int(stored["n"]) == int(stored["ids"]) == len(scenario.valid_events)
-        batch_rows = json.loads(
-            run_cli(settings, "indicators", "--window", ",".join(WINDOWS), "--at", at, "--format", "json").stdout
-        )
-        batch = {(r["indicator"], r["unit"], r["sector"], r["window"]): (r["numerator"], r["denominator"]) for r in batch_rows}
-        assert _nonzero(batch) == oracle
+        assert_exact_once_caught_up(worker, scenario)
     finally:
         worker.stop()
