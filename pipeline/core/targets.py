@@ -38,7 +38,6 @@ __all__ = [
     "AlertingConfig",
     "Targets",
     "TargetsError",
-    "load_targets",
     "parse_targets",
     "OPS",
     "DEFAULT_MIN_VOLUME",

@@ -4,7 +4,6 @@ Speed itself is never asserted (that is `make bench`)."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
