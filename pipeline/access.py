@@ -54,9 +54,11 @@ class WorkerRunner:
 
     def alive(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=2) as response:
-                # degraded (a broker or ClickHouse problem) still answers queries
-                return json.load(response).get("status") in ("ok", "degraded")
+            # a busy worker can take seconds to answer; a refused connection fails at once
+            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=15) as response:
+                # any answer means a worker holds the engine: ask it (degraded, or starting
+                # during a rebuild, it still answers POST /sql, or says why not in one line)
+                return "status" in json.load(response)
         except (OSError, ValueError):
             return False
 

@@ -76,6 +76,7 @@ def with_password(dsn: str, password: str | None) -> str:
         return dsn
     if parsed.password:
         remember(parsed.password)
+    remember(password)
     if not password or parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         return dsn
     user = parsed.username or "default"
@@ -123,6 +124,11 @@ def install_log_redaction() -> None:
     if _FACTORY_INSTALLED:
         return
     _FACTORY_INSTALLED = True
+    for name in SECRET_NAMES:  # remember every configured secret, whoever reads it later
+        try:
+            read_secret(name)
+        except ConfigError:
+            pass  # reported by whoever needs it
     previous = logging.getLogRecordFactory()
     scrub = _RedactingFilter()
 

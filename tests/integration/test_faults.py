@@ -48,7 +48,7 @@ def _problems(worker: WorkerProcess) -> dict[str, str]:
 def test_broker_stopped_for_30s_mid_stream_then_worker_recovers_by_itself(infra, tmp_path):
     scenario = build_scenario(seed=31, cases=3000)
     expected = Expected.of(scenario)
-    settings = isolated_settings(infra, "outage", clock="event", batch_size=200, flush_interval=0.3, session_timeout=6.0)
+    settings = isolated_settings(infra, "outage", clock="event", batch_size=200, flush_interval=0.3)
     half = len(scenario.lines) // 2
     replay_file(settings, _write(tmp_path / "a.jsonl", scenario.lines[:half]), progress=False)
     worker = WorkerProcess(settings).start()
