@@ -60,11 +60,18 @@ def rss_mb(pid: int) -> float:
 
 def committed_offsets(settings: Settings) -> dict[int, int]:
     """The consumer group's committed offsets on the input topic, by partition."""
-    from kafka import KafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient
 
-    with KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap) as admin:
-        offsets = admin.list_consumer_group_offsets(settings.app_id)
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic}
+    async def run() -> dict:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            return await admin.list_consumer_group_offsets(settings.app_id)
+        finally:
+            await admin.close()
+
+    offsets = asyncio.run(run())
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic and meta.offset >= 0}
 
 
 def end_offsets(settings: Settings, topic: str | None = None) -> dict[int, int]:

@@ -162,8 +162,13 @@ def _set_topic_config(settings, topic: str, **configs: str) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import ConfigResource, ConfigResourceType
 
+    from pipeline.infra.kafka import ensure_topics
+
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)  # else the first send auto-creates it
     with KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap) as admin:
-        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)])
+        # incremental: only these keys change; a topic config not set before is not "unknown"
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)], raise_on_unknown=False,
+                            incremental=True)
 
 
 def test_dead_letter_topic_refusing_writes_blocks_acks_until_the_rejection_lands(infra, tmp_path):
