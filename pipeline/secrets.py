@@ -95,21 +95,31 @@ def redact(text: str) -> str:
     return text
 
 
-class _RedactingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: leave it to the handler
-            return True
-        record.msg, record.args = redact(message), ()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = redact(record.exc_text)
-            record.exc_info = None
-        if record.stack_info:
-            record.stack_info = redact(record.stack_info)
-        return True
+class RedactingLogRecord(logging.LogRecord):
+    """A log record whose message, traceback and stack text come out redacted.
+
+    Lazy: only a record that a handler actually formats pays for it (libraries such
+    as aiokafka create DEBUG records holding whole message values)."""
+
+    def getMessage(self) -> str:
+        return redact(super().getMessage())
+
+    @property
+    def exc_text(self):  # set by Formatter.format from the traceback
+        return self.__dict__.get("_exc_text")
+
+    @exc_text.setter
+    def exc_text(self, value) -> None:
+        self.__dict__["_exc_text"] = redact(value) if value else value
+
+    @property
+    def stack_info(self):
+        value = self.__dict__.get("_stack_info")
+        return redact(value) if value else value
+
+    @stack_info.setter
+    def stack_info(self, value) -> None:
+        self.__dict__["_stack_info"] = value
 
 
 _FACTORY_INSTALLED = False
@@ -118,8 +128,8 @@ _FACTORY_INSTALLED = False
 def install_log_redaction() -> None:
     """Redact every log record of this process, whatever logger or handler it goes to.
 
-    A record factory (not a handler filter): Faust and the Kafka clients set up their
-    own handlers after the worker starts, and every record passes the factory."""
+    A record class (not a handler filter): Faust and the Kafka clients set up their
+    own handlers after the worker starts, and every record is made by the factory."""
     global _FACTORY_INSTALLED
     if _FACTORY_INSTALLED:
         return
@@ -129,12 +139,4 @@ def install_log_redaction() -> None:
             read_secret(name)
         except ConfigError:
             pass  # reported by whoever needs it
-    previous = logging.getLogRecordFactory()
-    scrub = _RedactingFilter()
-
-    def factory(*args, **kwargs):
-        record = previous(*args, **kwargs)
-        scrub.filter(record)
-        return record
-
-    logging.setLogRecordFactory(factory)
+    logging.setLogRecordFactory(RedactingLogRecord)
