@@ -126,8 +126,8 @@ def test_100k_hostile_messages_interleaved_with_valid_ones(infra):
             assert worker.counter("tthc_invalid_events_total", reason=reason) == count, reason
         assert worker.counter("tthc_events_total", outcome="invalid") == BAD
         # invalid_events: one row per bad message, with its reason
-        rows = sql_json(settings, "SELECT partition, offset, reason FROM invalid_events FINAL")
-        assert {(int(r["partition"]), int(r["offset"])): r["reason"] for r in rows} == expected_bad
+        rows = sql_json(settings, "SELECT kafka_partition AS p, kafka_offset AS o, reason FROM invalid_events FINAL")
+        assert {(int(r["p"]), int(r["o"])): r["reason"] for r in rows} == expected_bad
         assert len(rows) == BAD
         # the dead-letter topic: each bad message once, with its reason
         letters = read_dead_letters(settings, BAD, timeout=300)
