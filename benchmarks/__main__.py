@@ -2,7 +2,8 @@
 its peers, on this machine. See BENCHMARKS.md for the method and the committed figures.
 
 Parts (all by default): ``contract``, ``ratio``, ``latency``, ``memory``, ``restart``,
-``state`` (the live state at province scale, no broker: ``benchmarks/state.py``).
+``scaleout`` (one worker, then two in one group), ``backfill`` (a long history through
+``python -m pipeline backfill``, then the worker's rebuild), ``state`` (the live state at province scale, no broker: ``benchmarks/state.py``).
 Sizes come from flags or ``BENCH_*`` variables, so development runs can be small::
 
     BENCH_EVENTS=20000 python -m benchmarks --only ratio
@@ -25,7 +26,7 @@ import time
 
 from pipeline.config import UserError
 
-PARTS = ("contract", "ratio", "latency", "memory", "restart", "state")
+PARTS = ("contract", "ratio", "latency", "memory", "restart", "scaleout", "backfill", "state")
 
 
 def _env_int(name: str, default: int) -> int:
@@ -83,6 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="open dossiers of the memory run (BENCH_OPEN_DOSSIERS, 200000)")
     p.add_argument("--restart-events", type=_positive, default=env.get("BENCH_RESTART_EVENTS", "1000000"),
                    help="messages before the restart (BENCH_RESTART_EVENTS, 1000000)")
+    p.add_argument("--backfill-events", type=_positive, default=env.get("BENCH_BACKFILL_EVENTS", "3000000"),
+                   help="messages of history loaded by backfill (BENCH_BACKFILL_EVENTS, 3000000)")
     p.add_argument("--state-dossiers", type=_positive, default=env.get("BENCH_STATE_DOSSIERS", "1000000"),
                    help="dossiers of history of the state run (BENCH_STATE_DOSSIERS, 1000000)")
     p.add_argument("--timeout", type=_positive, default=env.get("BENCH_TIMEOUT", "7200"),
@@ -133,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                          args.scrape_interval, args.timeout),
         "memory": lambda: parts.memory(base, args.seed, args.open_dossiers, args.timeout),
         "restart": lambda: parts.restart(base, args.seed, args.restart_events, args.timeout),
+        "scaleout": lambda: parts.scaleout(base, args.seed, args.events, args.timeout),
+        "backfill": lambda: parts.backfill(base, args.seed, args.backfill_events, args.timeout),
     }
     chosen = [part for part in args.only if part in measures]
     if chosen:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.feed import lifecycle, scenario
-from pipeline.feed.lifecycle import LOCAL_TZ, LifecycleGenerator, WorkingClock, event_bytes, load_units
+from pipeline.feed.lifecycle import LOCAL_TZ, LifecycleGenerator, WorkingClock, event_bytes, active_unit_ids
 
 CHUNK_CASES = 20_000  # dossiers per one-month chunk (~77,000 messages)
 FIRST_MONTH = date(2024, 1, 1)
@@ -82,7 +82,7 @@ def history_file(seed: int, events: int, directory: Path | None = None, progress
     path = directory / f"history-s{seed}-c{CHUNK_CASES}-n{events}.jsonl"
     if path.exists():
         return LoadFile(path, events)
-    units = load_units()
+    units = active_unit_ids()
     lines: list[bytes] = []
     with tqdm(total=events, desc="generate history", unit="ev", disable=not progress, leave=False) as bar:
         index = 0
@@ -110,7 +110,7 @@ def open_dossiers_file(seed: int, dossiers: int, directory: Path | None = None, 
     if path.exists():
         return LoadFile(path, dossiers)
     rng = random.Random(seed)
-    units = load_units()
+    units = active_unit_ids()
     gen = _received_template(rng, units)
     start = datetime.combine(date(2024, 1, 1), time(8), LOCAL_TZ)
     lines = []
@@ -128,7 +128,7 @@ def open_dossiers_file(seed: int, dossiers: int, directory: Path | None = None, 
 def received_events(seed: int, count: int, at: datetime, prefix: str) -> list[tuple[bytes, bytes]]:
     """``count`` (key, value) messages: ``received`` of new dossiers ``<prefix>-<n>`` at ``at``."""
     rng = random.Random(seed)
-    units = load_units()
+    units = active_unit_ids()
     gen = _received_template(rng, units)
     stamp = at.astimezone(LOCAL_TZ).isoformat(timespec="milliseconds")
     due = (at + timedelta(days=10)).astimezone(LOCAL_TZ).isoformat(timespec="seconds")

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import subprocess
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
 from tqdm import tqdm
@@ -32,11 +34,12 @@ from benchmarks.harness import (
     remove_run,
     rss_bytes,
     run_settings,
+    settings_env,
     state_gauges,
     steady_rate,
 )
 from benchmarks.peers import run_peer
-from pipeline.config import Settings
+from pipeline.config import PROJECT_ROOT, Settings
 
 MB = 1024 * 1024
 DRAIN_MIN_S = 60  # s a latency phase waits after its last event before it stops looking
@@ -361,3 +364,108 @@ def contract(seed: int, events: int) -> dict:
         except InvalidEvent:
             pass
     return {"events": len(lines), "parse_event_per_s": round(len(lines) / (time.perf_counter() - started))}
+
+
+# --------------------------------------------------------------------------- scale-out
+
+
+def _committed(settings: Settings) -> int:
+    """Messages of the topic the consumer group has committed (its offsets summed)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def read() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(settings.app_id)
+        finally:
+            await admin.close()
+        return sum(meta.offset for tp, meta in offsets.items() if tp.topic == settings.topic and meta.offset > 0)
+
+    return asyncio.run(read())
+
+
+def _follow_group(settings: Settings, workers: list[ProductWorker], events: int, timeout: float) -> tuple[float, int, float]:
+    """Poll the workers of one consumer group until the group has committed all ``events``
+    messages (a worker commits only what is stored, see the worker's flush); (t0, n0, end).
+    The workers' own counters cannot tell: after a rebalance the new owner handles again
+    what the old one had not committed."""
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + timeout
+    with tqdm(total=events, desc=f"{len(workers)} worker(s)", unit="ev", leave=False) as bar:
+        while True:
+            seen = [w.observe() for w in workers]
+            processed = sum(o.processed for o in seen)
+            if first is None and processed > 0:
+                first = (max(o.at for o in seen), processed)
+            committed = _committed(settings)
+            bar.n = min(committed, events)
+            bar.refresh()
+            if committed >= events:
+                return first[0], first[1], time.monotonic()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out after {timeout:.0f}s: {committed}/{events} committed")
+            time.sleep(0.2)
+
+
+def scaleout(base: Settings, seed: int, events: int, timeout: float) -> dict:
+    """The throughput load read by one worker, then by two workers of one consumer group
+    (4 partitions). Each worker has its own embedded ClickHouse (chDB admits one process
+    per data directory; with a ClickHouse server both would write to it)."""
+    history = load.history_file(seed, events)
+    rows = []
+    for count in (1, 2):
+        settings = run_settings(base, f"scale{count}", clock="event")
+        load_into_broker(settings, history.path)
+        prime(settings)
+        workers = [
+            ProductWorker(replace(settings, web_port=settings.web_port + i, data_dir=settings.data_dir / f"w{i}"))
+            for i in range(count)
+        ]
+        try:
+            for worker in workers:
+                worker.start()
+            first_at, first_count, end = _follow_group(settings, workers, events, timeout)
+        finally:
+            for worker in workers:
+                worker.stop()
+        remove_run(settings)
+        rows.append({"workers": count, "rate": round(steady_rate(first_at, first_count, end, events)),
+                     "seconds": round(end - first_at, 1)})  # fmt: skip
+        print(f"  {count} worker(s): {rows[-1]['rate']:>8,} events/s", flush=True)
+    return {"events": events, "partitions": base.partitions, "rows": rows,
+            "clickhouse": "embedded chDB, one per worker (no ClickHouse server on this machine)"}  # fmt: skip
+
+
+# --------------------------------------------------------------------------- backfill
+
+
+def backfill(base: Settings, seed: int, events: int, timeout: float) -> dict:
+    """A long history through ``python -m pipeline backfill`` (no broker per message),
+    then the worker started on it: time until its view is rebuilt and it is healthy."""
+    history = load.history_file(seed, events)
+    settings = run_settings(base, "backfill", clock="event")
+    create_topics(settings)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "pipeline", "backfill", str(history.path)], cwd=PROJECT_ROOT,
+                   env=settings_env(settings), check=True, timeout=timeout)  # fmt: skip
+    backfill_s = time.monotonic() - started
+    worker = ProductWorker(settings).start()
+    try:
+        worker.wait_healthy(timeout)
+        ready_s = time.monotonic() - worker.spawned_at
+        health = worker.health()
+        page = worker.metrics()
+        rss = rss_bytes(worker.pid)
+    finally:
+        worker.stop()
+    remove_run(settings)
+    return {
+        "events": events,
+        "backfill_s": round(backfill_s, 1),
+        "backfill_rate": round(events / backfill_s),
+        "worker_ready_s": round(ready_s, 1),
+        "rebuild_s": round(health.get("last_rebuild_seconds") or 0.0, 1),
+        "open_cases": round(metric_sum(page, "tthc_open_cases")),
+        "rss_mb": round(rss / MB, 1),
+    }

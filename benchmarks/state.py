@@ -28,7 +28,7 @@ from rocksdict import Options, Rdict, WriteBatch
 from pipeline.config import PROJECT_ROOT
 from pipeline.contract.events import CaseEvent
 from pipeline.core.cases import CaseState
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.stream.metrics import LiveExposition, WorkerMetrics
 from pipeline.stream.processor import LiveState, StoredCase, rebuild
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from pipeline.config import Settings, UserError
+from pipeline.store.batch import parse_windows  # one parser of --window, also batch_indicators'
 from pipeline.store.readonly import QueryRunner, check_read_only, json_safe
 
 FORMATS = ("json", "table", "csv")
@@ -122,16 +123,6 @@ def parse_at(text: str | None) -> int:
         raise UserError(f"--at must be an RFC 3339 time with offset, e.g. 2025-07-01T00:00:00+07:00; got {text!r}") from None
 
 
-def parse_windows(text: str) -> list[str]:
-    from pipeline.core.windows import WINDOWS
-
-    windows = [w.strip() for w in text.split(",") if w.strip()]
-    unknown = [w for w in windows if w not in WINDOWS]
-    if not windows or unknown:
-        raise UserError(f"--window takes {', '.join(WINDOWS)} (comma-separated); got {text!r}")
-    return windows
-
-
 def print_indicators(
     settings: Settings,
     *,
@@ -141,7 +132,8 @@ def print_indicators(
     at: str | None,
     output_format: str,
 ) -> int:
-    from pipeline.core.targets import TargetsError, load_targets
+    from pipeline.core.targets import TargetsError
+    from pipeline.targets_file import load_targets
     from pipeline.reports.indicator_table import format_indicator_table
     from pipeline.store.batch import batch_indicators
 

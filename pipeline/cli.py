@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from pipeline.config import ConfigError, Settings, UserError, load_settings
+from pipeline.config import ConfigError, Settings, UserError, load_settings, positive_float, positive_int
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +35,11 @@ def _build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser("replay", help="send a JSONL file, one message per line")
     replay.add_argument("file")
     replay.add_argument("--rate", type=_positive_float, help="messages per second (default: as fast as possible)")
+
+    backfill = commands.add_parser(
+        "backfill", help="load a JSONL history straight into the facts and the worker's state (worker stopped)"
+    )
+    backfill.add_argument("file")
 
     simulate = commands.add_parser("simulate", help="synthetic dossier lifecycles")
     simulate.add_argument("--rate", type=_positive_float, default=20.0, help="events per second")
@@ -98,24 +103,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {raw!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
-    return value
+def _flag(parse):
+    """A value parser of :mod:`pipeline.config` as an argparse type: one implementation for
+    the variables and the flags; its ConfigError becomes argparse's one-line error."""
+
+    def convert(raw: str):
+        try:
+            return parse("the value", raw)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__  # argparse names the type in its messages
+    return convert
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {raw!r}")
-    return value
+_positive_int = _flag(positive_int)
+_positive_float = _flag(positive_float)
 
 
 def _duration(raw: str) -> float:
@@ -162,6 +165,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         replay_file(settings, args.file, rate=args.rate)
         return 0
+    if args.command == "backfill":
+        from pipeline.stream.backfill import run_backfill
+
+        run_backfill(settings, args.file)
+        return 0
     if args.command == "simulate":
         from pipeline.feed.simulate import parse_incident, run_simulation, write_history
 
@@ -186,7 +194,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
-        from pipeline.core.targets import TargetsError, load_targets
+        from pipeline.core.targets import TargetsError
+        from pipeline.targets_file import load_targets
 
         try:
             targets = load_targets(settings.targets_file)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipeline.core.localtime import days_us
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -23,7 +25,22 @@ class ConfigError(UserError, ValueError):
     """A configuration value or command-line argument is unusable."""
 
 
-def _positive_int(name: str, raw: str) -> int:
+def read_config_file(path: str | os.PathLike[str], what: str, error: type[Exception] = UserError) -> bytes:
+    """The bytes of the ``what`` file (targets, units, ...); a missing, unreadable file or a
+    directory raises ``error`` with one line naming the path."""
+    p = Path(path)
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{p}: {what} file not found") from None
+    except IsADirectoryError:
+        raise error(f"{p}: is a directory, not a {what} file") from None
+    except PermissionError:
+        raise error(f"{p}: permission denied") from None
+
+
+def positive_int(name: str, raw: str) -> int:
+    """``raw`` as a positive integer, or :class:`ConfigError` naming ``name`` (also the CLI's flags)."""
     try:
         value = int(raw)
     except ValueError:
@@ -33,7 +50,8 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
-def _positive_float(name: str, raw: str) -> float:
+def positive_float(name: str, raw: str) -> float:
+    """``raw`` as a positive number, or :class:`ConfigError` naming ``name`` (also the CLI's flags)."""
     try:
         value = float(raw)
     except ValueError:
@@ -44,7 +62,7 @@ def _positive_float(name: str, raw: str) -> float:
 
 
 def _port(name: str, raw: str) -> int:
-    value = _positive_int(name, raw)
+    value = positive_int(name, raw)
     if value > 65535:
         raise ConfigError(f"{name} must be a TCP port (1-65535), got {value}")
     return value
@@ -101,7 +119,7 @@ class Settings:
 
     @property
     def hold_retention_us(self) -> int:
-        return self.hold_retention_days * 86_400 * 1_000_000
+        return days_us(self.hold_retention_days)
 
     @property
     def dlq_topic(self) -> str:
@@ -136,25 +154,25 @@ _PARSERS = {
     "kafka_bootstrap": _text,
     "kafka_controller_port": _port,
     "topic": _text,
-    "partitions": _positive_int,
+    "partitions": positive_int,
     "app_id": _text,
     "clickhouse_dsn": lambda name, raw: raw.strip(),
     "clock": _choice("wall", "event"),
     "web_port": _port,
     "web_host": _text,
-    "sql_max_seconds": _positive_float,
-    "sql_max_rows": _positive_int,
-    "sql_max_bytes": _positive_int,
+    "sql_max_seconds": positive_float,
+    "sql_max_rows": positive_int,
+    "sql_max_bytes": positive_int,
     "prometheus_port": _port,
     "alertmanager_port": _port,
     "webhook_port": _port,
     "rules_dir": _path,
-    "dedupe_retention_days": _positive_int,
-    "hold_retention_days": _positive_int,
-    "batch_size": _positive_int,
-    "flush_interval": _positive_float,
-    "snapshot_interval": _positive_float,
-    "session_timeout": _positive_float,
+    "dedupe_retention_days": positive_int,
+    "hold_retention_days": positive_int,
+    "batch_size": positive_int,
+    "flush_interval": positive_float,
+    "snapshot_interval": positive_float,
+    "session_timeout": positive_float,
     "targets_file": _path,
     "units_file": _path,
 }

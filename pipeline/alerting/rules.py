@@ -45,7 +45,7 @@ import yaml
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS, NAMES_VI
-from pipeline.core.targets import AlertingConfig, Targets
+from pipeline.core.targets import AlertingConfig, Targets, target_text
 
 __all__ = [
     "BOARD_UID",
@@ -75,7 +75,6 @@ WINDOW_NAMES_VI = {
     "qtd": "từ đầu quý",
     "ytd": "từ đầu năm",
 }
-OP_TEXT = {">": ">", ">=": "≥", "=": "="}
 # The PromQL comparison that keeps a *failing* ratio, per target op.
 FAILS = {">": "<=", ">=": "<", "=": "!="}
 
@@ -140,12 +139,6 @@ def _number(value: Fraction) -> str:
     """An exact decimal literal for PromQL (targets are decimals in the TOML file)."""
     text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def target_text(op: str, value: Fraction) -> str:
-    """``≥ 95%`` — the target as the alert texts print it."""
-    percent = _number(value * 100)
-    return f"{OP_TEXT[op]} {percent}%"
 
 
 def _windows_text(windows: tuple[str, ...]) -> str:

@@ -45,12 +45,11 @@ from pipeline.boards.queries import (
     ClickHouseQuery,
     below_target_expr,
     prom,
-    target_text,
     with_unit_label,
     with_unit_names,
 )
 from pipeline.core.indicators import INDICATORS, NAMES_VI
-from pipeline.core.targets import Targets
+from pipeline.core.targets import Targets, target_text
 
 PERCENT = "percentunit"
 #: indicators without sector scopes: feedback has no sector (docs/indicators.md, "Scopes")

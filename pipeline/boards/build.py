@@ -17,7 +17,8 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from pipeline.boards import boards
 from pipeline.config import PROJECT_ROOT, Settings, UserError
-from pipeline.core.targets import Targets, TargetsError, load_targets
+from pipeline.core.targets import Targets, TargetsError
+from pipeline.targets_file import load_targets
 
 DASHBOARDS_DIR = PROJECT_ROOT / "dashboards"
 

@@ -6,7 +6,8 @@ from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders.dashboard import DashboardLink, QueryVariable, ThresholdsConfig
 from grafana_foundation_sdk.models import dashboard as dm
 
-from pipeline.boards.queries import PROMETHEUS, target_text, threshold_value
+from pipeline.boards.queries import PROMETHEUS, threshold_value
+from pipeline.core.targets import target_text
 from pipeline.core.indicators import NAMES_VI
 from pipeline.core.targets import Targets
 

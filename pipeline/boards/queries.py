@@ -210,12 +210,6 @@ def threshold_value(op: str, value: float) -> float:
     return math.nextafter(value, math.inf) if op == ">" else value
 
 
-def target_text(op: str, value: float) -> str:
-    """``> 95%``, ``≥ 80%``, ``= 100%`` (as the plan writes it)."""
-    symbol = {">": ">", ">=": "≥", "=": "="}[op]
-    return f"{symbol} {value * 100:g}%"
-
-
 def _number(value: float) -> str:
     return repr(float(value))
 

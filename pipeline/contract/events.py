@@ -1,28 +1,35 @@
-"""The case event contract, version 1, as code.
+"""The case event contract, version 1: the JSON Schema, compiled, plus a few post-checks.
 
 One Kafka message carries one event: a JSON object, UTF-8, at most
-:data:`MAX_MESSAGE_BYTES`, keyed by its ``case_id``. :func:`parse_event` checks every
-rule of the contract (``docs/events.md``) by hand -- it runs once per message, so it
-uses no JSON Schema at runtime -- and either returns a normalised :class:`CaseEvent`
-or raises :class:`InvalidEvent` with one reason code out of :data:`REASONS`.
+:data:`MAX_MESSAGE_BYTES`, keyed by its ``case_id``. The rules of its content live in
+one place, ``schemas/case-event.v1.schema.json``; :func:`parse_event` validates the
+decoded object with that schema compiled by ``fastjsonschema`` and either returns a
+normalised :class:`CaseEvent` or raises :class:`InvalidEvent` with one reason code out
+of :data:`REASONS`.
 
 The checks run in a fixed order and the first failing one decides the reason, so the
-same bad message always gets the same reason:
+same bad message always gets the same reason (``docs/events.md``, "Check order"):
 
 1. value ``None`` or empty -> ``invalid_json``
 2. more than ``MAX_MESSAGE_BYTES`` bytes -> ``too_large``
 3. not UTF-8 -> ``not_utf8``
 4. not JSON (also ``NaN``/``Infinity``, a BOM, nesting too deep) -> ``invalid_json``
-5. not a JSON object -> ``not_object``
-6. ``schema_version`` absent/null -> ``missing_field``; not the integer 1 -> ``unsupported_version``
-7. ``event_type`` absent/null -> ``missing_field``; not one of the 14 types -> ``unknown_event_type``
-8. the common fields, then the type's fields, in the order of the contract tables:
-   absent/null -> ``missing_field``; wrong type, length, value -> ``invalid_field``;
-   a timestamp string that is not RFC 3339 with an offset -> ``invalid_timestamp``
-9. ``occurred_at`` more than 24 h after ``now_us`` -> ``future_timestamp``
-10. message key not the UTF-8 bytes of ``case_id`` -> ``key_mismatch``
+5. the schema, field by field (:data:`FIELD_ORDER`): the fields whose failure has a reason
+   of its own first (``schema_version``, ``event_type``, see :data:`FIELD_REASONS`), then
+   the schema's common properties, then the type's properties, each in schema order.
+   The root's ``type`` -> ``not_object``; a missing (absent or null) required field ->
+   ``missing_field``; the timestamp ``pattern`` -> ``invalid_timestamp``; any other
+   schema error -> ``invalid_field``
+6. ``occurred_at`` more than 24 h after ``now_us`` -> ``future_timestamp``
+7. message key not the UTF-8 bytes of ``case_id`` -> ``key_mismatch``
 
-This module imports nothing of the project and only the standard library.
+Post-checks -- the rules JSON Schema cannot say, run right after a field's schema check
+(:func:`_post_check`): an integer must be written as one (``1.0`` is not 1: the field's
+reason); a string must hold no lone surrogate (``invalid_field``); a timestamp's instant,
+after its offset, must lie in ClickHouse ``DateTime64``'s range (``invalid_timestamp``).
+
+A valid message costs one call of the compiled schema plus the post-checks; only an
+invalid one is checked field by field, to find the first failing check.
 """
 
 from __future__ import annotations
@@ -31,7 +38,12 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, Callable, Mapping
+
+import fastjsonschema
+
+from pipeline.core.localtime import DAY_US, EPOCH_ORDINAL, HOUR_US, US
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -44,26 +56,11 @@ __all__ = [
     "parse_time",
 ]
 
-MAX_MESSAGE_BYTES = 65536
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "case-event.v1.schema.json"
+SCHEMA: dict = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        "received",
-        "rejected",
-        "transferred",
-        "supplement_requested",
-        "supplement_received",
-        "payment",
-        "resolved",
-        "result_returned",
-        "stopped",
-        "withdrawn",
-        "apology_issued",
-        "rated",
-        "feedback_received",
-        "feedback_answered",
-    }
-)
+MAX_MESSAGE_BYTES = 65536
+EVENT_TYPES: frozenset[str] = frozenset(SCHEMA["properties"]["event_type"]["enum"])
 
 REASONS: tuple[str, ...] = (
     "too_large",
@@ -80,16 +77,21 @@ REASONS: tuple[str, ...] = (
 )
 _REASON_SET = frozenset(REASONS)
 
-_SCHEMA_VERSION = 1
-_MAX_AHEAD_US = 24 * 3600 * 1_000_000  # occurred_at may be at most this far ahead of now
-_RESERVED_UNITS = frozenset({"all"})
-_RESERVED_SECTORS = frozenset({"all", "unknown"})
-_MAX_AMOUNT = 2**63 - 1  # fits Int64/UInt64 columns
-# Timestamps must lie in ClickHouse DateTime64's range: years 1900-2299 as written, and the
-# instant itself (after the offset) within 1900-01-01T00:00:00Z .. 2299-12-31T23:59:59.999999Z.
-_MIN_YEAR, _MAX_YEAR = 1900, 2299
-_MIN_US = -2_208_988_800_000_000  # 1900-01-01T00:00:00Z
-_MAX_US = 10_413_791_999_999_999  # 2299-12-31T23:59:59.999999Z
+# The mapping of schema errors to reasons (besides not_object, missing_field and the
+# timestamp pattern): a field named here gives its own reason for any other failure.
+FIELD_REASONS: dict[str, str] = {
+    "schema_version": "unsupported_version",
+    "event_type": "unknown_event_type",
+}
+
+_SCHEMA_VERSION = SCHEMA["properties"]["schema_version"]["const"]
+_MAX_AHEAD_US = 24 * HOUR_US  # occurred_at may be at most this far ahead of now
+_TIMESTAMP_REF = "#/$defs/timestamp"
+_OPTIONAL_BOOL_REF = "#/$defs/optional_bool"
+# ClickHouse DateTime64's range for the instant (after the offset); the schema's pattern
+# bounds only the written year (1900-2299).
+_MIN_US = -2_208_988_800 * US  # 1900-01-01T00:00:00Z
+_MAX_US = 10_413_792_000 * US - 1  # 2299-12-31T23:59:59.999999Z
 _SHOW_CHARS = 60  # at most this many characters of the input in a detail
 
 
@@ -108,72 +110,82 @@ class InvalidEvent(Exception):
         return f"{self.reason}: {self.detail}"
 
 
+def _show(value: Any) -> str:
+    """A short rendering of (part of) the input for a detail message."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        text = value if len(value) <= _SHOW_CHARS else value[:_SHOW_CHARS] + "..."
+        return json.dumps(text, ensure_ascii=False)
+    text = json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(value)
+    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "..."
+
+
 # --------------------------------------------------------------------------- time
 
-_EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
-_DAY_US = 86_400_000_000
-_TIME_RE = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
-    r"(?:\.([0-9]{1,9}))?(?:[Zz]|([+-])((?:[01][0-9]|2[0-3])):([0-5][0-9]))"
-)
+_TIME_RE = re.compile(SCHEMA["$defs"]["timestamp"]["pattern"])
 _DAYS: dict[str, int] = {}  # "YYYY-MM-DD" -> days since the epoch (a small cache)
 
 
 def _epoch_days(ymd: str) -> int:
-    year = int(ymd[0:4])
-    if not _MIN_YEAR <= year <= _MAX_YEAR:
-        raise ValueError(f"year must be {_MIN_YEAR}-{_MAX_YEAR}")
-    days = date(year, int(ymd[5:7]), int(ymd[8:10])).toordinal() - _EPOCH_ORDINAL  # ValueError: no such date
+    days = date(int(ymd[0:4]), int(ymd[5:7]), int(ymd[8:10])).toordinal() - EPOCH_ORDINAL
     if len(_DAYS) >= 4096:
         _DAYS.clear()
     _DAYS[ymd] = days
     return days
 
 
-def parse_time(text: str) -> int:
-    """RFC 3339 date-time with an offset -> epoch microseconds (UTC).
-
-    Accepts ``YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|z|+HH:MM|-HH:MM)``, ``T`` or ``t``,
-    a real calendar date in the years 1900-2299, hours 00-23, no leap second
-    (``:60``), offsets up to +-23:59, and the instant itself between
-    1900-01-01T00:00:00Z and 2299-12-31T23:59:59.999999Z (ClickHouse DateTime64's
-    range). Fractions beyond microseconds are truncated (towards the past).
-    Raises :class:`ValueError` for anything else.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"timestamp must be a string, got {type(text).__name__}")
-    m = _TIME_RE.fullmatch(text)
-    if m is None:
-        raise ValueError(f"not an RFC 3339 date-time with offset: {_show(text)}")
+def _instant_us(text: str) -> int:
+    """Epoch µs of a string that matches the schema's timestamp pattern; raises
+    :class:`ValueError` for an instant outside ClickHouse DateTime64's range."""
     days = _DAYS.get(text[:10])
     if days is None:
-        try:
-            days = _epoch_days(text[:10])
-        except ValueError as exc:
-            raise ValueError(f"{exc}: {_show(text)}") from None
-    seconds = days * 86400 + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
-    frac, sign, off_h, off_m = m.groups()
-    if sign is not None:
-        offset = int(off_h) * 3600 + int(off_m) * 60
-        seconds = seconds - offset if sign == "+" else seconds + offset
-    us = seconds * 1_000_000
-    if frac is not None:
-        us += int(frac[:6].ljust(6, "0"))
+        days = _epoch_days(text[:10])
+    seconds = int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+    rest = text[19:]  # [.fraction] then Z, z or +HH:MM / -HH:MM
+    if rest[-1] in "Zz":
+        fraction = rest[1:-1]
+    else:
+        fraction = rest[1:-6]
+        offset = int(rest[-5:-3]) * 3600 + int(rest[-2:]) * 60
+        seconds = seconds - offset if rest[-6] == "+" else seconds + offset
+    us = days * DAY_US + seconds * US
+    if fraction:
+        us += int(fraction[:6].ljust(6, "0"))
     if not _MIN_US <= us <= _MAX_US:
         raise ValueError(f"instant outside 1900-01-01T00:00:00Z..2299-12-31T23:59:59.999999Z: {_show(text)}")
     return us
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 date-time with an offset -> epoch microseconds (UTC).
+
+    The grammar is the schema's ``$defs.timestamp`` pattern (``YYYY-MM-DDTHH:MM:SS
+    [.f{1,9}](Z|z|+HH:MM|-HH:MM)``, a real calendar date with a written year 1900-2299,
+    no leap second); the instant itself must lie between 1900-01-01T00:00:00Z and
+    2299-12-31T23:59:59.999999Z (ClickHouse DateTime64's range). Fractions beyond
+    microseconds are truncated (towards the past). Raises :class:`ValueError` for
+    anything else.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"timestamp must be a string, got {type(text).__name__}")
+    if _TIME_RE.match(text) is None:
+        raise ValueError(f"not an RFC 3339 date-time with offset in the years 1900-2299: {_show(text)}")
+    return _instant_us(text)
 
 
 def format_time(us: int) -> str:
     """Epoch microseconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC)."""
     if isinstance(us, bool) or not isinstance(us, int):
         raise TypeError(f"epoch microseconds must be an int, got {type(us).__name__}")
-    days, rest = divmod(us, _DAY_US)
+    days, rest = divmod(us, DAY_US)
     try:
-        d = date.fromordinal(days + _EPOCH_ORDINAL)
+        d = date.fromordinal(days + EPOCH_ORDINAL)
     except (ValueError, OverflowError):
         raise ValueError(f"epoch microseconds out of range: {us}") from None
-    seconds, micros = divmod(rest, 1_000_000)
+    seconds, micros = divmod(rest, US)
     hour, seconds = divmod(seconds, 3600)
     minute, second = divmod(seconds, 60)
     return (
@@ -245,10 +257,10 @@ class CaseEvent:
         if self.source is not None:
             record["source"] = self.source
         fields = self.fields
-        for name, _check in _TYPE_FIELDS.get(self.event_type, ()):
-            if name in fields:
-                value = fields[name]
-                record[name] = format_time(value) if name in _TIME_FIELDS else value
+        for f in _TYPE_FIELDS.get(self.event_type, ()):
+            if f.name in fields:
+                value = fields[f.name]
+                record[f.name] = format_time(value) if f.is_time else value
         return record
 
     @classmethod
@@ -261,22 +273,139 @@ class CaseEvent:
         return _build(record)
 
 
-# --------------------------------------------------------------------------- checks
+# --------------------------------------------------------------------------- the schema, field by field
 
-_ABSENT = object()  # a checker's "not kept"
+_ANNOTATIONS = frozenset({"title", "description", "$comment"})
+_ABSENT = object()  # "missing and not kept"
+_SchemaError = fastjsonschema.JsonSchemaValueException
 
 
-def _show(value: Any) -> str:
-    """A short rendering of (part of) the input for a detail message."""
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        text = value if len(value) <= _SHOW_CHARS else value[:_SHOW_CHARS] + "..."
-        return json.dumps(text, ensure_ascii=False)
-    text = json.dumps(value) if isinstance(value, (bool, int, float)) or value is None else repr(value)
-    return text if len(text) <= _SHOW_CHARS else text[:_SHOW_CHARS] + "..."
+def _compile(schema: dict) -> Callable[[Any], Any]:
+    """A fastjsonschema validator of ``schema``, a part of the contract's schema
+    (its ``$ref``s resolve against the contract's ``$defs``)."""
+    root = {"$schema": SCHEMA["$schema"], "$defs": SCHEMA["$defs"], **schema}
+    return fastjsonschema.compile(root, use_default=False, use_formats=False)
+
+
+def _refs(schema: dict) -> set[str]:
+    refs = {schema["$ref"]} if "$ref" in schema else set()
+    for sub in schema.get("allOf", ()):
+        refs |= _refs(sub)
+    return refs
+
+
+def _rules(schema: dict) -> dict:
+    """The constraints of a property schema with its ``$ref`` and ``allOf`` merged in
+    (what a detail message says the field must be)."""
+    rules: dict = {}
+    for key, value in schema.items():
+        if key == "$ref":
+            rules.update(_rules(SCHEMA["$defs"][value.removeprefix("#/$defs/")]))
+        elif key == "allOf":
+            for sub in value:
+                rules.update(_rules(sub))
+        elif key not in _ANNOTATIONS:
+            rules[key] = value
+    return rules
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """One property of the schema, in check order."""
+
+    name: str
+    required: bool
+    validate: Callable[[Any], Any]  # its schema, compiled
+    rules: dict  # its constraints, merged (for the detail message)
+    is_time: bool  # a $defs.timestamp: kept as epoch µs
+    is_int: bool  # of type integer: must be written as one
+    default: Any  # kept when missing (optional booleans: False), else _ABSENT
+    when: Callable[[Any], Any] | None  # the field counts only if the object passes this
+
+
+def _field(name: str, schema: dict, required: bool, when: Callable[[Any], Any] | None = None) -> _Field:
+    rules = _rules(schema)
+    types = rules.get("type", ())
+    types = (types,) if isinstance(types, str) else tuple(types)
+    return _Field(
+        name=name,
+        required=required,
+        validate=_compile(schema),
+        rules=rules,
+        is_time=_TIMESTAMP_REF in _refs(schema),
+        is_int="integer" in types,
+        default=False if _OPTIONAL_BOOL_REF in _refs(schema) else _ABSENT,
+        when=when,
+    )
+
+
+def _branch_fields(then: dict) -> tuple[_Field, ...]:
+    """The fields of one event type's ``then``; a property constrained only by a nested
+    ``if``/``then`` (``online_mode``: only when the channel is online) counts only when
+    the object passes that ``if`` -- otherwise it is ignored, neither checked nor kept."""
+    inner = then.get("then", {})
+    inner_props = inner.get("properties", {})
+    when = _compile(then["if"]) if "if" in then else None
+    fields = []
+    for name, schema in then.get("properties", {}).items():
+        if name in inner_props:
+            if set(schema) - _ANNOTATIONS:
+                raise RuntimeError(f"schema: {name} is constrained both always and conditionally")
+            fields.append(_field(name, inner_props[name], name in inner.get("required", ()), when))
+        else:
+            fields.append(_field(name, schema, name in then.get("required", ())))
+    return tuple(fields)
+
+
+def _type_branches() -> dict[str, dict]:
+    """Each event type's ``then`` of the schema's ``allOf`` (one ``if``/``then`` per type)."""
+    branches: dict[str, dict] = {t: {} for t in SCHEMA["properties"]["event_type"]["enum"]}
+    for branch in SCHEMA["allOf"]:
+        event_type = branch["if"]["properties"]["event_type"]["const"]
+        if event_type not in branches or branch["if"].get("required") != ["event_type"] or set(branch) != {"if", "then"}:
+            raise RuntimeError(f"schema: unexpected allOf branch {branch['if']}")
+        branches[event_type] = branch["then"]
+    return branches
+
+
+_BRANCHES = _type_branches()
+# The schema compiled in two steps, for speed and with the same verdict: the root without
+# its allOf, then the one branch whose ``if`` holds (every other branch's ``if`` fails on
+# the event_type the root accepted, so that branch holds vacuously). fastjsonschema runs
+# a failing ``if`` by raising an exception; seven of them per event cost more than the rest.
+_validate_root = _compile({k: v for k, v in SCHEMA.items() if k not in ("allOf", "$defs", "$schema")})
+_validate_branch = {t: _compile(then) for t, then in _BRANCHES.items()}
+_COMMON: tuple[_Field, ...] = tuple(
+    _field(name, SCHEMA["properties"][name], name in SCHEMA["required"])
+    for name in sorted(SCHEMA["properties"], key=lambda n: n not in FIELD_REASONS)  # stable: schema order
+)
+_TYPE_FIELDS = {t: _branch_fields(then) for t, then in _BRANCHES.items()}
+
+FIELD_ORDER: dict[str, tuple[str, ...]] = {
+    t: tuple(f.name for f in _COMMON + fields) for t, fields in _TYPE_FIELDS.items()
+}
+"""Per event type, the fields in the order they are checked."""
+
+
+# --------------------------------------------------------------------------- errors -> reasons
+
+
+def _expected(rules: dict) -> str:
+    """What a field must be, in words, from its schema."""
+    types = rules.get("type", ())
+    types = (types,) if isinstance(types, str) else tuple(types)
+    or_null = " or null" if "null" in types else ""
+    if "const" in rules:
+        return f"the {types[0] if types else 'value'} {json.dumps(rules['const'])}"
+    if "enum" in rules:
+        return f"one of {'|'.join(map(str, rules['enum']))}{or_null}"
+    if "pattern" in rules:
+        return "an RFC 3339 string"
+    if "integer" in types:
+        return f"an integer {rules.get('minimum', '')}-{rules.get('maximum', '')}{or_null}"
+    if "boolean" in types:
+        return f"true, false{or_null}" if or_null else "true or false"
+    return f"a string{or_null}"
 
 
 def _missing(obj: Mapping[str, Any], name: str) -> InvalidEvent:
@@ -284,186 +413,87 @@ def _missing(obj: Mapping[str, Any], name: str) -> InvalidEvent:
     return InvalidEvent("missing_field", f"{name} is required but is {state}")
 
 
-def _text(obj: Mapping[str, Any], name: str, max_len: int, reserved: frozenset[str] = frozenset()) -> str:
-    value = obj.get(name)
-    if value is None:
-        raise _missing(obj, name)
-    if not isinstance(value, str):
-        raise InvalidEvent("invalid_field", f"{name} must be a string, got {_show(value)}")
-    n = len(value)
-    if n == 0 or n > max_len:
-        raise InvalidEvent("invalid_field", f"{name} must be 1-{max_len} characters long, got {n}")
-    if value in reserved:
-        raise InvalidEvent("invalid_field", f"{name} must not be the reserved code {_show(value)}")
-    if not value.isascii():
-        _check_unicode(name, value)
-    return value
-
-
-def _check_unicode(name: str, value: str) -> None:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidEvent(
-            "invalid_field", f"{name} contains a lone surrogate (\\u escape) at character {exc.start}"
-        ) from None
-
-
-def _enum(obj: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str:
-    value = obj.get(name)
-    if value is None:
-        raise _missing(obj, name)
-    if not isinstance(value, str) or value not in allowed:
-        raise InvalidEvent("invalid_field", f"{name} must be one of {'|'.join(allowed)}, got {_show(value)}")
-    return value
-
-
-def _time(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if value is None:
-        raise _missing(obj, name)
-    if not isinstance(value, str):
-        raise InvalidEvent("invalid_field", f"{name} must be an RFC 3339 string, got {_show(value)}")
-    try:
-        return parse_time(value)
-    except ValueError:
-        raise InvalidEvent(
+def _reason_of(f: _Field, value: Any, rule: str) -> InvalidEvent:
+    """The reason and detail of ``value`` failing ``rule`` of field ``f``'s schema."""
+    name = f.name
+    if rule == "pattern":
+        return InvalidEvent(
             "invalid_timestamp",
-            f"{name} must be an RFC 3339 date-time with offset in the years {_MIN_YEAR}-{_MAX_YEAR}, "
-            f"got {_show(value)}",
-        ) from None
+            f"{name} must be an RFC 3339 date-time with offset in the years 1900-2299, got {_show(value)}",
+        )
+    reason = FIELD_REASONS.get(name, "invalid_field")
+    if name == "event_type":
+        return InvalidEvent(reason, f"event_type {_show(value)} is not a known event type")
+    if rule == "not":
+        return InvalidEvent(reason, f"{name} must not be the reserved code {_show(value)}")
+    if rule in ("minLength", "maxLength"):
+        lo, hi = f.rules.get("minLength"), f.rules["maxLength"]
+        length = f"{lo}-{hi} characters" if lo is not None else f"at most {hi} characters"
+        return InvalidEvent(reason, f"{name} must be {length} long, got {len(value)}")
+    return InvalidEvent(reason, f"{name} must be {_expected(f.rules)}, got {_show(value)}")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-# Type-field checkers: (obj, name) -> normalised value, or _ABSENT when not kept.
-_Checker = Callable[[Mapping[str, Any], str], Any]
-
-
-def _code(obj: Mapping[str, Any], name: str) -> str:
-    return _text(obj, name, 64)
-
-
-def _unit_code(obj: Mapping[str, Any], name: str) -> str:
-    return _text(obj, name, 64, _RESERVED_UNITS)
-
-
-def _sector(obj: Mapping[str, Any], name: str) -> str:
-    return _text(obj, name, 64, _RESERVED_SECTORS)
-
-
-def _channel(obj: Mapping[str, Any], name: str) -> str:
-    return _enum(obj, name, ("direct", "online", "postal"))
-
-
-def _online_mode(obj: Mapping[str, Any], name: str) -> Any:
-    if obj.get("channel") != "online":
-        return _ABSENT  # only meaningful for online dossiers: ignored, not kept
-    return _enum(obj, name, ("full", "partial"))
-
-
-def _method(obj: Mapping[str, Any], name: str) -> str:
-    return _enum(obj, name, ("online", "offline"))
-
-
-def _opt_bool(obj: Mapping[str, Any], name: str) -> bool:
-    value = obj.get(name)
-    if value is None:
+def _passes(validate: Callable[[Any], Any], value: Any) -> bool:
+    try:
+        validate(value)
+    except _SchemaError:
         return False
-    if value is True or value is False:
-        return value
-    raise InvalidEvent("invalid_field", f"{name} must be true, false or null, got {_show(value)}")
+    return True
 
 
-def _amount(obj: Mapping[str, Any], name: str) -> Any:
-    value = obj.get(name)
+def _schema_check(f: _Field, obj: Mapping[str, Any], value: Any) -> None:
+    """Field ``f`` against its part of the schema (only run once the whole schema failed)."""
+    if value is None:  # missing: absent or null
+        if f.required:
+            raise _missing(obj, f.name)
+        return
+    try:
+        f.validate(value)
+    except _SchemaError as exc:
+        raise _reason_of(f, value, exc.rule) from None
+
+
+def _post_check(f: _Field, value: Any) -> Any:
+    """The rules the schema cannot say, then normalisation: the kept value, or _ABSENT.
+
+    A timestamp's instant must lie in DateTime64's range; an integer must be written as
+    one (1.0 and 1e0 pass JSON Schema's "integer"); a string must hold no lone surrogate.
+    """
     if value is None:
-        return _ABSENT
-    if not _is_int(value) or not 0 <= value <= _MAX_AMOUNT:
-        raise InvalidEvent("invalid_field", f"{name} must be an integer 0-{_MAX_AMOUNT}, got {_show(value)}")
+        return f.default
+    if f.is_time:
+        try:
+            return _instant_us(value)
+        except ValueError:
+            raise _reason_of(f, value, "pattern") from None
+    if f.is_int:
+        if type(value) is not int:
+            raise _reason_of(f, value, "type")
+    elif type(value) is str and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidEvent(
+                "invalid_field", f"{f.name} contains a lone surrogate (\\u escape) at character {exc.start}"
+            ) from None
     return value
 
 
-def _rating(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if value is None:
-        raise _missing(obj, name)
-    if not _is_int(value) or not 1 <= value <= 5:
-        raise InvalidEvent("invalid_field", f"{name} must be an integer 1-5, got {_show(value)}")
-    return value
-
-
-# Per event type: its extra fields in check (and record) order.
-_TYPE_FIELDS: dict[str, tuple[tuple[str, _Checker], ...]] = {
-    "received": (
-        ("procedure_code", _code),
-        ("sector", _sector),
-        ("channel", _channel),
-        ("online_mode", _online_mode),
-        ("due_at", _time),
-        ("has_fee", _opt_bool),
-        ("digitized", _opt_bool),
-        ("reused_data", _opt_bool),
-        ("vneid_authenticated", _opt_bool),
-    ),
-    "rejected": (),
-    "transferred": (("to_unit_id", _unit_code),),
-    "supplement_requested": (),
-    "supplement_received": (),
-    "payment": (("method", _method), ("amount_vnd", _amount)),
-    "resolved": (),
-    "result_returned": (("electronic_result", _opt_bool),),
-    "stopped": (),
-    "withdrawn": (),
-    "apology_issued": (("new_due_at", _time),),
-    "rated": (("rating", _rating),),
-    "feedback_received": (("due_at", _time),),
-    "feedback_answered": (),
-}
-assert frozenset(_TYPE_FIELDS) == EVENT_TYPES
-_TIME_FIELDS = frozenset({"due_at", "new_due_at"})
-
-
-def _build(obj: Any) -> CaseEvent:
-    """Steps 5-8 of the check order: the content rules of a decoded JSON value."""
-    if not isinstance(obj, dict):
-        raise InvalidEvent("not_object", f"the message must be a JSON object, got {_json_kind(obj)}")
-
-    version = obj.get("schema_version")
-    if version is None:
-        raise _missing(obj, "schema_version")
-    if not (_is_int(version) and version == _SCHEMA_VERSION):
-        raise InvalidEvent("unsupported_version", f"schema_version must be the integer 1, got {_show(version)}")
-
-    event_type = obj.get("event_type")
-    if event_type is None:
-        raise _missing(obj, "event_type")
-    spec = _TYPE_FIELDS.get(event_type) if isinstance(event_type, str) else None
-    if spec is None:
-        raise InvalidEvent("unknown_event_type", f"event_type {_show(event_type)} is not a known event type")
-
-    event_id = _text(obj, "event_id", 128)
-    case_id = _text(obj, "case_id", 64)
-    unit_id = _text(obj, "unit_id", 64, _RESERVED_UNITS)
-    occurred_at_us = _time(obj, "occurred_at")
-    source = obj.get("source")
-    if source is not None:
-        if not isinstance(source, str):
-            raise InvalidEvent("invalid_field", f"source must be a string or null, got {_show(source)}")
-        if len(source) > 128:
-            raise InvalidEvent("invalid_field", f"source must be at most 128 characters long, got {len(source)}")
-        if not source.isascii():
-            _check_unicode("source", source)
-
-    fields = {}
-    for name, check in spec:
-        value = check(obj, name)
-        if value is not _ABSENT:
-            fields[name] = value
-
-    return CaseEvent(event_id, event_type, case_id, unit_id, occurred_at_us, source, _Fields(fields))
+def _checked(obj: Mapping[str, Any], fields: tuple[_Field, ...], by_field: bool) -> dict[str, Any]:
+    """The kept values of ``fields``; ``by_field``: check each against its schema first."""
+    kept = {}
+    for f in fields:
+        if f.when is not None and not _passes(f.when, obj):
+            continue
+        value = obj.get(f.name)
+        if by_field:
+            _schema_check(f, obj, value)
+        if value is None or f.is_time or f.is_int or (type(value) is str and not value.isascii()):
+            value = _post_check(f, value)
+            if value is _ABSENT:
+                continue
+        kept[f.name] = value
+    return kept
 
 
 def _json_kind(value: Any) -> str:
@@ -476,6 +506,32 @@ def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     return "a number"
+
+
+def _build(obj: Any) -> CaseEvent:
+    """Step 5 of the check order: the content rules of a decoded JSON value."""
+    error = None
+    try:
+        _validate_root(obj)
+        _validate_branch[obj["event_type"]](obj)
+    except _SchemaError as exc:
+        if exc.rule == "type" and exc.path == ["data"]:
+            raise InvalidEvent("not_object", f"the message must be a JSON object, got {_json_kind(obj)}") from None
+        error = exc
+    by_field = error is not None  # invalid: find the first failing check, field by field
+    common = _checked(obj, _COMMON, by_field)
+    fields = _checked(obj, _TYPE_FIELDS[common["event_type"]], by_field)
+    if error is not None:  # a schema rule outside the field map (never expected)
+        raise InvalidEvent("invalid_field", f"the event breaks the schema: {error.message[:200]}")
+    return CaseEvent(
+        common["event_id"],
+        common["event_type"],
+        common["case_id"],
+        common["unit_id"],
+        common["occurred_at"],
+        common.get("source"),
+        _Fields(fields),
+    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -513,7 +569,7 @@ def parse_event(value: bytes | None, *, key: bytes | None, now_us: int) -> CaseE
     event = _build(obj)
 
     if event.occurred_at_us - now_us > _MAX_AHEAD_US:
-        ahead_h = (event.occurred_at_us - now_us) / 3_600_000_000
+        ahead_h = (event.occurred_at_us - now_us) / HOUR_US
         raise InvalidEvent(
             "future_timestamp",
             f"occurred_at is {ahead_h:.1f} h after the current time; at most 24 h ahead is allowed",

@@ -53,8 +53,7 @@ STATE_VERSION = 1
 #: late-after time of an open case that is late at any clock (two supplement requests)
 LATE_ALWAYS = -(1 << 62)
 
-_LOCAL_OFFSET_US = 7 * 3600 * 1_000_000  # Asia/Ho_Chi_Minh: UTC+7, no DST
-_DAY_US = 86_400 * 1_000_000
+from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US  # noqa: E402 (issue 12)
 
 # indices into a compact row
 _T, _ID, _TYPE, _UNIT = 0, 1, 2, 3

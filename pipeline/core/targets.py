@@ -1,4 +1,7 @@
-"""Targets (chỉ tiêu) from ``deploy/targets.toml`` (docs/indicators.md, "Targets").
+"""Targets (chỉ tiêu) of ``deploy/targets.toml`` (docs/indicators.md, "Targets").
+
+The pure core reads no file: :func:`parse_targets` takes the parsed TOML;
+``pipeline.targets_file.load_targets`` reads the file and calls it.
 
 File format::
 
@@ -23,13 +26,10 @@ float), and comparisons are done on integers: for ``>= p/q``, ``n * q >= p * d``
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
-from os import PathLike
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from pipeline.core.indicators import INDICATORS
@@ -264,20 +264,13 @@ def parse_targets(data: Mapping[str, Any], source: str = "<targets>") -> Targets
     )
 
 
-def load_targets(path: str | PathLike[str]) -> Targets:
-    """Read and validate a targets TOML file; raises ``TargetsError`` (one line)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as fh:
-            data = tomllib.load(fh, parse_float=Decimal)
-    except FileNotFoundError:
-        raise TargetsError(f"{p}: targets file not found") from None
-    except IsADirectoryError:
-        raise TargetsError(f"{p}: is a directory, not a targets file") from None
-    except PermissionError:
-        raise TargetsError(f"{p}: permission denied") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetsError(f"{p}: invalid TOML: {' '.join(str(exc).split())}") from None
-    except UnicodeDecodeError:
-        raise TargetsError(f"{p}: invalid TOML: not UTF-8") from None
-    return parse_targets(data, source=str(p))
+OP_TEXT = {">": ">", ">=": "≥", "=": "="}
+
+
+def target_text(op: str, value: Fraction | float) -> str:
+    """``≥ 95%``, ``> 60%``, ``= 100%``, ``≥ 85.5%``: a target as the alert texts and the
+    boards print it (exact: a float target is read as the decimal it was written as)."""
+    exact = value if isinstance(value, Fraction) else Fraction(str(value))
+    percent = format(Decimal(exact.numerator * 100) / Decimal(exact.denominator), "f")
+    percent = percent.rstrip("0").rstrip(".") if "." in percent else percent
+    return f"{OP_TEXT[op]} {percent}%"

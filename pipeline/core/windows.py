@@ -1,7 +1,7 @@
 """Time buckets and windows (docs/indicators.md, "Windows and the clock").
 
-Local time is Asia/Ho_Chi_Minh, a fixed UTC+7 with no DST, so local calendar
-arithmetic is plain integer arithmetic on epoch microseconds.
+Local time is Asia/Ho_Chi_Minh, a fixed UTC+7 with no DST; its one definition is
+``pipeline.core.localtime``, whose names this module re-exports.
 
 Windows, for the clock T and an outcome time t (both epoch µs):
 
@@ -16,11 +16,23 @@ The live figures per window are kept by ``core.view``; the batch SQL
 from __future__ import annotations
 
 import datetime as _dt
-from functools import lru_cache
+
+from pipeline.core.localtime import (  # the one definition of local time; re-exported
+    DAY_US as _DAY_US,
+    HOUR_US as _HOUR_US,
+    LOCAL_OFFSET_US,
+    LOCAL_TZ,
+    local_date,
+    local_day_number,
+    local_midnight_us as _local_midnight_us,
+    local_month_index,
+)
 
 __all__ = [
     "WINDOWS",
     "ROLLING_US",
+    "LOCAL_OFFSET_US",
+    "LOCAL_TZ",
     "local_date",
     "local_day_number",
     "local_month_index",
@@ -30,12 +42,6 @@ __all__ = [
 
 WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d", "mtd", "qtd", "ytd")
 
-_US = 1_000_000
-_HOUR_US = 3600 * _US
-_DAY_US = 24 * _HOUR_US
-LOCAL_OFFSET_US = 7 * _HOUR_US  # Asia/Ho_Chi_Minh, UTC+7, no DST
-LOCAL_TZ = _dt.timezone(_dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
-
 ROLLING_US: dict[str, int] = {
     "1h": _HOUR_US,
     "24h": 24 * _HOUR_US,
@@ -43,41 +49,6 @@ ROLLING_US: dict[str, int] = {
     "30d": 30 * _DAY_US,
 }
 _CALENDAR = ("mtd", "qtd", "ytd")
-
-
-_EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
-
-
-def local_day_number(us: int) -> int:
-    """Days since 1970-01-01 of the local (UTC+7) calendar date of ``us``."""
-    return (us + LOCAL_OFFSET_US) // _DAY_US
-
-
-@lru_cache(maxsize=8192)
-def _month_index_of_day(day_number: int) -> int:
-    d = _dt.date.fromordinal(_EPOCH_ORDINAL + day_number)
-    return d.year * 12 + d.month - 1
-
-
-def local_month_index(us: int) -> int:
-    """``year * 12 + month - 1`` of the local (UTC+7) calendar month of ``us``.
-
-    Consecutive months have consecutive indices; a quarter starts at an index
-    divisible by 3, a year at one divisible by 12."""
-    return _month_index_of_day((us + LOCAL_OFFSET_US) // _DAY_US)
-
-
-def local_date(us: int) -> _dt.date:
-    """The calendar date of ``us`` (epoch µs) in Asia/Ho_Chi_Minh."""
-    return _dt.date.fromordinal(_EPOCH_ORDINAL + (us + LOCAL_OFFSET_US) // _DAY_US)
-
-
-def _day_number_of(d: _dt.date) -> int:
-    return d.toordinal() - _EPOCH_ORDINAL
-
-
-def _local_midnight_us(d: _dt.date) -> int:
-    return _day_number_of(d) * _DAY_US - LOCAL_OFFSET_US
 
 
 def _period_first_day(window: str, today: _dt.date) -> _dt.date:

@@ -1,4 +1,7 @@
-"""Working days and office hours of the province's administration (for the simulator).
+"""Office hours and the holidays file of the province's administration (for the simulator).
+
+The working-day rule itself, :class:`~pipeline.core.localtime.WorkCalendar`, lives with
+local time in ``pipeline.core.localtime``; this module reads ``deploy/holidays.csv`` into it.
 
 Office hours (giờ hành chính): 07:30–11:30 and 13:00–17:00 local time (8 hours with a
 lunch break), Monday to Friday, except the public holidays of ``deploy/holidays.csv``,
@@ -9,10 +12,11 @@ Years the file does not cover have weekends only.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
 from datetime import date, time
 from os import PathLike
 from pathlib import Path
+
+from pipeline.core.localtime import WorkCalendar  # the working-day rule; this module reads the file
 
 __all__ = ["OFFICE_HOURS", "WORKDAY_SECONDS", "WorkCalendar", "load_calendar", "DEFAULT_HOLIDAYS_FILE"]
 
@@ -28,27 +32,6 @@ def _default_file() -> Path:
 
 
 DEFAULT_HOLIDAYS_FILE = _default_file()
-
-
-@dataclass(frozen=True)
-class WorkCalendar:
-    holidays: frozenset[date] = field(default_factory=frozenset)  # weekdays off
-    working_saturdays: frozenset[date] = field(default_factory=frozenset)  # weekend days worked
-    names: dict[date, str] = field(default_factory=dict, compare=False)
-
-    def is_working_day(self, day: date) -> bool:
-        if day in self.working_saturdays:
-            return True
-        return day.weekday() < 5 and day not in self.holidays
-
-    def working_days(self, start: date, end: date) -> list[date]:
-        """The working days in [start, end)."""
-        out = []
-        for n in range(start.toordinal(), end.toordinal()):
-            day = date.fromordinal(n)
-            if self.is_working_day(day):
-                out.append(day)
-        return out
 
 
 def load_calendar(path: str | PathLike[str] | None = None) -> WorkCalendar:

@@ -48,16 +48,16 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
+from pipeline.core.localtime import LOCAL_TZ
 from pipeline.feed.calendar import OFFICE_HOURS, WORKDAY_SECONDS, WorkCalendar, load_calendar
 
 if TYPE_CHECKING:  # pragma: no cover
     from pipeline.feed.province import Province
 
-LOCAL_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh: UTC+7, no DST
 WORKDAY_START = OFFICE_HOURS[0][0]
 HOUR = 3600.0
 
@@ -131,7 +131,7 @@ class Incident:
 # --------------------------------------------------------------------------- units
 
 
-def load_units(path: str | Path | None = None, today: date | None = None) -> list[str]:
+def active_unit_ids(path: str | Path | None = None, today: date | None = None) -> list[str]:
     """Unit ids of the rows of the unit registry valid today (or ``today``), in file order,
     without the province root (it receives no dossier).
 
@@ -171,7 +171,7 @@ def load_province(path: str | Path | None = None) -> "Province":
 # --------------------------------------------------------------------------- clocks
 
 
-def format_time(t: datetime) -> str:
+def format_local_time(t: datetime) -> str:
     """RFC 3339 in +07:00; whole seconds when possible, else milliseconds."""
     local = t.astimezone(LOCAL_TZ)
     return local.isoformat(timespec="seconds" if local.microsecond == 0 else "milliseconds")
@@ -444,7 +444,7 @@ class LifecycleGenerator:
             "event_type": event_type,
             "case_id": case_id,
             "unit_id": unit,
-            "occurred_at": format_time(t),
+            "occurred_at": format_local_time(t),
         }
         if source is not None:
             event["source"] = source
@@ -484,7 +484,7 @@ class LifecycleGenerator:
         }
         if channel == "online":
             fields["online_mode"] = "full" if rng.random() < p_full else "partial"
-        fields["due_at"] = format_time(due)
+        fields["due_at"] = format_local_time(due)
         fields["has_fee"] = rng.random() < 0.6
         fields["digitized"] = self._hit(unit, "digitized")
         fields["reused_data"] = self._hit(unit, "data_reuse")
@@ -575,7 +575,7 @@ class LifecycleGenerator:
             if rng.random() < 0.4 and outcome != "early":
                 t_apology = clock.after(effective_due, rng.uniform(0, 2.0) * WORKDAY_SECONDS)
                 new_due = clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
             return _sorted(events)
 
         t_finish = at(w_finish)
@@ -605,11 +605,11 @@ class LifecycleGenerator:
                 if t_apology >= t_finish:
                     t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
                 new_due = clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
             elif returned and has_resolved and rng.random() < 0.4:  # apology only after the finish
                 t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
                 new_due = clock.after(t_return, 0.5 * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_time(new_due)))
+                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
 
         if not returned:
             return _sorted(events)
@@ -647,7 +647,7 @@ class LifecycleGenerator:
         due_w = days * WORKDAY_SECONDS
         on_time = self._hit(unit, "feedback_on_time")
         due = clock.due(t0, days, early=on_time)
-        events = [self._event("feedback_received", feedback_id, unit, t0, "pakn", due_at=format_time(due))]
+        events = [self._event("feedback_received", feedback_id, unit, t0, "pakn", due_at=format_local_time(due))]
         if rng.random() < 0.06:  # not answered (yet)
             return events
         if on_time:

@@ -4,21 +4,21 @@ Each non-empty line is sent as it is (its exact bytes, without the newline) to t
 events topic, keyed by its ``case_id`` when the line is a JSON object with a string
 ``case_id`` (so all events of one dossier land in one partition), unkeyed otherwise
 — malformed lines are sent too: rejecting them is the worker's job. ``--rate`` paces
-the messages evenly (message *i* leaves at ``start + i / rate``). Progress is one
-updating line on stderr. Returns once the broker acknowledged every message
+the messages evenly (message *i* leaves at ``start + i / rate``). Progress is a tqdm
+bar on stderr (:mod:`pipeline.progress`). Returns once the broker acknowledged every message
 (``acks=all``).
 """
 
 from __future__ import annotations
 
 import json
-import socket
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.config import Settings, UserError
+from pipeline.infra.processes import port_open
+from pipeline.progress import progress_bar, summary
 
 CONNECT_TIMEOUT_MS = 10_000  # bootstrap: an unreachable broker fails within ~10 s
 MAX_BLOCK_MS = 15_000  # metadata / buffer waits inside send()
@@ -27,7 +27,8 @@ MAX_BLOCK_MS = 15_000  # metadata / buffer waits inside send()
 def open_producer(settings: Settings):
     """A kafka-python producer for ``settings``, or :class:`UserError` if Kafka is unreachable."""
     hint = f"cannot reach Kafka at {settings.kafka_bootstrap}: run `python -m pipeline infra up`"
-    if not any(_port_open(host, port) for host, port in _hosts(settings.kafka_bootstrap)):
+    # a cheap first check: a refused connection fails at once instead of after the bootstrap timeout
+    if not any(port_open(host, port, timeout=2.0) for host, port in _hosts(settings.kafka_bootstrap)):
         raise UserError(f"{hint} (connection refused)")
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
@@ -51,15 +52,6 @@ def _hosts(bootstrap: str) -> list[tuple[str, int]]:
         if port.isdigit():
             hosts.append((host.strip("[]") or "localhost", int(port)))
     return hosts
-
-
-def _port_open(host: str, port: int, timeout: float = 2.0) -> bool:
-    """Cheap first check (a refused connection fails at once instead of after the bootstrap timeout)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _short(exc: BaseException) -> str:
@@ -87,57 +79,6 @@ def _lines(path: Path) -> Iterator[bytes]:
             line = raw[:-1] if raw.endswith(b"\n") else raw
             if line:
                 yield line
-
-
-class Progress:
-    """One updating stderr line: count/total, percentage, rate, ETA."""
-
-    def __init__(self, label: str, total: int | None, enabled: bool = True, interval: float = 0.25) -> None:
-        self.label, self.total, self.enabled, self.interval = label, total, enabled, interval
-        self.started = time.monotonic()
-        self._last = 0.0
-        self._width = 0
-
-    def update(self, count: int, extra: str = "", force: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not force and now - self._last < self.interval:
-            return
-        self._last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = count / elapsed
-        if self.total:
-            pct = 100.0 * count / self.total
-            eta = (self.total - count) / rate if rate > 0 else float("inf")
-            text = f"{self.label}: {count}/{self.total} ({pct:5.1f}%) {rate:,.0f} msg/s ETA {_eta(eta)}"
-        else:
-            text = f"{self.label}: {count} sent, {rate:,.1f}/s"
-        if extra:
-            text += f" {extra}"
-        self._write("\r" + text.ljust(self._width))
-        self._width = len(text)
-
-    def finish(self, summary: str) -> None:
-        if not self.enabled:
-            return
-        self._write("\r" + summary.ljust(self._width) + "\n")
-
-    @staticmethod
-    def _write(text: str) -> None:
-        sys.stderr.write(text)
-        sys.stderr.flush()
-
-
-def _eta(seconds: float) -> str:
-    if seconds == float("inf"):
-        return "--"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    if seconds >= 60:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds}s"
 
 
 class _Acks:
@@ -206,10 +147,9 @@ def replay_file(
 
     producer = open_producer(settings)
     acks = _Acks()
-    bar = Progress("replay", total, enabled=progress)
     sent = 0
+    started = clock()
     try:
-        started = clock()
 
         def paced():
             for line in _lines(path):
@@ -219,16 +159,17 @@ def replay_file(
                         sleep(delay)
                 yield message_key(line), line
 
-        for _ in send_all(producer, settings.topic, paced(), acks):
-            sent += 1
-            bar.update(sent)
-        bar.update(sent, force=True)
-        flush_and_check(producer, settings.topic, acks)
+        with progress_bar("replay", total=total, unit="msg", enabled=progress) as bar:
+            for _ in send_all(producer, settings.topic, paced(), acks):
+                sent += 1
+                bar.update(1)
+            flush_and_check(producer, settings.topic, acks)
     finally:
         producer.close(timeout=5)
-    elapsed = time.monotonic() - bar.started
-    bar.finish(
+    elapsed = clock() - started
+    summary(
         f"replay: sent {sent} messages from {path.name} to {settings.topic} in {elapsed:.1f} s "
-        f"({sent / elapsed if elapsed > 0 else 0:,.0f} msg/s), all acknowledged"
+        f"({sent / elapsed if elapsed > 0 else 0:,.0f} msg/s), all acknowledged",
+        enabled=progress,
     )
     return sent

@@ -32,6 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable
 
 from pipeline.config import Settings, UserError
 from pipeline.feed.lifecycle import (
@@ -43,9 +44,10 @@ from pipeline.feed.lifecycle import (
     WorkingClock,
     event_bytes,
     load_province,
-    load_units,
+    active_unit_ids,
 )
-from pipeline.feed.replay import Progress, _Acks, flush_and_check, open_producer, send_all
+from pipeline.feed.replay import _Acks, flush_and_check, open_producer, send_all
+from pipeline.progress import progress_bar, summary
 
 SECONDS_PER_WORKING_DAY = 20.0
 FEEDBACK_SHARE = 0.05  # of new lifecycles
@@ -111,15 +113,22 @@ def run_simulation(
     incidents=(),
     seed: int | None = None,
     progress: bool = True,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    wall: Callable[[], datetime] = _now,
 ) -> int:
-    """Send live events at ~``rate``/s for ``duration`` seconds; return the number sent."""
+    """Send live events at ~``rate``/s for ``duration`` seconds; return the number sent.
+
+    ``clock``/``sleep`` pace the messages (message *i* leaves at ``start + i / rate``) and
+    ``wall`` dates the events (tests inject their own)."""
     if not rate or rate <= 0:
         raise UserError(f"--rate must be positive, got {rate}")
     if not duration or duration <= 0:
         raise UserError(f"--duration must be positive, got {duration}")
     if units < 1:
         raise UserError(f"--units must be positive, got {units}")
-    registry = load_units(settings.units_file)
+    registry = active_unit_ids(settings.units_file)
     chosen = registry[:units]
     incidents = list(incidents)
     for incident in incidents:
@@ -141,7 +150,7 @@ def run_simulation(
     run_tag = uuid.uuid4().hex[:6].upper()
     producer = open_producer(settings)
     acks = _Acks()
-    bar = Progress("simulate", None, enabled=progress, interval=0.5)
+    bar = progress_bar("simulate", total=round(rate * duration), unit="ev", enabled=progress)
     pending: list[_Pending] = []
     counter = {"seq": 0, "cases": 0, "feedback": 0}
 
@@ -156,18 +165,18 @@ def run_simulation(
             counter["seq"] += 1
             heapq.heappush(pending, _Pending(datetime.fromisoformat(event["occurred_at"]), counter["seq"], event))
 
-    started = time.monotonic()
+    started = clock()
     sent = 0
 
     def messages():  # reads ``sent``, counted by the loop below
         while True:
             slot = started + sent / rate
-            if slot - started >= duration or time.monotonic() - started >= duration + 1.0:
+            if slot - started >= duration or clock() - started >= duration + 1.0:
                 return
-            delay = slot - time.monotonic()
+            delay = slot - clock()
             if delay > 0:
-                time.sleep(delay)
-            now = _now()
+                sleep(delay)
+            now = wall()
             while not pending or pending[0].at > now:
                 start_lifecycle(now)
             event = heapq.heappop(pending).event
@@ -175,17 +184,20 @@ def run_simulation(
             yield event["case_id"].encode("utf-8"), value
 
     try:
-        for _ in send_all(producer, settings.topic, messages(), acks):
-            sent += 1
-            bar.update(sent, extra=f"| {counter['cases']} cases + {counter['feedback']} feedback started, "
-                                   f"{len(pending)} events pending, {time.monotonic() - started:.0f}/{duration:.0f} s")
-        flush_and_check(producer, settings.topic, acks)
+        with bar:
+            for _ in send_all(producer, settings.topic, messages(), acks):
+                sent += 1
+                bar.update(1)
+                bar.set_postfix_str(f"{counter['cases']} cases + {counter['feedback']} feedback started, "
+                                    f"{len(pending)} events pending", refresh=False)
+            flush_and_check(producer, settings.topic, acks)
     finally:
         producer.close(timeout=5)
-    elapsed = time.monotonic() - started
-    bar.finish(
+    elapsed = clock() - started
+    summary(
         f"simulate: sent {sent} events ({counter['cases']} cases, {counter['feedback']} feedback, "
-        f"{len(chosen)} units) to {settings.topic} in {elapsed:.1f} s ({sent / elapsed if elapsed > 0 else 0:.1f} ev/s)"
+        f"{len(chosen)} units) to {settings.topic} in {elapsed:.1f} s ({sent / elapsed if elapsed > 0 else 0:.1f} ev/s)",
+        enabled=progress,
     )
     return sent
 
@@ -238,7 +250,6 @@ def write_history(
     """
     from datetime import date, timedelta
 
-    from tqdm import tqdm
 
     if not 0 < scale <= 10:
         raise UserError(f"--scale must be in (0, 10], got {scale}")
@@ -271,8 +282,8 @@ def write_history(
                 counts["seq"] += 1
                 heapq.heappush(pending, (at, counts["seq"], event_bytes(event)))
 
-    with open(out, "wb") as handle, tqdm(
-        total=len(all_days), unit="day", desc=f"simulate {year}", disable=not progress, mininterval=0.5
+    with open(out, "wb") as handle, progress_bar(
+        f"simulate {year}", total=len(all_days), unit="day", enabled=progress
     ) as bar:
         for day in all_days:
             if clock.calendar.is_working_day(day):

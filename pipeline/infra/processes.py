@@ -133,9 +133,10 @@ def wait_ready(service: Service, pid: int, probe: Callable[[], bool], timeout: f
         time.sleep(0.3)
 
 
-def port_open(host: str, port: int) -> bool:
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """Whether a TCP connection to ``host:port`` succeeds within ``timeout`` seconds."""
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
         return False

@@ -25,10 +25,11 @@ def run_report(
     ceased moved to their one successor in force on the clock's date)."""
     import time
 
-    from tqdm import tqdm
 
     from pipeline.access import open_runner
-    from pipeline.core.targets import TargetsError, load_targets
+    from pipeline.progress import progress_bar
+    from pipeline.core.targets import TargetsError
+    from pipeline.targets_file import load_targets
     from pipeline.feed.calendar import load_calendar
     from pipeline.reports.data import collect_report
     from pipeline.reports.period import parse_period
@@ -52,7 +53,7 @@ def run_report(
             if rows and rows[0][0]:
                 now_us = int(rows[0][0])
     steps = 4 + (len(period.months()) if period.kind != "month" else 1)
-    with tqdm(total=steps + 1, desc=f"report {period.code}", unit="bước") as bar:
+    with progress_bar(f"report {period.code}", total=steps + 1, unit="bước") as bar:
         def progress(step: str) -> None:
             bar.set_postfix_str(step)
             bar.update(1)

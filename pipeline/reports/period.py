@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
 from pipeline.config import UserError
-from pipeline.core.windows import LOCAL_TZ
+from pipeline.core.localtime import LOCAL_TZ, local_midnight_us as _local_midnight_us
 
 __all__ = ["Period", "parse_period", "LOCAL_TZ"]
 
 _ROMAN = ("I", "II", "III", "IV")
 _WINDOW = {"month": "mtd", "quarter": "qtd", "year": "ytd"}
-
-
-def _local_midnight_us(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=LOCAL_TZ).timestamp()) * 1_000_000
 
 
 @dataclass(frozen=True)

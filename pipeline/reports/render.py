@@ -65,7 +65,7 @@ def vn_datetime(us: int | None) -> str:
     return datetime.fromtimestamp(us / 1_000_000, tz=LOCAL_TZ).strftime("%d/%m/%Y %H:%M")
 
 
-def target_text(f: IndicatorFigure | None, op: str | None = None, value: float | None = None) -> str:
+def report_target_text(f: IndicatorFigure | None, op: str | None = None, value: float | None = None) -> str:
     if f is not None:
         op, value = f.op, f.target
     return f"{_OPS.get(op, op)} {vn_percent(value)}"
@@ -165,7 +165,7 @@ def _context(data: ReportData, targets: Any) -> dict[str, Any]:
         "names": NAMES_VI,
         "province": list(zip(INDICATORS, province)),
         "target_of": target_of,
-        "target_text": target_text,
+        "report_target_text": report_target_text,
         "verdict": lambda f: verdict(f, data.min_volume),
         "counts": _counts(data),
         "trend_svg": trend_svg(labels, series, target_values),
@@ -188,7 +188,7 @@ def write_report(data: ReportData, targets: Any, out_dir: Path, *, pdf: bool = T
         out_dir / f"{stem}-chi-so.csv",
         ["ma_don_vi", "ten_don_vi", "ma_chi_so", "chi_so", "dat", "tong", "ty_le", "chi_tieu", "danh_gia"],
         [
-            [u, data.name(u), i, NAMES_VI[i], f.numerator, f.denominator, vn_percent(f.ratio), target_text(f),
+            [u, data.name(u), i, NAMES_VI[i], f.numerator, f.denominator, vn_percent(f.ratio), report_target_text(f),
              verdict(f, data.min_volume)]
             for u in ["all", *data.units]
             for i in INDICATORS
@@ -214,7 +214,7 @@ def write_report(data: ReportData, targets: Any, out_dir: Path, *, pdf: bool = T
         out_dir / f"{stem}-tre-lap-lai.csv",
         ["ma_don_vi", "ten_don_vi", "chi_so", "ty_le_ky_nay", "ty_le_ky_truoc", "chi_tieu"],
         [[m.unit, data.name(m.unit), NAMES_VI[m.indicator], vn_percent(m.current.ratio),
-          vn_percent(m.previous.ratio), target_text(m.current)] for m in data.repeat_misses],
+          vn_percent(m.previous.ratio), report_target_text(m.current)] for m in data.repeat_misses],
     )
     csvs["xu-huong"] = _csv(
         out_dir / f"{stem}-xu-huong.csv",

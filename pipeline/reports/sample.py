@@ -87,7 +87,7 @@ def load_into(data_dir: Path, history: Path, units_file: Path) -> LoadedFacts:
 def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
     """Simulate, load into a fresh chDB under ``work_dir`` and write the sample report."""
     from pipeline.config import load_settings
-    from pipeline.core.targets import load_targets
+    from pipeline.targets_file import load_targets
     from pipeline.feed.calendar import load_calendar
     from pipeline.feed.simulate import write_history
     from pipeline.reports.data import collect_report

@@ -43,13 +43,12 @@ from typing import Any, Sequence
 
 from pipeline.config import UserError
 from pipeline.core.indicators import INDICATORS
+from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
 from pipeline.core.windows import WINDOWS, window_start_us
 from pipeline.store.readonly import QueryRunner
 
 __all__ = ["BATCH_SQL", "batch_indicators", "parse_windows"]
 
-_DAY_US = 86_400_000_000
-_LOCAL_OFFSET_US = 7 * 3_600_000_000  # Asia/Ho_Chi_Minh, UTC+7, no DST
 
 
 def _local_day(expr: str) -> str:

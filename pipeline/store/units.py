@@ -40,7 +40,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Iterable
 
-from pipeline.config import UserError
+from pipeline.config import UserError, read_config_file
 from pipeline.core.registry import UnitRegistry
 
 __all__ = [
@@ -94,14 +94,9 @@ def _date(text: str, where: str, column: str) -> date:
 def load_units(path: str | PathLike[str]) -> list[Unit]:
     """Read and check the registry file; raises ``UserError`` (one line, file:line)."""
     p = Path(path)
+    raw = read_config_file(p, "units")
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"{p}: units file not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{p}: is a directory, not a units file") from None
-    except PermissionError:
-        raise UserError(f"{p}: permission denied") from None
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise UserError(f"{p}: the units file must be UTF-8") from None
 

@@ -17,11 +17,12 @@ or as ``datetime`` (naive means UTC); they are sent as integer ticks of the colu
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
+
+import orjson
 
 from pipeline.store.schema import (
     CASE_COLUMNS,
@@ -59,7 +60,7 @@ def to_us(value: Any) -> int | None:
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
         delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return delta // timedelta(microseconds=1)
     raise TypeError(f"a time must be epoch microseconds or a datetime, got {type(value).__name__}")
 
 
@@ -74,7 +75,7 @@ def _now_us() -> int:
 
 def canonical_json(record: Mapping[str, Any]) -> str:
     """The stored form of an event: compact JSON, keys sorted, UTF-8 (not \\u-escaped)."""
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS).decode()
 
 
 # --------------------------------------------------------------------------- rows

@@ -23,7 +23,7 @@ Exactly-once *effects* without Faust's exactly-once mode:
 
 from __future__ import annotations
 
-import json
+import orjson
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
@@ -33,7 +33,6 @@ from pipeline.core.outcomes import Outcome, diff_outcomes
 from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
 
-DAY_US = 86_400 * 1_000_000
 # Held outcomes carry sector "unknown" and the view counts them only once they are
 # older than the hold retention, so outcomes are a function of the events alone.
 ALL_ATTRIBUTED_US = 2**62
@@ -81,11 +80,11 @@ class StoredCase:
     def to_bytes(self) -> bytes:
         record = self.state.to_dict()
         record["offsets"] = self.offsets
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        return orjson.dumps(record)  # compact UTF-8, as json.dumps(separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "StoredCase":
-        record = json.loads(data)
+        record = orjson.loads(data)
         return cls(CaseState.from_dict(record), record.get("offsets", {}))
 
 

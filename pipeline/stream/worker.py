@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,8 @@ import faust
 
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
-from pipeline.core.targets import Targets, TargetsError, load_targets
+from pipeline.core.targets import Targets, TargetsError
+from pipeline.targets_file import load_targets
 from pipeline.core.registry import UnitRegistry
 from pipeline.core.view import indicator_figures
 from pipeline.store.client import connect
@@ -47,15 +47,16 @@ from pipeline.stream.processor import (
     StoredCase,
     rebuild,
 )
-from pipeline.stream.state import CaseStore
+from pipeline.stream.repository import CachedRepository, case_store, new_live_state
 from pipeline.stream import guard as faults, webguard  # issue 13: faults, HTTP access (own modules)
 from pipeline.stream.labels import bound_figures  # issue 13
-from pipeline.store.client import describe_dsn
-from pipeline.secrets import install_log_redaction, redact
+from pipeline.store.client import describe_dsn  # issue 13
+from pipeline.secrets import install_log_redaction, redact  # issue 13
 
 log = logging.getLogger("pipeline.worker")
-CASE_CACHE_SIZE = 50_000  # live case records kept decoded in memory
 RETRY_MAX_S = 30.0
+TAKE_MAX = 2_000  # messages handed to the loop at once
+TAKE_WITHIN_S = 0.05  # or what arrived within this time (bounds the event -> gauge delay)
 
 
 def _now_us() -> int:
@@ -77,66 +78,6 @@ class _Pending:
         return len(self.acks)
 
 
-class CachedRepository:
-    """The processor's ``CaseRepository``: decoded records in memory, in front of the
-    store. Changed records are staged until the flush writes them (``take_staged``)
-    and stay readable from memory until the store holds them (``committed``)."""
-
-    def __init__(self, store: CaseStore, capacity: int = CASE_CACHE_SIZE) -> None:
-        self.store = store
-        self.capacity = capacity
-        self.cache: OrderedDict[tuple[int, str], StoredCase] = OrderedDict()
-        self.staged: dict[tuple[int, str], StoredCase] = {}
-        self.in_flight: dict[tuple[int, str], StoredCase] = {}
-
-    def get(self, partition: int, case_id: str) -> StoredCase | None:
-        key = (partition, case_id)
-        case = self.staged.get(key) or self.in_flight.get(key) or self.cache.get(key)
-        if case is not None:
-            if key in self.cache:
-                self.cache.move_to_end(key)
-            return case
-        data = self.store.load(partition, case_id)
-        if data is None:
-            return None
-        case = StoredCase.from_bytes(data)
-        self._remember(key, case)
-        return case
-
-    def put(self, partition: int, case: StoredCase) -> None:
-        key = (partition, case.case_id)
-        self.staged[key] = case
-        self._remember(key, case)
-
-    def _remember(self, key: tuple[int, str], case: StoredCase) -> None:
-        cache = self.cache
-        cache[key] = case
-        cache.move_to_end(key)
-        while len(cache) > self.capacity:
-            cache.popitem(last=False)
-
-    def take_staged(self) -> dict[int, dict[str, bytes]]:
-        """The changed records, encoded now (later changes go to the next flush)."""
-        staged, self.staged = self.staged, {}
-        self.in_flight.update(staged)
-        encoded: dict[int, dict[str, bytes]] = {}
-        for (partition, case_id), case in staged.items():
-            encoded.setdefault(partition, {})[case_id] = case.to_bytes()
-        return encoded
-
-    def committed(self, written: dict[int, dict[str, bytes]]) -> None:
-        for partition, records in written.items():
-            for case_id in records:
-                key = (partition, case_id)
-                if key not in self.staged:
-                    self.in_flight.pop(key, None)
-
-    def clear(self) -> None:
-        self.cache.clear()
-        self.staged.clear()
-        self.in_flight.clear()
-
-
 class Worker:
     def __init__(self, settings: Settings, targets: Targets) -> None:
         self.settings = settings
@@ -146,12 +87,7 @@ class Worker:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self.client = None
         self.writer: FactWriter | None = None
-        self.store = CaseStore(
-            bootstrap=settings.kafka_bootstrap,
-            topic=f"{settings.app_id}-cases-changelog",
-            partitions=settings.partitions,
-            directory=(settings.data_dir / "state" / settings.app_id).resolve(),
-        )
+        self.store = case_store(settings)
         self.repository = CachedRepository(self.store)
         self.live = self._new_live_state(0)
         registry = UnitRegistry(load_units(settings.units_file))
@@ -171,17 +107,13 @@ class Worker:
         self.processed = 0  # messages handled by this process (any outcome)
         self.writing = 0  # messages whose rows are being written right now
         self.failure: str | None = None
+        self._flush_task: asyncio.Future | None = None
         self.web = webguard.web_access(settings)  # issue 13
         self.guard = faults.WorkerGuard(settings.kafka_bootstrap, settings.dlq_topic, self.metrics.registry, lambda: self.app.producer)  # issue 13
         self.app = self._build_app()
 
     def _new_live_state(self, clock_us: int) -> LiveState:
-        s = self.settings
-        return LiveState(
-            hold_retention_us=s.hold_retention_us,
-            dedupe_retention_us=s.dedupe_retention_days * 86_400 * 1_000_000,
-            clock_us=clock_us,
-        )
+        return new_live_state(self.settings, clock_us)
 
     # -- Faust wiring --------------------------------------------------------------
     def _build_app(self) -> faust.App:
@@ -347,31 +279,69 @@ class Worker:
             raise
 
     async def _consume(self, stream) -> None:
-        stream = stream.noack()
+        # Messages come in batches (``noack_take``: at most TAKE_MAX, or what arrived
+        # within TAKE_WITHIN s), so the loop's own costs are paid once per batch; each
+        # message is still processed on its own (the live view changes at once) and
+        # acked only by the flush that wrote its rows and its case record.
         self._stream = stream
-        async for event in stream.events():
+        take_max = max(1, min(self.settings.batch_size, TAKE_MAX))
+        async for events in stream.noack_take(take_max, within=TAKE_WITHIN_S):
             if not self.view_ready.is_set():
                 await self.view_ready.wait()
+            invalid = self._process_batch(events)
+            if invalid:
+                # no flush may ack a rejected message before its dead letter is sent
+                async with self.flush_lock:
+                    for message, result in invalid:
+                        await self._send_dead_letter(message, result.reason, result.detail)
+            if len(self.pending) >= self.settings.batch_size:
+                await self._flush_behind()
+
+    async def _flush_behind(self) -> None:
+        """Start a flush that runs while the loop goes on processing (its ClickHouse
+        write is on the store thread, its changelog send on the broker); wait first for
+        the previous one, so at most one batch is in flight and one is filling."""
+        previous = self._flush_task
+        if previous is not None and not previous.done():
+            await asyncio.shield(previous)
+        self._flush_task = asyncio.ensure_future(self.flush())
+        self._flush_task.add_done_callback(self._flush_done)
+
+    def _flush_done(self, task: asyncio.Future) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        self.failure = f"{type(exc).__name__}: {exc}"
+        log.error("flushing failed; stopping the worker", exc_info=exc)
+        asyncio.ensure_future(self.app.crash(exc))
+
+    def _process_batch(self, events) -> list:
+        """Process ``events`` in order (no await in between, so no flush can split
+        them); the invalid ones, to send to the dead-letter topic."""
+        started = time.perf_counter()
+        pending = self.pending
+        if not pending.acks:
+            pending.started = time.monotonic()
+        process, partitions = self.processor.process, self.partitions
+        invalid, rows, cases, acks, timestamps = [], pending.events, pending.cases, pending.acks, pending.timestamps
+        counts = {ACCEPTED: 0, DUPLICATE: 0, INVALID: 0, REDELIVERED: 0}
+        unknown = handled = 0
+        wall_now_us = _now_us()
+        for event in events:
             message = event.message
-            if message.partition not in self.partitions:
+            partition = message.partition
+            if partition not in partitions:
                 continue  # buffered before a rebalance took the partition away: not ours
-            started = time.perf_counter()
-            result = self.processor.process(
-                RawMessage(message.key, message.value, message.partition, message.offset),
-                wall_now_us=_now_us(),
-            )
-            pending = self.pending
-            if not pending.acks:
-                pending.started = time.monotonic()
-            if result.outcome == INVALID:
-                self.metrics.events.labels(INVALID).inc()
+            result = process(RawMessage(message.key, message.value, partition, message.offset), wall_now_us=wall_now_us)
+            outcome = result.outcome
+            counts[outcome] += 1
+            if outcome == INVALID:
                 self.metrics.invalid.labels(result.reason).inc()
-                await self._send_dead_letter(message, result.reason, result.detail)
-                pending = self.pending  # a flush may have run meanwhile
+                invalid.append((message, result))
                 pending.invalid.append(
                     InvalidRow(
                         topic=message.topic,
-                        partition=message.partition,
+                        partition=partition,
                         offset=message.offset,
                         key=message.key,
                         reason=result.reason,
@@ -379,25 +349,29 @@ class Worker:
                         raw=message.value or b"",
                     )
                 )
-            elif result.outcome == DUPLICATE:
-                self.metrics.events.labels(DUPLICATE).inc()
-            else:
-                if result.outcome == REDELIVERED:
-                    self.metrics.redelivered.inc()
-                else:
-                    self.metrics.events.labels(ACCEPTED).inc()
-                if result.unit_label != result.event.unit_id and result.outcome == ACCEPTED:
-                    self.metrics.unknown_units.inc()
-                pending.cases[(message.partition, result.event.case_id)] = result.case
-                pending.events.append(
-                    AcceptedEvent(result.event, message.partition, message.offset, result.unit_label)
-                )
-            pending.acks.append(event)
-            pending.timestamps.append(message.timestamp)
-            self.processed += 1
-            self.metrics.processing.observe(time.perf_counter() - started)
-            if len(pending) >= self.settings.batch_size:
-                await self.flush()
+            elif outcome != DUPLICATE:
+                ev = result.event
+                if outcome == ACCEPTED and result.unit_label != ev.unit_id:
+                    unknown += 1
+                cases[(partition, ev.case_id)] = result.case
+                rows.append(AcceptedEvent(ev, partition, message.offset, result.unit_label))
+            acks.append(event)
+            timestamps.append(message.timestamp)
+            handled += 1
+        for outcome in (ACCEPTED, DUPLICATE, INVALID):
+            if counts[outcome]:
+                self.metrics.events.labels(outcome).inc(counts[outcome])
+        if counts[REDELIVERED]:
+            self.metrics.redelivered.inc(counts[REDELIVERED])
+        if unknown:
+            self.metrics.unknown_units.inc(unknown)
+        self.processed += handled
+        if handled:
+            per_message = (time.perf_counter() - started) / handled
+            observe = self.metrics.processing.observe
+            for _ in range(handled):
+                observe(per_message)
+        return invalid
 
     async def _send_dead_letter(self, message, reason: str, detail: str) -> None:
         await self.guard.dead_letters.send(message, reason, detail)  # issue 13: delivery awaited before the ack

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from pipeline.config import Settings, UserError
 from pipeline.feed.replay import replay_file
 from pipeline.feed.simulate import run_simulation
 
@@ -87,16 +88,22 @@ def test_replay_sends_every_line_as_is_keyed_by_case_id(infra, tmp_path):
         assert [r.value for r in same] == [line for line in lines if expected_keys[line] == key]
 
 
-def test_replay_with_rate(infra, tmp_path):
-    import time
-
+def test_replay_with_rate_delivers_every_line(infra, tmp_path):
+    # the pacing itself is tested with an injected clock (tests/unit/test_feed.py)
     settings = _fresh_topic(infra, "rate")
     path = tmp_path / "rate.jsonl"
     path.write_bytes(b"".join(b'{"case_id":"C%d"}\n' % i for i in range(31)))
-    started = time.monotonic()
     assert replay_file(settings, path, rate=20.0, progress=False) == 31
-    assert 1.4 <= time.monotonic() - started < 10
     assert len(_consume(settings, 31)) == 31
+
+
+def test_unreachable_kafka_is_a_one_line_user_error(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"case_id":"A"}\n')
+    settings = replace(Settings(), kafka_bootstrap="127.0.0.1:1")
+    with pytest.raises(UserError) as info:
+        replay_file(settings, path)
+    assert str(info.value).startswith("cannot reach Kafka at 127.0.0.1:1: run `python -m pipeline infra up`")
 
 
 def test_simulation_delivers_what_it_reports(infra):
@@ -104,7 +111,7 @@ def test_simulation_delivers_what_it_reports(infra):
 
     settings = _fresh_topic(infra, "simulate")
     sent = run_simulation(settings, rate=50.0, duration=3.0, units=5, incidents=[], seed=3, progress=False)
-    assert 120 <= sent <= 160
+    assert sent > 0  # how many per second is tested with an injected clock (tests/unit/test_feed.py)
     records = _consume(settings, sent)
     assert len(records) == sent
     now_us = __import__("time").time_ns() // 1000

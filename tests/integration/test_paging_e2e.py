@@ -19,7 +19,6 @@ stay above; then more good ratings bring it to exactly 95 % (the target, met).
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,7 +36,7 @@ import yaml
 from pipeline.alerting.rules import RuleOptions, write_rules
 from pipeline.alerting.webhook import Notification, WebhookLog, serve
 from pipeline.config import Settings
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.infra.prometheus import (
     alertmanager_argv,
     prometheus_argv,
@@ -45,6 +44,7 @@ from pipeline.infra.prometheus import (
     render_prometheus_config,
 )
 from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli
+from tests.tools import required_tool
 
 pytestmark = pytest.mark.integration
 
@@ -177,8 +177,7 @@ class Stack:
         for route in routes:
             route.update(group_wait="1s", group_interval="1s", repeat_interval="1h")
         (self.tmp / "alertmanager.yml").write_text(yaml.safe_dump(am, allow_unicode=True))
-        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-        assert binary, "Alertmanager is not installed: run `make setup`"
+        binary = required_tool("prometheus-alertmanager", "alertmanager")
         (self.tmp / "am-data").mkdir()
         self._spawn(
             "alertmanager",
@@ -191,8 +190,7 @@ class Stack:
         for job in prom["scrape_configs"]:
             job["scrape_interval"] = "1s"
         (self.tmp / "prometheus.yml").write_text(yaml.safe_dump(prom))
-        binary = shutil.which("prometheus")
-        assert binary, "Prometheus is not installed: run `make setup`"
+        binary = required_tool("prometheus")
         self._spawn(
             "prometheus",
             prometheus_argv(binary, s, self.tmp / "prometheus.yml", self.tmp / "prom-data"),

@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -40,16 +39,14 @@ from pipeline.reports.sample import SAMPLE_DIR, build_sample
 from pipeline.store.units import load_units
 from tests.integration.workerproc import ROOT
 from tests.oracle import earliest, finish_of, of_type, paused_time, to_time, when
+from tests.tools import required_tool
 
 PERIODS = ("2025-06", "2025-Q2", "2025")
 SCALE = 0.01
 SEED = 11
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path, f"{name} is not installed: run `make setup` (scripts/install-system-packages.sh)"
-    return path
+_tool = required_tool
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from pipeline.config import UserError
 from pipeline.contract.events import CaseEvent, format_time, parse_time
 from pipeline.core.indicators import INDICATORS, NAMES_VI
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.reports.indicator_table import HEADERS, format_indicator_table
 from pipeline.store.batch import batch_indicators
 from pipeline.store.client import connect

@@ -100,67 +100,113 @@ def _dlq_messages(settings) -> list:
     return messages
 
 
-def test_replay_counts_rows_dlq_and_restart_adds_nothing(infra, tmp_path):
+EXPECTED_REASONS = Counter(reason for _, reason in MALFORMED)
+
+
+class Skeleton:
+    """One run of the walking skeleton, shared by the tests below (one behaviour each):
+    a worker started, the file replayed and processed; :meth:`stop_worker` ends the run."""
+
+    def __init__(self, settings, path, lines: list[bytes]) -> None:
+        self.settings, self.path, self.lines = settings, path, lines
+        self.worker = WorkerProcess(settings).start()
+
+    def stop_worker(self) -> None:
+        self.worker.stop()
+
+
+@pytest.fixture(scope="module")
+def skeleton(infra, tmp_path_factory):
     settings = isolated_settings(infra, "skeleton", clock="event", batch_size=7, flush_interval=0.3)
-    path = tmp_path / "events.jsonl"
+    path = tmp_path_factory.mktemp("skeleton") / "events.jsonl"
     lines = _lines()
     path.write_bytes(b"\n".join(lines) + b"\n")
-    expected_reasons = Counter(reason for _, reason in MALFORMED)
-
-    worker = WorkerProcess(settings).start()
+    run = Skeleton(settings, path, lines)
     try:
         assert replay_file(settings, str(path), progress=False) == len(lines)
-        worker.wait_processed(len(lines))
-        assert worker.counter("tthc_events_total", outcome="accepted") == len(VALID)
-        assert worker.counter("tthc_events_total", outcome="invalid") == len(MALFORMED)
-        assert worker.counter("tthc_events_total", outcome="duplicate") == len(DUPLICATES)
-        for reason, count in expected_reasons.items():
-            assert worker.counter("tthc_invalid_events_total", reason=reason) == count, reason
-
-        rows = sql_json(settings, "SELECT event_id, event_type, case_id, rating, raw FROM case_events FINAL ORDER BY event_id")
-        assert sorted(r["event_id"] for r in rows) == sorted(e["event_id"] for e in VALID)
-        by_id = {r["event_id"]: r for r in rows}
-        assert by_id["e5"]["rating"] == 5  # the first e5 won, not the rating-1 duplicate
-        assert "extra_unknown_field" not in by_id["e10"]["raw"]  # unknown fields never stored
-        invalid = sql_json(settings, "SELECT reason, count() AS n FROM invalid_events FINAL GROUP BY reason")
-        assert {r["reason"]: int(r["n"]) for r in invalid} == dict(expected_reasons)
-
-        # The real Prometheus scrapes the worker, and its recording rule derives the
-        # province's satisfaction from summed numerators and denominators (1 of 2 ratings >= 4).
-        worker.wait_for(
-            lambda: [float(r["value"][1]) for r in _prometheus(settings, 'tthc_events_total{outcome="accepted"}')]
-            == [len(VALID)],
-            60,
-            "Prometheus to scrape the worker",
-        )
-        ratio = 'tthc:indicator_ratio:by_scope{indicator="satisfaction",unit="all",sector="all",window="ytd"}'
-        worker.wait_for(
-            lambda: [float(r["value"][1]) for r in _prometheus(settings, ratio)] == [0.5], 60, "the recording rule"
-        )
-
-        # sql answers while the worker runs, and refuses writes
-        refused = run_cli(settings, "sql", "INSERT INTO case_events (event_id) VALUES ('z')", check=False)
-        assert refused.returncode == 2 and refused.stderr.startswith("error:") and len(refused.stderr.splitlines()) == 1
-        refused = run_cli(settings, "sql", "SELECT 1; DROP TABLE case_events", check=False)
-        assert refused.returncode == 2
-        table = run_cli(settings, "sql", "SELECT count() AS n FROM case_events FINAL", "--format", "csv")
-        assert table.stdout.splitlines() == ["n", str(len(VALID))]
+        run.worker.wait_processed(len(lines))
+        yield run
     finally:
-        worker.stop()
+        run.stop_worker()
 
-    # With no worker running, sql opens the embedded engine itself (still read-only).
+
+@pytest.fixture(scope="module")
+def stopped(skeleton):
+    """The same run after the worker stopped (the tests above it ran with it up)."""
+    skeleton.stop_worker()
+    return skeleton
+
+
+def test_each_message_is_counted_once_by_outcome(skeleton):
+    worker = skeleton.worker
+    assert worker.counter("tthc_events_total", outcome="accepted") == len(VALID)
+    assert worker.counter("tthc_events_total", outcome="invalid") == len(MALFORMED)
+    assert worker.counter("tthc_events_total", outcome="duplicate") == len(DUPLICATES)
+
+
+def test_invalid_messages_are_counted_by_reason(skeleton):
+    for reason, count in EXPECTED_REASONS.items():
+        assert skeleton.worker.counter("tthc_invalid_events_total", reason=reason) == count, reason
+
+
+def test_valid_events_are_stored_once_and_the_first_of_an_id_wins(skeleton):
+    rows = sql_json(skeleton.settings, "SELECT event_id, event_type, case_id, rating, raw FROM case_events FINAL ORDER BY event_id")
+    assert sorted(r["event_id"] for r in rows) == sorted(e["event_id"] for e in VALID)
+    by_id = {r["event_id"]: r for r in rows}
+    assert by_id["e5"]["rating"] == 5  # the first e5 won, not the rating-1 duplicate
+    assert "extra_unknown_field" not in by_id["e10"]["raw"]  # unknown fields never stored
+
+
+def test_invalid_messages_are_kept_with_their_reason(skeleton):
+    invalid = sql_json(skeleton.settings, "SELECT reason, count() AS n FROM invalid_events FINAL GROUP BY reason")
+    assert {r["reason"]: int(r["n"]) for r in invalid} == dict(EXPECTED_REASONS)
+
+
+def test_prometheus_scrapes_the_worker_and_its_rule_derives_the_province_ratio(skeleton):
+    # The real Prometheus scrapes the worker, and its recording rule derives the
+    # province's satisfaction from summed numerators and denominators (1 of 2 ratings >= 4).
+    settings, worker = skeleton.settings, skeleton.worker
+    worker.wait_for(
+        lambda: [float(r["value"][1]) for r in _prometheus(settings, 'tthc_events_total{outcome="accepted"}')]
+        == [len(VALID)],
+        60,
+        "Prometheus to scrape the worker",
+    )
+    ratio = 'tthc:indicator_ratio:by_scope{indicator="satisfaction",unit="all",sector="all",window="ytd"}'
+    worker.wait_for(
+        lambda: [float(r["value"][1]) for r in _prometheus(settings, ratio)] == [0.5], 60, "the recording rule"
+    )
+
+
+def test_sql_answers_while_the_worker_runs_and_refuses_writes(skeleton):
+    settings = skeleton.settings
+    refused = run_cli(settings, "sql", "INSERT INTO case_events (event_id) VALUES ('z')", check=False)
+    assert refused.returncode == 2 and refused.stderr.startswith("error:") and len(refused.stderr.splitlines()) == 1
+    refused = run_cli(settings, "sql", "SELECT 1; DROP TABLE case_events", check=False)
+    assert refused.returncode == 2
+    table = run_cli(settings, "sql", "SELECT count() AS n FROM case_events FINAL", "--format", "csv")
+    assert table.stdout.splitlines() == ["n", str(len(VALID))]
+
+
+def test_dead_letters_keep_the_original_bytes_and_reason(skeleton):
+    dead = _dlq_messages(skeleton.settings)
+    assert len(dead) == len(MALFORMED)
+    reasons = Counter(dict(m.headers)["tthc-reason"].decode() for m in dead)
+    assert reasons == EXPECTED_REASONS
+    assert sorted(m.value for m in dead) == sorted(line for line, _ in MALFORMED)  # original bytes kept
+
+
+def test_sql_opens_the_embedded_engine_when_no_worker_runs(stopped):
+    settings = stopped.settings
     assert int(sql_json(settings, "SELECT count() AS n FROM case_events FINAL")[0]["n"]) == len(VALID)
     refused = run_cli(settings, "sql", "ALTER TABLE case_events DELETE WHERE 1", check=False)
     assert refused.returncode == 2 and refused.stderr.startswith("error:")
 
-    dead = _dlq_messages(settings)
-    assert len(dead) == len(MALFORMED)
-    reasons = Counter(dict(m.headers)["tthc-reason"].decode() for m in dead)
-    assert reasons == expected_reasons
-    assert sorted(m.value for m in dead) == sorted(line for line, _ in MALFORMED)  # original bytes kept
 
+def test_the_same_file_again_after_a_restart_adds_nothing(stopped):
     # The same file again while the worker is stopped: every valid line is now a duplicate.
-    assert replay_file(settings, str(path), progress=False) == len(lines)
+    settings, lines = stopped.settings, stopped.lines
+    assert replay_file(settings, str(stopped.path), progress=False) == len(lines)
     worker = WorkerProcess(settings).start()
     try:
         worker.wait_processed(len(lines))

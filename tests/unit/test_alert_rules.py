@@ -6,7 +6,6 @@ fails these tests, it never skips them.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -18,16 +17,16 @@ import yaml
 from pipeline.alerting.rules import RULE_FILES, RULES_DIR, RuleOptions, render_rules, target_text, write_rules
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS
-from pipeline.core.targets import AlertingConfig, TargetsError, load_targets, parse_targets
+from pipeline.core.targets import AlertingConfig, TargetsError, parse_targets
+from pipeline.targets_file import load_targets
+from tests.tools import required_tool
 
 TARGETS = PROJECT_ROOT / "deploy" / "targets.toml"
 PROMTOOL_TESTS = PROJECT_ROOT / "tests" / "promtool"
 
 
 def _promtool() -> str:
-    path = shutil.which("promtool")
-    assert path is not None, "promtool is not installed: run `make setup` (Debian package prometheus)"
-    return path
+    return required_tool("promtool")
 
 
 def _promtool_test(*files: Path) -> None:

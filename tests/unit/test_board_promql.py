@@ -8,23 +8,22 @@ target) go through the real recording rules and the boards' expressions.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from pipeline.boards.queries import below_target_expr, with_unit_label, with_unit_names
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.config import load_settings
 from pipeline.infra.prometheus import RULES_DIR
+from tests.tools import required_tool
 
 TARGETS = load_targets(load_settings(environ={}).targets_file)
 
 
 def _promtool_test(tmp_path: Path, tests: list[dict]) -> None:
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: run make setup (Debian package prometheus)"
+    promtool = required_tool("promtool")
     spec = {
         "rule_files": [str(p) for p in sorted(RULES_DIR.glob("*.yml"))],
         "evaluation_interval": "5s",

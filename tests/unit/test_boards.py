@@ -29,7 +29,8 @@ from pipeline.boards.queries import (
 from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.core.indicators import INDICATORS, NAMES_VI
-from pipeline.core.targets import load_targets, parse_targets
+from pipeline.core.targets import parse_targets
+from pipeline.targets_file import load_targets
 
 TARGETS = load_targets(load_settings(environ={}).targets_file)
 EXPECTED = {

@@ -20,6 +20,7 @@ import yaml
 from pipeline.boards.provision import CONTAINER_DASHBOARDS_DIR, PROVISIONING_DIR
 from pipeline.boards.queries import WORKER_JOB
 from pipeline.config import PROJECT_ROOT, Settings, env_name, load_settings
+from tests.tools import required_tool
 
 COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yml"
@@ -155,11 +156,9 @@ def test_the_layout_has_the_documented_pieces():
 
 def test_compose_prometheus_config_passes_promtool():
     """promtool comes with the Debian package prometheus (scripts/install-system-packages.sh)."""
-    import shutil
     import subprocess
 
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool missing: run make setup (Debian package prometheus)"
+    promtool = required_tool("promtool")
     result = subprocess.run(
         [promtool, "check", "config", str(COMPOSE_DIR / "prometheus.yml")], capture_output=True, text=True, timeout=60
     )

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.indicators import INDICATORS
-from pipeline.core.targets import TargetsError, load_targets
+from pipeline.core.targets import TargetsError
+from pipeline.targets_file import load_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "targets.toml"

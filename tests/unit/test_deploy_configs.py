@@ -6,25 +6,22 @@ The checkers come from the Debian packages that `make setup` installs
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT, load_settings
+from pipeline.config import load_settings
 from pipeline.infra.prometheus import (
     ALERTMANAGER_CONFIG,
     RULES_DIR,
     render_alertmanager_config,
     render_prometheus_config,
 )
+from tests.tools import required_tool
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    assert path is not None, f"{name} is not installed: run `make setup` (scripts/install-system-packages.sh)"
-    return path
+_tool = required_tool
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess:
@@ -51,14 +48,18 @@ def test_rendered_prometheus_config_passes_promtool(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def alertmanager_config(tmp_path_factory) -> Path:
-    assert ALERTMANAGER_CONFIG.is_relative_to(PROJECT_ROOT)
     config = tmp_path_factory.mktemp("am") / "alertmanager.yml"
     config.write_text(render_alertmanager_config(load_settings(environ={"TTHC_WEBHOOK_PORT": "5999"})))
     return config
 
 
+def test_rendered_alertmanager_config_posts_to_the_configured_webhook_port(alertmanager_config: Path) -> None:
+    text = alertmanager_config.read_text()
+    assert "http://127.0.0.1:5999/tthc-oncall" in text and "http://127.0.0.1:5999/tthc-digest" in text
+    assert "${" not in text  # every placeholder of the committed template was filled
+
+
 def test_alertmanager_config_passes_amtool(alertmanager_config: Path) -> None:
-    assert "http://127.0.0.1:5999/tthc-oncall" in alertmanager_config.read_text()
     out = _check([_tool("amtool"), "check-config", str(alertmanager_config)])
     assert "2 inhibit rules" in out and "2 receivers" in out
 

@@ -8,12 +8,12 @@ import random
 import zlib
 
 from pipeline.contract.events import parse_time
+from pipeline.core.localtime import DAY_US
 from pipeline.core.view import ALL, SeriesKey
 from pipeline.feed.replay import message_key
 from pipeline.feed.scenario import build_scenario
 from pipeline.stream.processor import (
     ACCEPTED,
-    DAY_US,
     DUPLICATE,
     INVALID,
     REDELIVERED,

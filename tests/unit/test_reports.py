@@ -123,7 +123,7 @@ def test_figures_mapped_onto_todays_units_move_only_to_a_single_successor():
     from datetime import date
 
     from pipeline.config import PROJECT_ROOT
-    from pipeline.core.targets import load_targets
+    from pipeline.targets_file import load_targets
     from pipeline.reports.data import IndicatorFigure, map_onto_units
     from pipeline.store.units import load_units
 

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.contract.events import parse_time
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.feed.lifecycle import Incident
 from pipeline.feed.province import Province
 from pipeline.feed.scenario import build_scenario

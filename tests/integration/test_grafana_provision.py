@@ -24,6 +24,8 @@ from pipeline.boards.build import DASHBOARDS_DIR
 from pipeline.boards.provision import FOLDER_TITLE, FOLDER_UID, clickhouse_server, datasources
 from pipeline.cli import main
 
+pytestmark = pytest.mark.integration  # an HTTP stand-in on loopback: sockets, so not a unit test
+
 TOKEN = "glsa_test_token"
 PROMETHEUS_URL = "http://prometheus:9090"
 CLICKHOUSE_URL = "http://grafana:s%C3%A9cret@clickhouse:8123/tthc"

@@ -10,8 +10,12 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from pipeline.alerting.webhook import WebhookLog, describe, serve
 from pipeline.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration  # an HTTP server on loopback: sockets, so not a unit test
 
 BODY = {
     "receiver": "tthc-oncall",
