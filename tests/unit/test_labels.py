@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.outcomes import Outcome
-from pipeline.core.targets import load_targets
+from pipeline.targets_file import load_targets
 from pipeline.core.view import IndicatorView, indicator_figures
 from pipeline.store.sectors import load_sectors
 from pipeline.stream.labels import bound_figures
