@@ -122,17 +122,26 @@ class DeadLetter:
     headers: list[tuple[str, bytes]]
     future: Any = None  # the producer's delivery future
     error: BaseException | None = None
+    sending: bool = False
 
 
 @dataclass
 class DeadLetters:
+    """The dead letters of the messages rejected since the last flush took them.
+
+    ``reserve`` registers a batch's rejections synchronously, in the same step that
+    buffers their acks, so whichever flush takes those acks also takes (and settles)
+    their dead letters, even one that gets the flush lock before the loop has sent
+    them: ``settle`` sends any letter not sent yet, and the later ``send`` of that
+    message then finds it sent and does nothing."""
+
     topic: str
     producer: Callable[[], Any]  # the Faust app's producer (created when the app starts)
     guard: WorkerGuard
     batch: list[DeadLetter] = field(default_factory=list)
+    by_position: dict[tuple[str, int, int], DeadLetter] = field(default_factory=dict)
 
-    async def send(self, message: Any, reason: str, detail: str) -> None:
-        """Send the dead letter of ``message`` (a Faust message); delivery is awaited at the flush."""
+    def _letter(self, message: Any, reason: str, detail: str) -> DeadLetter:
         headers = [
             ("tthc-reason", reason.encode()),
             ("tthc-detail", detail.encode("utf-8", errors="replace")[:1000]),
@@ -143,9 +152,24 @@ class DeadLetters:
         letter = DeadLetter(message.key, message.value or b"", headers)
         self.batch.append(letter)
         self.guard.dead_letters_unwritten.inc()
-        await self._produce(letter)
+        return letter
+
+    def reserve(self, rejected: list) -> None:
+        """``rejected``: (Faust message, result with ``reason`` and ``detail``) pairs."""
+        for message, result in rejected:
+            letter = self._letter(message, result.reason, result.detail)
+            self.by_position[(message.topic, message.partition, message.offset)] = letter
+
+    async def send(self, message: Any, reason: str, detail: str) -> None:
+        """Send the dead letter of ``message`` (a Faust message); delivery is awaited at the flush."""
+        letter = self.by_position.pop((message.topic, message.partition, message.offset), None)
+        if letter is None:
+            letter = self._letter(message, reason, detail)
+        if letter.future is None and letter.error is None and not letter.sending:
+            await self._produce(letter)
 
     async def _produce(self, letter: DeadLetter) -> None:
+        letter.sending = True
         try:
             letter.future = await asyncio.wait_for(
                 self.producer().send(self.topic, letter.key, letter.value, None, None, letter.headers), SEND_TIMEOUT
@@ -155,14 +179,21 @@ class DeadLetters:
             raise
         except Exception as exc:
             letter.future, letter.error = None, exc
+        finally:
+            letter.sending = False
 
     def take(self) -> list[DeadLetter]:
-        """The dead letters sent so far (the flush that acks their messages settles them)."""
+        """The dead letters of the acks a flush is taking (it settles them before acking)."""
         batch, self.batch = self.batch, []
         return batch
 
     async def settle(self, letters: list[DeadLetter]) -> None:
-        """Return once every letter is delivered; retry failed ones with back-off."""
+        """Return once every letter is delivered; send unsent ones, retry failed ones with back-off."""
+        for letter in letters:
+            while letter.sending:  # the loop is sending it right now
+                await asyncio.sleep(0.01)
+            if letter.future is None and letter.error is None:
+                await self._produce(letter)
         delay = 0.5
         todo = letters
         while True:

@@ -289,6 +289,7 @@ class Worker:
             if not self.view_ready.is_set():
                 await self.view_ready.wait()
             invalid = self._process_batch(events)
+            self.guard.dead_letters.reserve(invalid)  # issue 13: the flush that takes their acks settles their dead letters
             if invalid:
                 # no flush may ack a rejected message before its dead letter is sent
                 async with self.flush_lock:
