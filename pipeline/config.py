@@ -110,7 +110,7 @@ class Settings:
     rules_dir: Path = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
     dedupe_retention_days: int = 35
     hold_retention_days: int = 35
-    batch_size: int = 500
+    batch_size: int = 5000
     flush_interval: float = 1.0
     snapshot_interval: float = 60.0
     session_timeout: float = 15.0

@@ -5,19 +5,17 @@ the events of one ``case_id`` compactly, kept sorted by (occurred_at, event_id),
 so every rule that says "earliest" is "first in the list" and the result never
 depends on arrival order.
 
-Compact event row (a tuple in memory, a list in ``to_dict()``)::
+Each event is kept as a compact named row (a ``NamedTuple`` in memory, a list in
+``to_dict()``): ``t`` (occurred_at, µs), ``event_id``, ``type``, ``unit``, then only
+what the rules need of its type:
 
-    (occurred_at_us, event_id, event_type, unit_id, *extra)
-
-with ``extra`` by type (only what the rules need):
-
-    received           sector, procedure_code, channel, online_mode, due_at_us,
-                       digitized, reused_data, vneid_authenticated
-    payment            online (bool: method == "online")
-    result_returned    electronic_result (bool)
-    rated              rating (int)
-    feedback_received  due_at_us
-    (all others)       nothing
+    ``ReceivedRow``   sector, procedure_code, channel, online_mode, due_us,
+                      digitized, reused_data, vneid_authenticated
+    ``PaymentRow``    online (bool: method == "online")
+    ``ResultRow``     electronic (bool: electronic_result)
+    ``RatedRow``      rating (int)
+    ``FeedbackRow``   due_us
+    ``EventRow``      (all other types) nothing
 
 Everything here is pure: no I/O, no clock; the clock ``now_us`` is passed in.
 """
@@ -26,7 +24,7 @@ from __future__ import annotations
 
 from bisect import insort
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from pipeline.core.outcomes import Outcome, make_outcome
 
@@ -35,6 +33,13 @@ if TYPE_CHECKING:  # pragma: no cover - the contract module is only needed for t
 
 __all__ = [
     "CaseState",
+    "EventRow",
+    "ReceivedRow",
+    "PaymentRow",
+    "ResultRow",
+    "RatedRow",
+    "FeedbackRow",
+    "Row",
     "CaseSummary",
     "OpenCase",
     "open_case",
@@ -55,20 +60,88 @@ LATE_ALWAYS = -(1 << 62)
 
 from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US  # noqa: E402 (issue 12)
 
-# indices into a compact row
-_T, _ID, _TYPE, _UNIT = 0, 1, 2, 3
-# received extras
-_R_SECTOR, _R_PROC, _R_CHANNEL, _R_MODE, _R_DUE, _R_DIGI, _R_REUSE, _R_VNEID = range(4, 12)
-
 _FINISH_TYPES = frozenset(("resolved", "stopped", "withdrawn"))
 
 
-def _compact(ev: "CaseEvent") -> tuple:
+class EventRow(NamedTuple):
+    """An event whose type carries nothing the rules need beyond its time and unit."""
+
+    t: int
+    event_id: str
+    type: str
+    unit: str
+
+
+class ReceivedRow(NamedTuple):
+    t: int
+    event_id: str
+    type: str
+    unit: str
+    sector: str | None
+    procedure_code: str | None
+    channel: str | None
+    online_mode: str | None
+    due_us: int | None
+    digitized: bool
+    reused_data: bool
+    vneid_authenticated: bool
+
+
+class PaymentRow(NamedTuple):
+    t: int
+    event_id: str
+    type: str
+    unit: str
+    online: bool  # method == "online"
+
+
+class ResultRow(NamedTuple):
+    t: int
+    event_id: str
+    type: str
+    unit: str
+    electronic: bool  # electronic_result
+
+
+class RatedRow(NamedTuple):
+    t: int
+    event_id: str
+    type: str
+    unit: str
+    rating: int | None
+
+
+class FeedbackRow(NamedTuple):
+    t: int
+    event_id: str
+    type: str
+    unit: str
+    due_us: int | None
+
+
+Row = Union[EventRow, ReceivedRow, PaymentRow, ResultRow, RatedRow, FeedbackRow]
+#: the row class of each event type (rows sort by (t, event_id) like plain tuples)
+ROW_TYPES: dict[str, type] = {
+    "received": ReceivedRow,
+    "payment": PaymentRow,
+    "result_returned": ResultRow,
+    "rated": RatedRow,
+    "feedback_received": FeedbackRow,
+}
+_new_row = tuple.__new__
+
+
+def _row(fields: tuple | list) -> Row:
+    """A stored row (list) back into its named row."""
+    return _new_row(ROW_TYPES.get(fields[2], EventRow), fields)
+
+
+def _compact(ev: "CaseEvent") -> Row:
     typ = ev.event_type
     f = ev.fields
     head = (ev.occurred_at_us, ev.event_id, typ, ev.unit_id)
     if typ == "received":
-        return head + (
+        return _new_row(ReceivedRow, head + (
             f.get("sector"),
             f.get("procedure_code"),
             f.get("channel"),
@@ -77,16 +150,16 @@ def _compact(ev: "CaseEvent") -> tuple:
             bool(f.get("digitized", False)),
             bool(f.get("reused_data", False)),
             bool(f.get("vneid_authenticated", False)),
-        )
+        ))
     if typ == "payment":
-        return head + (f.get("method") == "online",)
+        return _new_row(PaymentRow, head + (f.get("method") == "online",))
     if typ == "result_returned":
-        return head + (bool(f.get("electronic_result", False)),)
+        return _new_row(ResultRow, head + (bool(f.get("electronic_result", False)),))
     if typ == "rated":
-        return head + (f.get("rating"),)
+        return _new_row(RatedRow, head + (f.get("rating"),))
     if typ == "feedback_received":
-        return head + (f.get("due_at"),)
-    return head
+        return _new_row(FeedbackRow, head + (f.get("due_at"),))
+    return _new_row(EventRow, head)
 
 
 class CaseState:
@@ -94,9 +167,9 @@ class CaseState:
 
     __slots__ = ("case_id", "_events", "_ids")
 
-    def __init__(self, case_id: str, events: list[tuple] | None = None) -> None:
+    def __init__(self, case_id: str, events: list[Row] | None = None) -> None:
         self.case_id = case_id
-        self._events: list[tuple] = events if events is not None else []
+        self._events: list[Row] = events if events is not None else []
         self._ids: set[str] | None = None  # built lazily
 
     @classmethod
@@ -108,7 +181,7 @@ class CaseState:
     def event_ids(self) -> set[str]:
         ids = self._ids
         if ids is None:
-            ids = self._ids = {e[_ID] for e in self._events}
+            ids = self._ids = {e.event_id for e in self._events}
         return ids
 
     def __contains__(self, event_id: object) -> bool:
@@ -118,8 +191,8 @@ class CaseState:
         return len(self._events)
 
     @property
-    def events(self) -> tuple[tuple, ...]:
-        """The compact rows, earliest first (read-only view, for inspection)."""
+    def events(self) -> tuple[Row, ...]:
+        """The named rows, earliest first (read-only view)."""
         return tuple(self._events)
 
     # -- mutation -----------------------------------------------------------
@@ -152,7 +225,7 @@ class CaseState:
         v = d.get("v", STATE_VERSION)
         if v != STATE_VERSION:
             raise ValueError(f"unsupported case state version {v!r}")
-        events = [tuple(r) for r in d["events"]]
+        events = [_row(r) for r in d["events"]]
         # rows are stored sorted; re-sort only if something else wrote them
         for i in range(1, len(events)):
             if not events[i - 1] < events[i]:
@@ -189,7 +262,7 @@ class _Scan:
         "fb_answers",
     )
 
-    def __init__(self, events: list[tuple]) -> None:
+    def __init__(self, events: list[Row]) -> None:
         rejected = False
         received = finish_ev = first_rr = fb_received = None
         first_apology_t = None
@@ -198,16 +271,16 @@ class _Scan:
         ratings: list[tuple] = []
         fb_answers: list[int] = []
         for e in events:
-            typ = e[_TYPE]
+            typ = e.type
             if typ == "payment":
                 payments.append(e)
             elif typ == "received":
                 if received is None:
                     received = e
             elif typ == "supplement_requested":
-                sups.append((e[_T], True))
+                sups.append((e.t, True))
             elif typ == "supplement_received":
-                sups.append((e[_T], False))
+                sups.append((e.t, False))
             elif typ == "result_returned":
                 if first_rr is None:
                     first_rr = e
@@ -218,14 +291,14 @@ class _Scan:
                 ratings.append(e)
             elif typ == "apology_issued":
                 if first_apology_t is None:
-                    first_apology_t = e[_T]
+                    first_apology_t = e.t
             elif typ == "rejected":
                 rejected = True
             elif typ == "feedback_received":
                 if fb_received is None:
                     fb_received = e
             elif typ == "feedback_answered":
-                fb_answers.append(e[_T])
+                fb_answers.append(e.t)
             # transferred and unknown types: recorded, no effect on the rules
         if finish_ev is None:
             finish_ev = first_rr
@@ -292,8 +365,8 @@ def _feedback_outcomes(s: _Scan, out: list[Outcome]) -> None:
     fr = s.fb_received
     if fr is None or not s.fb_answers:
         return
-    unit = fr[_UNIT]
-    due = fr[4]
+    unit = fr.unit
+    due = fr.due_us
     for t in s.fb_answers:
         out.append(make_outcome("feedback_on_time", unit, "", t, due is not None and t <= due))
 
@@ -311,20 +384,20 @@ def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list
     if not s.rejected:
         rec = s.received
         if rec is not None:
-            unit = rec[_UNIT]
-            sector = rec[_R_SECTOR]
-            rt = rec[_T]
-            online = rec[_R_CHANNEL] == "online"
-            out.append(make_outcome("full_online", unit, sector, rt, online and rec[_R_MODE] == "full"))
+            unit = rec.unit
+            sector = rec.sector
+            rt = rec.t
+            online = rec.channel == "online"
+            out.append(make_outcome("full_online", unit, sector, rt, online and rec.online_mode == "full"))
             out.append(make_outcome("remote", unit, sector, rt, online))
-            out.append(make_outcome("digitized", unit, sector, rt, rec[_R_DIGI]))
-            out.append(make_outcome("data_reuse", unit, sector, rt, rec[_R_REUSE]))
+            out.append(make_outcome("digitized", unit, sector, rt, rec.digitized))
+            out.append(make_outcome("data_reuse", unit, sector, rt, rec.reused_data))
             if online:
-                out.append(make_outcome("vneid_auth", unit, sector, rt, rec[_R_VNEID]))
+                out.append(make_outcome("vneid_auth", unit, sector, rt, rec.vneid_authenticated))
             fin = s.finish_ev
-            due = rec[_R_DUE]
+            due = rec.due_us
             if fin is not None and due is not None:
-                ft = fin[_T]
+                ft = fin.t
                 if s.sups:
                     paused, requests = _pauses(s.sups, ft, now_us)
                 else:
@@ -343,26 +416,26 @@ def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list
                     out.append(make_outcome("apology_coverage", unit, sector, ft, ap is not None and ap <= ft))
             rr = s.first_rr
             if rr is not None:
-                out.append(make_outcome("e_result", unit, sector, rr[_T], rr[4]))
+                out.append(make_outcome("e_result", unit, sector, rr.t, rr.electronic))
             for p in s.payments:
-                out.append(make_outcome("online_payment", unit, sector, p[_T], p[4]))
+                out.append(make_outcome("online_payment", unit, sector, p.t, p.online))
             for r in s.ratings:
-                rating = r[4]
-                out.append(make_outcome("satisfaction", unit, sector, r[_T], rating is not None and rating >= 4))
+                rating = r.rating
+                out.append(make_outcome("satisfaction", unit, sector, r.t, rating is not None and rating >= 4))
         else:
             # held: attributed to the event's own unit, sector "unknown", after retention
             limit = now_us - hold_retention_us  # released when t + retention < now, i.e. t < limit
             rr = s.first_rr
-            if rr is not None and rr[_T] < limit:
-                out.append(make_outcome("e_result", rr[_UNIT], UNKNOWN_SECTOR, rr[_T], rr[4]))
+            if rr is not None and rr.t < limit:
+                out.append(make_outcome("e_result", rr.unit, UNKNOWN_SECTOR, rr.t, rr.electronic))
             for p in s.payments:
-                if p[_T] < limit:
-                    out.append(make_outcome("online_payment", p[_UNIT], UNKNOWN_SECTOR, p[_T], p[4]))
+                if p.t < limit:
+                    out.append(make_outcome("online_payment", p.unit, UNKNOWN_SECTOR, p.t, p.online))
             for r in s.ratings:
-                if r[_T] < limit:
-                    rating = r[4]
+                if r.t < limit:
+                    rating = r.rating
                     out.append(
-                        make_outcome("satisfaction", r[_UNIT], UNKNOWN_SECTOR, r[_T], rating is not None and rating >= 4)
+                        make_outcome("satisfaction", r.unit, UNKNOWN_SECTOR, r.t, rating is not None and rating >= 4)
                     )
     if s.fb_received is not None:
         _feedback_outcomes(s, out)
@@ -383,10 +456,10 @@ def held_since_us(
     s = _Scan(state._events)
     if s.rejected or s.received is not None:
         return None
-    times = [p[_T] for p in s.payments]
-    times.extend(r[_T] for r in s.ratings)
+    times = [p.t for p in s.payments]
+    times.extend(r.t for r in s.ratings)
     if s.first_rr is not None:
-        times.append(s.first_rr[_T])
+        times.append(s.first_rr.t)
     if now_us is not None:
         if hold_retention_us is None:
             raise ValueError("hold_retention_us is required with now_us")
@@ -430,7 +503,7 @@ def open_case(state: CaseState) -> OpenCase | None:
     rec = s.received
     if s.rejected or rec is None or s.finish_ev is not None:
         return None
-    due = rec[_R_DUE]
+    due = rec.due_us
     closed, requests, open_at = _open_pauses(s.sups)
     threshold = None
     if due is not None:
@@ -440,8 +513,8 @@ def open_case(state: CaseState) -> OpenCase | None:
         if open_at is None or deadline < open_at:
             threshold = deadline
     return OpenCase(
-        unit=rec[_UNIT],
-        sector=rec[_R_SECTOR],
+        unit=rec.unit,
+        sector=rec.sector,
         overdue_after_us=threshold,
         has_apology=s.first_apology_t is not None,
         requests=requests,
@@ -487,7 +560,7 @@ def case_summary(state: CaseState, now_us: int) -> CaseSummary:
     s = _Scan(state._events)
     rec = s.received
     fin = s.finish_ev
-    fin_t = fin[_T] if fin is not None else None
+    fin_t = fin.t if fin is not None else None
     paused, requests = _pauses(s.sups, fin_t, now_us)
     if fin_t is not None:
         has_apology = s.first_apology_t is not None and s.first_apology_t <= fin_t
@@ -499,11 +572,11 @@ def case_summary(state: CaseState, now_us: int) -> CaseSummary:
     on_time = early = None
     overdue = False
     finished_at = fin_t
-    finish_type = fin[_TYPE] if fin is not None else None
+    finish_type = fin.type if fin is not None else None
 
     if rec is not None:
-        unit, sector, proc, channel = rec[_UNIT], rec[_R_SECTOR], rec[_R_PROC], rec[_R_CHANNEL]
-        received_at, due = rec[_T], rec[_R_DUE]
+        unit, sector, proc, channel = rec.unit, rec.sector, rec.procedure_code, rec.channel
+        received_at, due = rec.t, rec.due_us
         if due is not None:
             eff_due = due + paused
     if s.rejected:
@@ -519,8 +592,8 @@ def case_summary(state: CaseState, now_us: int) -> CaseSummary:
                 early = on_time and _local_day(fin_t) < _local_day(eff_due)
     elif s.fb_received is not None:
         fr = s.fb_received
-        unit, sector = fr[_UNIT], ""
-        received_at, due = fr[_T], fr[4]
+        unit, sector = fr.unit, ""
+        received_at, due = fr.t, fr.due_us
         eff_due = due
         finish_type = None
         if s.fb_answers:
@@ -620,14 +693,14 @@ def on_time_766_status(state: CaseState) -> OnTime766 | None:
     """
     s = _Scan(state._events)
     rec = s.received
-    if s.rejected or rec is None or rec[_R_DUE] is None:
+    if s.rejected or rec is None or rec.due_us is None:
         return None
-    unit, sector, due = rec[_UNIT], rec[_R_SECTOR], rec[_R_DUE]
+    unit, sector, due = rec.unit, rec.sector, rec.due_us
     fin = s.finish_ev
     if fin is not None:
-        ft = fin[_T]
+        ft = fin.t
         paused, requests = _pauses(s.sups, ft, ft)
-        return OnTime766(unit, sector, rec[_T], True, ft, ft <= due + paused and requests <= 1,
+        return OnTime766(unit, sector, rec.t, True, ft, ft <= due + paused and requests <= 1,
                          requests, due + paused, None)
     closed, requests, open_at = _open_pauses(s.sups)
-    return OnTime766(unit, sector, rec[_T], False, None, None, requests, due + closed, open_at)
+    return OnTime766(unit, sector, rec.t, False, None, None, requests, due + closed, open_at)

@@ -57,6 +57,17 @@ def _local_day(expr: str) -> str:
     return f"(intDiv({x}, {_DAY_US}) - if(modulo({x}, {_DAY_US}) < 0, 1, 0))"
 
 
+# The named rows the SQL keeps per case (the same facts as core.cases' named rows).
+_RECEIVED = (
+    "Tuple(unit String, sector String, channel String, mode String, due Int64, "
+    "digitized Bool, reused Bool, vneid Bool, t Int64)"
+)
+_RESULT = "Tuple(t Int64, unit String, electronic Bool)"
+_SUPPLEMENT = "Tuple(t Int64, event_id String, request Bool)"  # request: asked (true) or received
+_HIT = "Tuple(t Int64, unit String, hit Bool)"  # a payment (online) or a rating (4 or 5)
+_FEEDBACK = "Tuple(unit String, due Nullable(Int64))"
+_PAUSES = "Tuple(open Bool, since Int64, paused Int64)"  # the supplement walk's accumulator
+
 BATCH_SQL = f"""
 WITH
 ev AS
@@ -87,19 +98,20 @@ per_case AS
         countIf(event_type = 'rejected') > 0 AS rejected,
         countIf(event_type = 'received') > 0 AS has_rec,
         argMinIf(
-            (unit_id, sector_s, channel_s, mode_s, ifNull(due_us, toInt64(0)), digitized_b, reused_b, vneid_b, t),
+            CAST((unit_id, sector_s, channel_s, mode_s, ifNull(due_us, toInt64(0)), digitized_b, reused_b, vneid_b, t),
+                 '{_RECEIVED}'),
             (t, event_id), event_type = 'received') AS rec,
         countIf(event_type IN ('resolved', 'stopped', 'withdrawn')) > 0 AS has_end,
         minIf(t, event_type IN ('resolved', 'stopped', 'withdrawn')) AS end_t,
         countIf(event_type = 'result_returned') > 0 AS has_rr,
-        argMinIf((t, unit_id, electronic_b), (t, event_id), event_type = 'result_returned') AS rr,
-        groupArrayIf((t, event_id, event_type = 'supplement_requested'),
+        argMinIf(CAST((t, unit_id, electronic_b), '{_RESULT}'), (t, event_id), event_type = 'result_returned') AS rr,
+        groupArrayIf(CAST((t, event_id, event_type = 'supplement_requested'), '{_SUPPLEMENT}'),
                      event_type IN ('supplement_requested', 'supplement_received')) AS sups,
         groupArrayIf(t, event_type = 'apology_issued') AS apologies,
-        groupArrayIf((t, unit_id, method_s = 'online'), event_type = 'payment') AS payments,
-        groupArrayIf((t, unit_id, ifNull(rating, 0) >= 4), event_type = 'rated') AS ratings,
+        groupArrayIf(CAST((t, unit_id, method_s = 'online'), '{_HIT}'), event_type = 'payment') AS payments,
+        groupArrayIf(CAST((t, unit_id, ifNull(rating, 0) >= 4), '{_HIT}'), event_type = 'rated') AS ratings,
         countIf(event_type = 'feedback_received') > 0 AS has_fr,
-        argMinIf((unit_id, due_us), (t, event_id), event_type = 'feedback_received') AS fr,
+        argMinIf(CAST((unit_id, due_us), '{_FEEDBACK}'), (t, event_id), event_type = 'feedback_received') AS fr,
         groupArrayIf(t, event_type = 'feedback_answered') AS answers
     FROM ev
     GROUP BY case_id
@@ -108,35 +120,35 @@ derived AS
 (
     SELECT
         has_end OR has_rr AS finished,
-        if(has_end, end_t, rr.1) AS fin_t,
-        arraySort(arrayFilter(x -> (NOT finished) OR x.1 <= fin_t, sups)) AS walk,
+        if(has_end, end_t, rr.t) AS fin_t,
+        arraySort(arrayFilter(x -> (NOT finished) OR x.t <= fin_t, sups)) AS walk,
         arrayFold(
-            (acc, x) -> if(x.3,
-                           if(acc.1, acc, (true, x.1, acc.3)),
-                           if(acc.1, (false, toInt64(0), acc.3 + (x.1 - acc.2)), acc)),
-            walk, (false, toInt64(0), toInt64(0))) AS fold,
-        fold.3 + if(fold.1, fin_t - fold.2, 0) AS paused,
-        arrayCount(x -> x.3, walk) AS requests,
-        rec.5 + paused AS eff_due,
+            (acc, x) -> if(x.request,
+                           if(acc.open, acc, CAST((true, x.t, acc.paused), '{_PAUSES}')),
+                           if(acc.open, CAST((false, toInt64(0), acc.paused + (x.t - acc.since)), '{_PAUSES}'), acc)),
+            walk, CAST((false, toInt64(0), toInt64(0)), '{_PAUSES}')) AS fold,
+        fold.paused + if(fold.open, fin_t - fold.since, 0) AS paused,
+        arrayCount(x -> x.request, walk) AS requests,
+        rec.due + paused AS eff_due,
         (fin_t <= eff_due) AND (requests <= 1) AS on_time,
-        rec.5 + fold.3 + if(fold.1, {{t:Int64}} - fold.2, 0) AS eff_due_open,
+        rec.due + fold.paused + if(fold.open, {{t:Int64}} - fold.since, 0) AS eff_due_open,
         (requests <= 1) AND (eff_due_open >= {{t:Int64}}) AS on_time_open,
         on_time AND ({_local_day('fin_t')} < {_local_day('eff_due')}) AS early,
         arrayExists(a -> a <= fin_t, apologies) AS apology,
-        rec.1 AS ru,
-        rec.2 AS rs,
-        rec.9 AS rt,
-        rec.3 = 'online' AS online,
+        rec.unit AS ru,
+        rec.sector AS rs,
+        rec.t AS rt,
+        rec.channel = 'online' AS online,
         {{t:Int64}} - {{hold:Int64}} AS release_before,
         arrayConcat(
             if(rejected, [],
                if(has_rec,
                   arrayConcat(
-                      [('full_online', ru, rs, rt, toUInt8(online AND rec.4 = 'full')),
+                      [('full_online', ru, rs, rt, toUInt8(online AND rec.mode = 'full')),
                        ('remote', ru, rs, rt, toUInt8(online)),
-                       ('digitized', ru, rs, rt, toUInt8(rec.6)),
-                       ('data_reuse', ru, rs, rt, toUInt8(rec.7))],
-                      if(online, [('vneid_auth', ru, rs, rt, toUInt8(rec.8))], []),
+                       ('digitized', ru, rs, rt, toUInt8(rec.digitized)),
+                       ('data_reuse', ru, rs, rt, toUInt8(rec.reused))],
+                      if(online, [('vneid_auth', ru, rs, rt, toUInt8(rec.vneid))], []),
                       if(finished,
                          [('on_time', ru, rs, fin_t, toUInt8(on_time)),
                           ('on_time_766', ru, rs, fin_t, toUInt8(on_time)),
@@ -144,18 +156,18 @@ derived AS
                          [('on_time_766', ru, rs, {{t:Int64}}, toUInt8(on_time_open))]),
                       if(finished AND NOT on_time,
                          [('apology_coverage', ru, rs, fin_t, toUInt8(apology))], []),
-                      if(has_rr, [('e_result', ru, rs, rr.1, toUInt8(rr.3))], []),
-                      arrayMap(p -> ('online_payment', ru, rs, p.1, toUInt8(p.3)), payments),
-                      arrayMap(r -> ('satisfaction', ru, rs, r.1, toUInt8(r.3)), ratings)),
+                      if(has_rr, [('e_result', ru, rs, rr.t, toUInt8(rr.electronic))], []),
+                      arrayMap(p -> ('online_payment', ru, rs, p.t, toUInt8(p.hit)), payments),
+                      arrayMap(r -> ('satisfaction', ru, rs, r.t, toUInt8(r.hit)), ratings)),
                   arrayConcat(
-                      if(has_rr AND rr.1 < release_before,
-                         [('e_result', rr.2, 'unknown', rr.1, toUInt8(rr.3))], []),
-                      arrayMap(p -> ('online_payment', p.2, 'unknown', p.1, toUInt8(p.3)),
-                               arrayFilter(p -> p.1 < release_before, payments)),
-                      arrayMap(r -> ('satisfaction', r.2, 'unknown', r.1, toUInt8(r.3)),
-                               arrayFilter(r -> r.1 < release_before, ratings))))),
+                      if(has_rr AND rr.t < release_before,
+                         [('e_result', rr.unit, 'unknown', rr.t, toUInt8(rr.electronic))], []),
+                      arrayMap(p -> ('online_payment', p.unit, 'unknown', p.t, toUInt8(p.hit)),
+                               arrayFilter(p -> p.t < release_before, payments)),
+                      arrayMap(r -> ('satisfaction', r.unit, 'unknown', r.t, toUInt8(r.hit)),
+                               arrayFilter(r -> r.t < release_before, ratings))))),
             if(has_fr,
-               arrayMap(a -> ('feedback_on_time', fr.1, '', a, toUInt8(ifNull(a <= fr.2, false))), answers),
+               arrayMap(a -> ('feedback_on_time', fr.unit, '', a, toUInt8(ifNull(a <= fr.due, false))), answers),
                [])
         ) AS outcomes
     FROM per_case

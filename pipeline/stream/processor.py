@@ -143,8 +143,8 @@ class LiveState:
         self.set_open(case)
         horizon = now_us - self.dedupe_retention_us
         for row in case.state.events:
-            if row[0] >= horizon:
-                self.ids[row[1]] = _IdEntry(case.case_id, row[0])
+            if row.t >= horizon:
+                self.ids[row.event_id] = _IdEntry(case.case_id, row.t)
 
     def see_time(self, partition: int, occurred_at_us: int) -> None:
         if occurred_at_us > self.partition_clock.get(partition, -(2**63)):
