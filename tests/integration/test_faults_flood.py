@@ -18,7 +18,10 @@ from tests.integration.workerproc import WorkerProcess, isolated_settings, sql_j
 pytestmark = pytest.mark.integration
 
 BAD = 100_000
-RSS_GROWTH_BOUND_MB = 300
+# Measured growth: +76 to +214 MB with CPython's default GC thresholds; +355 MB once the
+# worker collects its young generation every 50,000 allocations (GC_THRESHOLD in
+# worker.py): garbage cycles holding payloads live longer. The bound is generous for that.
+RSS_GROWTH_BOUND_MB = 500
 
 HOSTILE = [
     "'; DROP TABLE case_events; --",
