@@ -34,10 +34,14 @@ class WorkerRunner:
         self.timeout = timeout
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
+        from pipeline.secrets import read_secret
+
         body = json.dumps({"query": sql, "parameters": parameters or {}}).encode()
-        request = urllib.request.Request(
-            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
+        headers = {"Content-Type": "application/json"}
+        token = read_secret("TTHC_SQL_TOKEN")
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 answer = json.load(response)
@@ -51,8 +55,11 @@ class WorkerRunner:
 
     def alive(self) -> bool:
         try:
-            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=2) as response:
-                return json.load(response).get("status") == "ok"
+            # a busy worker can take seconds to answer; a refused connection fails at once
+            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=15) as response:
+                # any answer means a worker holds the engine: ask it (degraded, or starting
+                # during a rebuild, it still answers POST /sql, or says why not in one line)
+                return "status" in json.load(response)
         except (OSError, ValueError):
             return False
 

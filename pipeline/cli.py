@@ -252,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         return _dispatch(args, _settings(args))
     except (UserError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from pipeline.secrets import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)  # never a secret (pipeline/secrets.py)
         return 2
     except KeyboardInterrupt:
         return 130

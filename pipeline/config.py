@@ -115,6 +115,10 @@ class Settings:
     clickhouse_dsn: str = ""  # empty: chdb:///<data_dir>/clickhouse
     clock: str = "wall"
     web_port: int = 6066
+    web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/stream/webguard.py)
+    sql_max_seconds: float = 120.0  # POST /sql: the engine's max_execution_time
+    sql_max_rows: int = 1_000_000  # POST /sql: max_result_rows
+    sql_max_bytes: int = 512 * 1024 * 1024  # POST /sql: max_result_bytes
     prometheus_port: int = 19090
     alertmanager_port: int = 19093
     webhook_port: int = 5001  # where the local Alertmanager's webhook receivers post
@@ -152,7 +156,10 @@ class Settings:
     @property
     def effective_clickhouse_dsn(self) -> str:
         if self.clickhouse_dsn:
-            return self.clickhouse_dsn
+            # a server's password may come apart, from TTHC_CLICKHOUSE_PASSWORD(_FILE)
+            from pipeline.secrets import read_secret, with_password
+
+            return with_password(self.clickhouse_dsn, read_secret("TTHC_CLICKHOUSE_PASSWORD"))
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 
     @property
@@ -161,7 +168,13 @@ class Settings:
 
     @property
     def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        """Where local commands reach the worker (loopback when it binds every address)."""
+        host = self.web_host
+        if host in ("0.0.0.0", "::", "*", "localhost"):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.web_port}"
 
 
 _PARSERS = {
@@ -174,6 +187,10 @@ _PARSERS = {
     "clickhouse_dsn": lambda name, raw: raw.strip(),
     "clock": _choice("wall", "event"),
     "web_port": _port,
+    "web_host": _text,
+    "sql_max_seconds": positive_float,
+    "sql_max_rows": positive_int,
+    "sql_max_bytes": positive_int,
     "prometheus_port": _port,
     "alertmanager_port": _port,
     "webhook_port": _port,

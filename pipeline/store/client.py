@@ -92,8 +92,16 @@ def _connect_chdb(dsn: str, parsed):
 def _connect_http(dsn: str, host: str, port: int | None):
     import clickhouse_connect
 
+    import logging
+
+    # the driver also logs a failed connection to stderr; the one line below says it all
+    driver_log = logging.getLogger("clickhouse_connect")
+    level = driver_log.level
+    driver_log.setLevel(logging.CRITICAL)
     try:
         return clickhouse_connect.get_client(dsn=dsn)
     except Exception as exc:
         where = f"{host}:{port}" if port else host
         raise UserError(f"cannot connect to ClickHouse at {where}: {_first_line(exc)}") from None
+    finally:
+        driver_log.setLevel(level)

@@ -159,9 +159,13 @@ class ClientRunner:
     the module doc), kept on the client object and shared by every runner of it.
     """
 
-    def __init__(self, client: Any, *, check: bool = True) -> None:
+    def __init__(self, client: Any, *, check: bool = True, settings: dict[str, Any] | None = None) -> None:
+        """``settings``: further ClickHouse settings for every query (limits such as
+        ``max_execution_time``); ``readonly = 1`` is always added, last."""
         self.client = client
         self.check = check
+        self.settings = {k: v for k, v in (settings or {}).items() if k != "readonly"}
+        self.settings["readonly"] = 1
 
     def _reader(self) -> Any:
         client = self.client
@@ -194,7 +198,7 @@ class ClientRunner:
             check_read_only(sql)
         reader = self._reader()
         try:
-            result = reader.query(sql, parameters=parameters or None, settings={"readonly": 1})
+            result = reader.query(sql, parameters=parameters or None, settings=dict(self.settings))
             return list(result.column_names), [tuple(row) for row in result.result_rows]
         except UserError:
             raise

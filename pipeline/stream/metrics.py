@@ -113,8 +113,15 @@ class LiveExposition:
     keeps each series' label text and target, so a scrape costs a few string
     joins per series."""
 
-    def __init__(self, targets: Targets) -> None:
+    def __init__(self, targets: Targets, sectors: frozenset[str] | None = None) -> None:
+        """``sectors``: the registered sector codes (default ``deploy/sectors.csv``);
+        series of other sectors are exported summed under ``unknown`` (``stream.labels``)."""
+        from pipeline.stream.labels import registered_sectors
+
         self.targets = targets
+        self.sectors = registered_sectors() if sectors is None else sectors
+        self._foreign: list[bool] = []  # per slot: its sector is outside the registry
+        self._unknown_series: dict[str, list] = {}  # indicator -> series of (indicator, all, unknown)
         # per slot and window: the line starts of the five families, the whole target
         # line, and the below-target rule
         self._series: list[tuple[str, str, str, str, str, Callable[[int, int], bool]]] = []
@@ -130,6 +137,13 @@ class LiveExposition:
         return text
 
     def _add_series(self, scope: tuple[str, str, str]) -> None:
+        from pipeline.stream.labels import foreign_sector
+
+        self._foreign.append(foreign_sector(scope[2], self.sectors))
+        self._series.extend(self._scope_series(scope))
+
+    def _scope_series(self, scope: tuple[str, str, str]) -> list:
+        series = []
         indicator, unit, sector = scope
         # labels in name order, as generate_latest writes them
         prefix = f'{{indicator="{_label_value(indicator)}",sector="{_label_value(sector)}",unit="{_label_value(unit)}",window="'
@@ -138,7 +152,7 @@ class LiveExposition:
         names = [name for name, _ in INDICATOR_FAMILIES]
         for window in WINDOWS:
             labels = f'{prefix}{window}"}}'
-            self._series.append(
+            series.append(
                 (
                     f"{names[0]}{labels} ",
                     f"{names[1]}{labels} ",
@@ -148,6 +162,7 @@ class LiveExposition:
                     below,
                 )
             )
+        return series
 
     def render(
         self,
@@ -160,6 +175,7 @@ class LiveExposition:
         if view is not self._view:  # a rebuilt view numbers its slots afresh
             self._view = view
             self._series = []
+            self._foreign = []
         scopes, nums, dens = view.columns()
         width = len(WINDOWS)
         for slot in range(len(self._series) // width, len(scopes)):
@@ -177,6 +193,8 @@ class LiveExposition:
                     flat_n[i] += en
                     flat_d[i] += ed
         rows = list(zip(series, flat_n, flat_d))
+        if True in self._foreign:
+            rows = self._bound_sectors(view, scopes, rows, flat_n, flat_d)
         parts = [_header(*CLOCK_FAMILY), f"{CLOCK_FAMILY[0]} {floatToGoString(view.clock_us / 1e6)}\n"]
         parts.append(_header(*INDICATOR_FAMILIES[0]))
         parts.extend([f"{s[0]}{number(n)}\n" for s, n, _d in rows])
@@ -197,6 +215,37 @@ class LiveExposition:
                 for unit, counts in units
             )
         return "".join(parts)
+
+
+    def _bound_sectors(self, view, scopes, rows, flat_n, flat_d):
+        """Rows of sectors outside the registry summed under ``unknown`` (in the order of
+        ``stream.labels.bound_figures``)."""
+        from pipeline.core.view import ALL
+        from pipeline.stream.labels import UNKNOWN
+
+        width = len(WINDOWS)
+        foreign = self._foreign
+        buckets: dict[tuple[str, int], list[int]] = {}
+        for slot, is_foreign in enumerate(foreign):
+            if is_foreign:
+                for wi in range(width):
+                    bucket = buckets.setdefault((scopes[slot][0], wi), [0, 0])
+                    bucket[0] += flat_n[slot * width + wi]
+                    bucket[1] += flat_d[slot * width + wi]
+        rows = list(rows)
+        for (indicator, wi), (n, d) in list(buckets.items()):
+            slot = view.slot_of((indicator, ALL, UNKNOWN))
+            if slot is not None:
+                i = slot * width + wi
+                rows[i] = (rows[i][0], rows[i][1] + n, rows[i][2] + d)
+                del buckets[(indicator, wi)]
+        kept = [row for i, row in enumerate(rows) if not foreign[i // width]]
+        for (indicator, wi), (n, d) in buckets.items():
+            series = self._unknown_series.get(indicator)
+            if series is None:
+                series = self._unknown_series[indicator] = self._scope_series((indicator, ALL, UNKNOWN))
+            kept.append((series[wi], n, d))
+        return kept
 
 
 class WorkerMetrics:

@@ -50,10 +50,14 @@ from pipeline.stream.processor import (
     rebuild,
 )
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state
+from pipeline.stream import guard as faults, webguard  # issue 13: faults, HTTP access (own modules)
+from pipeline.stream.labels import bound_figures  # issue 13
+from pipeline.store.client import describe_dsn  # issue 13
+from pipeline.secrets import install_log_redaction, redact  # issue 13
 
 log = logging.getLogger("pipeline.worker")
 RETRY_MAX_S = 30.0
-GC_THRESHOLD = 50_000  # allocations between young-generation collections (CPython: 700)
+GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPython: 700)
 TAKE_MAX = 2_000  # messages handed to the loop at once
 TAKE_WITHIN_S = 0.05  # or what arrived within this time (bounds the event -> gauge delay)
 
@@ -107,6 +111,8 @@ class Worker:
         self.writing = 0  # messages whose rows are being written right now
         self.failure: str | None = None
         self._flush_task: asyncio.Future | None = None
+        self.web = webguard.web_access(settings)  # issue 13
+        self.guard = faults.WorkerGuard(settings.kafka_bootstrap, settings.dlq_topic, self.metrics.registry, lambda: self.app.producer)  # issue 13
         self.app = self._build_app()
 
     def _new_live_state(self, clock_us: int) -> LiveState:
@@ -121,8 +127,8 @@ class Worker:
             store="memory://",
             datadir=str((s.data_dir / "faust" / s.app_id).resolve()),
             topic_partitions=s.partitions,
-            web_bind="127.0.0.1",
-            web_host="127.0.0.1",
+            web_bind=self.web.host,  # issue 13: TTHC_WEB_HOST (loopback unless a token guards /sql)
+            web_host=self.web.host,
             web_port=s.web_port,
             consumer_auto_offset_reset="earliest",
             stream_buffer_maxsize=max(4096, s.batch_size * 2),
@@ -149,6 +155,7 @@ class Worker:
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.timer(s.flush_interval)(self._flush_timer)
         app.timer(s.snapshot_interval)(self._write_snapshots)
+        app.timer(faults.PROBE_INTERVAL)(self.guard.probe_broker)  # issue 13
         app.task(self._start_store)
         app.task(self._start_state)
         # Faust stores page handlers on a View class, so they must be plain functions.
@@ -180,7 +187,7 @@ class Worker:
             await self.app.crash(exc)
             return
         self.ready = True
-        log.info("ClickHouse ready at %s", self.settings.effective_clickhouse_dsn)
+        log.info("ClickHouse ready at %s", describe_dsn(self.settings.effective_clickhouse_dsn))
 
     async def _start_state(self) -> None:
         try:
@@ -290,6 +297,7 @@ class Worker:
             if not self.view_ready.is_set():
                 await self.view_ready.wait()
             invalid = self._process_batch(events)
+            self.guard.dead_letters.reserve(invalid)  # issue 13: the flush that takes their acks settles their dead letters
             if invalid:
                 # no flush may ack a rejected message before its dead letter is sent
                 async with self.flush_lock:
@@ -375,14 +383,7 @@ class Worker:
         return invalid
 
     async def _send_dead_letter(self, message, reason: str, detail: str) -> None:
-        headers = [
-            ("tthc-reason", reason.encode()),
-            ("tthc-detail", detail.encode("utf-8")[:1000]),
-            ("tthc-source-topic", message.topic.encode()),
-            ("tthc-source-partition", str(message.partition).encode()),
-            ("tthc-source-offset", str(message.offset).encode()),
-        ]
-        await self.dlq.send(key=message.key, value=message.value or b"", headers=headers)
+        await self.guard.dead_letters.send(message, reason, detail)  # issue 13: delivery awaited before the ack
 
     async def _flush_timer(self) -> None:
         if self.pending.acks and time.monotonic() - self.pending.started >= self.settings.flush_interval:
@@ -394,6 +395,7 @@ class Worker:
         """Write the buffered rows, then the changed case records, then ack."""
         async with self.flush_lock:
             batch, self.pending = self.pending, _Pending()
+            letters = self.guard.dead_letters.take()  # issue 13
             records = self.repository.take_staged()
             clocks = {p: self.live.partition_clock[p] for p in records if p in self.live.partition_clock}
             if not batch.acks and not records:
@@ -405,8 +407,9 @@ class Worker:
             version = time.time_ns()
             case_rows = [case_summary(case.state, now_us) for case in batch.cases.values()]
             await self._retrying("ClickHouse write", self._in_store_thread, self._write_batch, batch, case_rows, version)
-            await self._retrying("changelog write", self.store.commit, records, clocks)
+            await self._retrying("changelog write", faults.commit_renewing, self.store, records, clocks)  # issue 13: fresh producer after a failure
             self.repository.committed(records)
+            await self.guard.dead_letters.settle(letters)  # issue 13: every dead letter delivered before the acks
             written = time.time()
             for timestamp in batch.timestamps:
                 self.metrics.latency.observe(max(0.0, written - timestamp))
@@ -420,8 +423,10 @@ class Worker:
         while True:
             try:
                 await fn(*args)
+                self.guard.recovered(what)  # issue 13
                 return
-            except Exception:
+            except Exception as exc:
+                self.guard.failing(what, exc)  # issue 13
                 if what.startswith("ClickHouse"):
                     self.metrics.write_errors.inc()
                 log.exception("%s failed; retrying in %.1fs", what, delay)
@@ -458,7 +463,7 @@ class Worker:
         view, open_counts, extra = current
         return LiveFigures(
             clock_us=view.clock_us,
-            indicators=indicator_figures(view, self.targets, extra),
+            indicators=bound_figures(indicator_figures(view, self.targets, extra), self.targets),  # issue 13: sectors bounded
             open_cases=open_counts,
         )
 
@@ -470,7 +475,13 @@ class Worker:
             return
         figures = current.indicators
         if figures:
-            await self._in_store_thread(self.writer.write_snapshots, figures, current.clock_us)
+            try:
+                await self._in_store_thread(self.writer.write_snapshots, figures, current.clock_us)
+            except Exception as exc:  # issue 13: a failed snapshot is skipped (counted, shown), never fatal
+                self.metrics.write_errors.inc()  # issue 13
+                self.guard.failing("ClickHouse write", exc)  # issue 13
+                log.error("snapshot write failed; skipped: %s", exc)  # issue 13
+                return  # issue 13
             self.metrics.rows_written.labels("indicator_snapshots").inc(len(figures))
             self.metrics.inserts.labels("indicator_snapshots").inc()
 
@@ -487,7 +498,7 @@ class Worker:
             status = "ok"
         else:
             status = "starting"
-        return web.json(
+        return web.json(self.guard.health(  # issue 13: "degraded" + problems, redacted
             {
                 "status": status,
                 "failure": self.failure,
@@ -501,27 +512,30 @@ class Worker:
                 "rebuilds": self.rebuilds,
                 "last_rebuild_seconds": self.last_rebuild_s,
             }
-        )
+        ))
 
     def _sql_view(self):
         worker = self
 
         class SqlView(faust.web.View):
             async def post(self, request):
+                refusal = worker.web.refusal(request.headers.get("Authorization"))  # issue 13
+                if refusal is not None:  # issue 13
+                    return self.json({"error": refusal}, status=401)  # issue 13
                 body = await request.json()
                 sql = body.get("query", "")
                 try:
                     check_read_only(sql)
                     if not worker.ready:
                         raise UserError("the worker is still starting; try again in a moment")
-                    runner = ClientRunner(worker.client)
+                    runner = ClientRunner(worker.client, settings=worker.web.limits.settings())  # issue 13: bounds
                     columns, rows = await worker._in_store_thread(
                         runner.query, sql, body.get("parameters")
                     )
                 except UserError as exc:
-                    return self.json({"error": str(exc)}, status=400)
+                    return self.json({"error": redact(str(exc))}, status=400)  # issue 13: redact
                 except Exception as exc:  # the engine's own message, one line
-                    return self.json({"error": str(exc).strip().splitlines()[0][:500]}, status=400)
+                    return self.json({"error": redact(str(exc).strip().splitlines()[0][:500])}, status=400)  # issue 13: redact
                 return self.json({"columns": columns, "rows": json_safe(rows)})
 
         return SqlView
@@ -538,11 +552,12 @@ def run_worker(settings: Settings) -> int:
     if not settings.units_file.exists():
         raise UserError(f"units registry not found: {settings.units_file}")
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    install_log_redaction()  # issue 13: no secret in any log line
     settings = kafka_clients.preflight(settings)  # unreachable or refused: one error line; auto replication resolved
     worker = Worker(settings, targets)
     faust_worker = faust.Worker(worker.app, loglevel="WARNING", quiet=True)
     print(
-        f"worker: {settings.topic} on {settings.kafka_bootstrap} -> {settings.effective_clickhouse_dsn}; "
+        f"worker: {settings.topic} on {settings.kafka_bootstrap} -> {describe_dsn(settings.effective_clickhouse_dsn)}; "  # issue 13
         f"metrics at {settings.web_url}/metrics (clock: {settings.clock})",
         flush=True,
     )

@@ -1,0 +1,142 @@
+"""Secrets: read only from the environment or from files, and kept out of every output.
+
+A secret ``TTHC_X`` is given either as the variable itself or as ``TTHC_X_FILE``, the
+path of a file holding it (Docker/Kubernetes secrets, systemd credentials); the file's
+content is stripped of surrounding whitespace. Both at once is a configuration error.
+
+Every secret value read here is remembered in :data:`KNOWN`, and :func:`redact` replaces
+each of them (and a password in any URL) by ``***``. The worker runs every log record,
+``/healthz`` answer and error message it sends through :func:`redact`
+(:func:`install_log_redaction`), so a secret that slips into an exception text (a DSN
+in a driver's message, say) is still never shown.
+
+The secrets: ``TTHC_SQL_TOKEN`` (bearer token of the worker's ``POST /sql``),
+``TTHC_CLICKHOUSE_PASSWORD`` (merged into an ``http(s)://`` DSN; a password written in
+``TTHC_CLICKHOUSE_DSN`` itself is also treated as a secret), ``TTHC_KAFKA_SASL_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import quote, urlparse, urlunparse
+
+from pipeline.config import ConfigError
+
+__all__ = ["KNOWN", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction", "with_password"]
+
+SECRET_NAMES = ("TTHC_SQL_TOKEN", "TTHC_CLICKHOUSE_PASSWORD", "TTHC_KAFKA_SASL_PASSWORD")
+KNOWN: set[str] = set()
+MASK = "***"
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
+
+
+def remember(value: str | None) -> str | None:
+    """Treat ``value`` as a secret from now on (too short to be one: ignored)."""
+    if value and len(value) >= 4:
+        KNOWN.add(value)
+        encoded = quote(value, safe="")
+        if encoded != value:
+            KNOWN.add(encoded)
+    return value
+
+
+def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret ``name`` from ``name`` or the file named by ``name_FILE``; None if neither."""
+    environ = os.environ if environ is None else environ
+    direct = environ.get(name)
+    path = environ.get(f"{name}_FILE")
+    if direct is not None and path is not None:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    if path is not None:
+        try:
+            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            raise ConfigError(f"{name}_FILE: cannot read {path} ({reason})") from None
+        if not value:
+            raise ConfigError(f"{name}_FILE: {path} is empty")
+        return remember(value)
+    if direct is None:
+        return None
+    if not direct.strip():
+        raise ConfigError(f"{name} must not be empty")
+    return remember(direct.strip())
+
+
+def with_password(dsn: str, password: str | None) -> str:
+    """``dsn`` with ``password`` set (an ``http(s)://`` DSN); the DSN's own password is
+    remembered as a secret either way."""
+    try:
+        parsed = urlparse(dsn)
+    except ValueError:
+        return dsn
+    if parsed.password:
+        remember(parsed.password)
+    remember(password)
+    if not password or parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        return dsn
+    user = parsed.username or "default"
+    host = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+    return urlunparse(parsed._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
+
+
+def redact(text: str) -> str:
+    """``text`` with every known secret and any URL password replaced by ``***``."""
+    if not text:
+        return text
+    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    for secret in sorted(KNOWN, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+class RedactingLogRecord(logging.LogRecord):
+    """A log record whose message, traceback and stack text come out redacted.
+
+    Lazy: only a record that a handler actually formats pays for it (libraries such
+    as aiokafka create DEBUG records holding whole message values)."""
+
+    def getMessage(self) -> str:
+        return redact(super().getMessage())
+
+    @property
+    def exc_text(self):  # set by Formatter.format from the traceback
+        return self.__dict__.get("_exc_text")
+
+    @exc_text.setter
+    def exc_text(self, value) -> None:
+        self.__dict__["_exc_text"] = redact(value) if value else value
+
+    @property
+    def stack_info(self):
+        value = self.__dict__.get("_stack_info")
+        return redact(value) if value else value
+
+    @stack_info.setter
+    def stack_info(self, value) -> None:
+        self.__dict__["_stack_info"] = value
+
+
+_FACTORY_INSTALLED = False
+
+
+def install_log_redaction() -> None:
+    """Redact every log record of this process, whatever logger or handler it goes to.
+
+    A record class (not a handler filter): Faust and the Kafka clients set up their
+    own handlers after the worker starts, and every record is made by the factory."""
+    global _FACTORY_INSTALLED
+    if _FACTORY_INSTALLED:
+        return
+    _FACTORY_INSTALLED = True
+    for name in SECRET_NAMES:  # remember every configured secret, whoever reads it later
+        try:
+            read_secret(name)
+        except ConfigError:
+            pass  # reported by whoever needs it
+    logging.setLogRecordFactory(RedactingLogRecord)

@@ -1,0 +1,253 @@
+"""The worker under faults: what is wrong right now, dead letters that must not vanish.
+
+:class:`WorkerGuard` keeps the current problems (name -> one line) and shows them:
+
+- ``/healthz``: ``status`` becomes ``degraded`` while there is any problem (``failed``
+  and ``starting`` keep precedence), ``problems`` lists them; every text is redacted
+  (``pipeline.secrets``);
+- metrics: ``tthc_kafka_up`` (1 when the broker answered the last metadata probe, every
+  ``PROBE_INTERVAL`` s), ``tthc_dead_letter_errors_total`` (failed deliveries to the
+  dead-letter topic, retried) and ``tthc_dead_letters_unwritten`` (rejections whose dead
+  letter is not delivered yet); ``tthc_clickhouse_write_errors_total`` stays the
+  worker's own.
+
+The problems: ``kafka`` (the broker does not answer), ``ClickHouse write`` and
+``changelog write`` (the worker's flush retrying them), ``dead-letter topic``.
+
+:class:`DeadLetters` sends each rejected message to ``<topic>.dlq`` and, at the flush,
+waits until every dead letter of the batch is *delivered* before the batch's messages
+are acked: a delivery that fails (the topic refuses writes, the broker is gone) is sent
+again with back-off until it succeeds, and meanwhile nothing of the batch (nor after
+it) is acked, so no rejection is ever dropped silently. A crash in between leaves the
+messages unacked: they are read again and rejected again (the dead letter may then
+appear twice; ``invalid_events`` is a replacing table and keeps one row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from pipeline.secrets import redact
+
+__all__ = ["DeadLetter", "DeadLetters", "WorkerGuard", "PROBE_INTERVAL"]
+
+log = logging.getLogger("pipeline.worker")
+PROBE_INTERVAL = 2.0  # seconds between broker probes
+PROBE_TIMEOUT = 5.0
+SEND_TIMEOUT = 10.0  # one dead-letter send or delivery wait before it counts as failed
+RETRY_MAX_S = 10.0
+KAFKA, DEAD_LETTERS = "kafka", "dead-letter topic"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+class WorkerGuard:
+    def __init__(self, bootstrap: str, dlq_topic: str, registry: CollectorRegistry,
+                 producer: Callable[[], Any]) -> None:
+        self.bootstrap = bootstrap
+        self.problems: dict[str, tuple[str, float]] = {}  # name -> (text, since monotonic)
+        self.kafka_up = Gauge("tthc_kafka_up", "1 when the Kafka broker answered the worker's last metadata probe",
+                              registry=registry)
+        self.kafka_up.set(1)
+        self.dead_letter_errors = Counter(
+            "tthc_dead_letter_errors", "Failed deliveries to the dead-letter topic (retried; nothing acked meanwhile)",
+            registry=registry,
+        )
+        self.dead_letters_unwritten = Gauge(
+            "tthc_dead_letters_unwritten", "Rejected messages whose dead letter is not delivered yet", registry=registry
+        )
+        self.dead_letters = DeadLetters(dlq_topic, producer, self)
+
+    # -- problems ------------------------------------------------------------------
+    def failing(self, name: str, exc: BaseException | str) -> None:
+        text = exc if isinstance(exc, str) else _one_line(exc)
+        since = self.problems.get(name, (None, time.monotonic()))[1]
+        self.problems[name] = (redact(text), since)
+
+    def recovered(self, name: str) -> None:
+        if self.problems.pop(name, None) is not None:
+            log.warning("%s: recovered", name)
+
+    def health(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` (the worker's /healthz) with the problems added, all redacted."""
+        now = time.monotonic()
+        problems = [
+            {"problem": name, "detail": text, "for_seconds": round(now - since, 1)}
+            for name, (text, since) in sorted(self.problems.items())
+        ]
+        status = payload.get("status")
+        if problems and status == "ok":
+            status = "degraded"
+        answer = dict(payload, status=status, problems=problems)
+        return {k: (redact(v) if isinstance(v, str) else v) for k, v in answer.items()}
+
+    # -- the broker ----------------------------------------------------------------
+    async def probe_broker(self) -> None:
+        """One metadata request to the bootstrap servers (a Faust timer calls this)."""
+        from aiokafka import AIOKafkaClient
+
+        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(PROBE_TIMEOUT * 1000))
+        try:
+            await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - any failure means "unreachable"
+            if KAFKA not in self.problems:
+                log.error("Kafka broker %s unreachable: %s", self.bootstrap, _one_line(exc))
+            self.failing(KAFKA, f"broker unreachable at {self.bootstrap}: {_one_line(exc)}")
+            self.kafka_up.set(0)
+        else:
+            self.kafka_up.set(1)
+            self.recovered(KAFKA)
+        finally:
+            try:
+                await client.close()
+            except Exception:  # pragma: no cover - closing a half-open client
+                pass
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    future: Any = None  # the producer's delivery future
+    error: BaseException | None = None
+    sending: bool = False
+
+
+@dataclass
+class DeadLetters:
+    """The dead letters of the messages rejected since the last flush took them.
+
+    ``reserve`` registers a batch's rejections synchronously, in the same step that
+    buffers their acks, so whichever flush takes those acks also takes (and settles)
+    their dead letters, even one that gets the flush lock before the loop has sent
+    them: ``settle`` sends any letter not sent yet, and the later ``send`` of that
+    message then finds it sent and does nothing."""
+
+    topic: str
+    producer: Callable[[], Any]  # the Faust app's producer (created when the app starts)
+    guard: WorkerGuard
+    batch: list[DeadLetter] = field(default_factory=list)
+    by_position: dict[tuple[str, int, int], DeadLetter] = field(default_factory=dict)
+
+    def _letter(self, message: Any, reason: str, detail: str) -> DeadLetter:
+        headers = [
+            ("tthc-reason", reason.encode()),
+            ("tthc-detail", detail.encode("utf-8", errors="replace")[:1000]),
+            ("tthc-source-topic", message.topic.encode()),
+            ("tthc-source-partition", str(message.partition).encode()),
+            ("tthc-source-offset", str(message.offset).encode()),
+        ]
+        letter = DeadLetter(message.key, message.value or b"", headers)
+        self.batch.append(letter)
+        self.guard.dead_letters_unwritten.inc()
+        return letter
+
+    def reserve(self, rejected: list) -> None:
+        """``rejected``: (Faust message, result with ``reason`` and ``detail``) pairs."""
+        for message, result in rejected:
+            letter = self._letter(message, result.reason, result.detail)
+            self.by_position[(message.topic, message.partition, message.offset)] = letter
+
+    async def send(self, message: Any, reason: str, detail: str) -> None:
+        """Send the dead letter of ``message`` (a Faust message); delivery is awaited at the flush."""
+        letter = self.by_position.pop((message.topic, message.partition, message.offset), None)
+        if letter is None:
+            letter = self._letter(message, reason, detail)
+        if letter.future is None and letter.error is None and not letter.sending:
+            await self._produce(letter)
+
+    async def _produce(self, letter: DeadLetter) -> None:
+        letter.sending = True
+        try:
+            letter.future = await asyncio.wait_for(
+                self.producer().send(self.topic, letter.key, letter.value, None, None, letter.headers), SEND_TIMEOUT
+            )
+            letter.error = None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            letter.future, letter.error = None, exc
+        finally:
+            letter.sending = False
+
+    def take(self) -> list[DeadLetter]:
+        """The dead letters of the acks a flush is taking (it settles them before acking)."""
+        batch, self.batch = self.batch, []
+        return batch
+
+    async def settle(self, letters: list[DeadLetter]) -> None:
+        """Return once every letter is delivered; send unsent ones, retry failed ones with back-off."""
+        for letter in letters:
+            while letter.sending:  # the loop is sending it right now
+                await asyncio.sleep(0.01)
+            if letter.future is None and letter.error is None:
+                await self._produce(letter)
+        delay = 0.5
+        todo = letters
+        while True:
+            failed = []
+            for letter in todo:
+                if letter.future is not None:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(letter.future), SEND_TIMEOUT)
+                        self.guard.dead_letters_unwritten.dec()
+                        continue
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:
+                        letter.future, letter.error = None, exc
+                failed.append(letter)
+            if not failed:
+                if todo is not letters:
+                    self.guard.recovered(DEAD_LETTERS)
+                return
+            self.guard.dead_letter_errors.inc(len(failed))
+            error = failed[0].error or RuntimeError("not delivered")
+            self.guard.failing(
+                DEAD_LETTERS,
+                f"{len(failed)} rejected message(s) not written to {self.topic} "
+                f"(nothing acked past them; retrying): {_one_line(error)}",
+            )
+            log.error("dead-letter topic %s: %d not delivered (%s); retrying in %.1fs",
+                      self.topic, len(failed), _one_line(error), delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+            for letter in failed:
+                await self._produce(letter)
+            todo = failed
+
+
+async def commit_renewing(store: Any, changes: Any, clocks: Any) -> int:
+    """``store.commit`` (the case changelog, ``state.CaseStore``), on a fresh producer
+    after any failure.
+
+    The changelog producer is idempotent; after a broker restart it can be left with
+    sequence numbers the broker no longer accepts (``OutOfOrderSequenceNumber``), which
+    aiokafka never clears: every retry would fail forever. So a failed commit drops the
+    producer, and the next attempt starts the store's producer anew (a new producer id)
+    before writing the same records again (a compacted topic: the same keys and values)."""
+    if store._producer is None:
+        await store.start()
+    try:
+        return await store.commit(changes, clocks)
+    except Exception:
+        old, store._producer = store._producer, None
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), SEND_TIMEOUT)
+            except BaseException as exc:  # noqa: BLE001 - the old producer is abandoned either way
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+        raise

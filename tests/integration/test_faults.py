@@ -1,0 +1,216 @@
+"""Faults against the real parts: the broker stopped for 30 s, ClickHouse's disk full, a
+dead-letter topic the broker refuses. Each test prints its measured recovery time
+(``-s`` shows it; README "Faults"); no timing is asserted.
+
+The flood of hostile messages is in test_faults_flood.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from pipeline.feed.replay import replay_file
+from pipeline.feed.scenario import build_scenario
+from pipeline.infra.manager import _services, up
+from pipeline.infra.processes import stop
+from tests.integration.faultkit import (
+    Expected,
+    Stopwatch,
+    alert_expr,
+    assert_exact,
+    committed_offsets,
+    end_offsets,
+    produce_raw,
+    prometheus_query,
+    read_dead_letters,
+)
+from tests.integration.workerproc import WorkerProcess, isolated_settings
+
+pytestmark = pytest.mark.integration
+
+OUTAGE_S = 30.0
+
+
+def _write(path, lines):
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return str(path)
+
+
+def _problems(worker: WorkerProcess) -> dict[str, str]:
+    health = worker.health()
+    return {p["problem"]: p["detail"] for p in health.get("problems", [])} if health.get("status") == "degraded" else {}
+
+
+def test_broker_stopped_for_30s_mid_stream_then_worker_recovers_by_itself(infra, tmp_path):
+    scenario = build_scenario(seed=31, cases=3000)
+    expected = Expected.of(scenario)
+    settings = isolated_settings(infra, "outage", clock="event", batch_size=200, flush_interval=0.3)
+    half = len(scenario.lines) // 2
+    replay_file(settings, _write(tmp_path / "a.jsonl", scenario.lines[:half]), progress=False)
+    worker = WorkerProcess(settings).start()
+    kafka = _services(infra)["kafka"]
+    try:
+        worker.wait_for(lambda: worker.health().get("processed", 0) >= half * 0.3, 300, "30% of the first half")
+        down = Stopwatch()  # from the SIGTERM
+        stop(kafka, timeout=60)  # SIGTERM; the broker shuts down cleanly (a real outage of the service)
+        stopped = down.seconds()
+        worker.wait_for(lambda: "kafka" in _problems(worker), 60, "/healthz to report the broker")
+        reported = down.seconds()
+        detail = _problems(worker)["kafka"]
+        assert "broker unreachable" in detail and settings.kafka_bootstrap in detail
+        assert worker.counter("tthc_kafka_up") == 0
+        print(f"\n[outage] SIGTERM: the broker took {stopped:.1f}s to stop; /healthz degraded {reported:.1f}s after the "
+              f"SIGTERM: {detail!r}")
+        time.sleep(max(0.0, OUTAGE_S - down.seconds()))
+        assert worker.process.poll() is None, "the worker must ride out the outage, not exit"
+        assert "kafka" in _problems(worker), "still degraded at the end of the outage"
+        up(infra)  # the infra manager starts the broker again (same data, same port)
+        back = Stopwatch()
+        # the second half arrives after the broker is back
+        replay_file(settings, _write(tmp_path / "b.jsonl", scenario.lines[half:]), progress=False)
+        worker.wait_for(
+            lambda: worker.health().get("status") == "ok" and worker.health().get("pending") == 0
+            and worker.counter("tthc_kafka_up") == 1,
+            300, "the worker healthy again",
+        )
+        healthy = back.seconds()
+        assert_exact(worker, settings, expected)
+        exact = back.seconds()
+        print(f"[outage] broker down {OUTAGE_S:.0f}s (reported after {reported:.1f}s); after it came back: "
+              f"/healthz ok in {healthy:.1f}s, every fact and gauge exact in {exact:.1f}s")
+    finally:
+        if kafka.pid() is None:
+            up(infra)
+        worker.stop()
+
+
+class _SmallDisk:
+    """A size-limited directory (tmpfs) under the worker's embedded ClickHouse, and a
+    filler file that takes all its free space: the engine's writes then fail for real
+    (``NOT_ENOUGH_SPACE``), until the filler is removed. Needs root (mount), as CI runs."""
+
+    def __init__(self, path, size_mb: int = 256) -> None:
+        self.path = path
+        self.size_mb = size_mb
+        self.filler = path / "filler"
+
+    def __enter__(self) -> "_SmallDisk":
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m", "tmpfs", str(self.path)], check=True)
+        return self
+
+    def fill(self) -> None:
+        st = os.statvfs(self.path)
+        with open(self.filler, "wb") as f:
+            os.posix_fallocate(f.fileno(), 0, st.f_bavail * st.f_frsize)
+
+    def free(self) -> None:
+        self.filler.unlink()
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], check=False)
+
+
+def test_clickhouse_disk_full_then_freed_offsets_hold_alert_expression_true_and_all_lands_once(infra, tmp_path):
+    scenario = build_scenario(seed=32, cases=2000)
+    expected = Expected.of(scenario)
+    settings = isolated_settings(infra, "diskfull", clock="event", batch_size=200, flush_interval=0.3)
+    third = len(scenario.lines) // 3
+    with _SmallDisk(settings.data_dir / "clickhouse") as disk:
+        worker = WorkerProcess(settings).start()
+        try:
+            replay_file(settings, _write(tmp_path / "a.jsonl", scenario.lines[:third]), progress=False)
+            worker.wait_processed(third)
+            ends = end_offsets(settings)
+            worker.wait_for(lambda: committed_offsets(settings) == ends, 60, "offsets of the written part committed")
+            errors_before = worker.counter("tthc_clickhouse_write_errors_total")
+
+            disk.fill()
+            failing = Stopwatch()
+            replay_file(settings, _write(tmp_path / "b.jsonl", scenario.lines[third:]), progress=False)
+            worker.wait_for(lambda: worker.counter("tthc_clickhouse_write_errors_total") >= errors_before + 3, 120,
+                            "ClickHouse write errors")
+            problems = _problems(worker)
+            assert "ClickHouse write" in problems and "NOT_ENOUGH_SPACE" in problems["ClickHouse write"], problems
+            expr = alert_expr("TthcClickHouseWriteErrors")
+            instance = f"127.0.0.1:{settings.web_port}"
+            worker.wait_for(lambda: any(r["metric"].get("instance") == instance for r in prometheus_query(settings, expr)),
+                            120, "the alert expression true in Prometheus")
+            # nothing acked past the unwritten facts, however long it lasts
+            assert worker.process.poll() is None
+            assert committed_offsets(settings) == ends
+            assert worker.health()["pending"] > 0
+            print(f"\n[disk full] write errors {worker.counter('tthc_clickhouse_write_errors_total') - errors_before:.0f}, "
+                  f"alert expression true after {failing.seconds():.1f}s, offsets held at {ends}")
+
+            disk.free()
+            freed = Stopwatch()
+            worker.wait_for(lambda: worker.health().get("status") == "ok" and worker.health().get("pending") == 0
+                            and worker.health().get("processed", 0) >= len(scenario.lines), 300, "writes recovered")
+            recovered = freed.seconds()
+            assert_exact(worker, settings, expected)
+            assert committed_offsets(settings) == end_offsets(settings)
+            print(f"[disk full] space freed: all written and /healthz ok in {recovered:.1f}s, "
+                  f"exact in {freed.seconds():.1f}s")
+        finally:
+            worker.stop()
+
+
+def _set_topic_config(settings, topic: str, **configs: str) -> None:
+    from kafka import KafkaAdminClient
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from pipeline.infra.kafka import ensure_topics
+
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)  # else the first send auto-creates it
+    with KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap) as admin:
+        # incremental: only these keys change; a topic config not set before is not "unknown"
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)], raise_on_unknown=False,
+                            incremental=True)
+
+
+def test_dead_letter_topic_refusing_writes_blocks_acks_until_the_rejection_lands(infra, tmp_path):
+    scenario = build_scenario(seed=33, cases=300, malformed_rate=0.0, duplicate_rate=0.0)
+    expected = Expected.of(scenario)
+    settings = isolated_settings(infra, "dlq", clock="event", batch_size=50, flush_interval=0.3)
+    worker = WorkerProcess(settings).start()  # Faust creates the dead-letter topic
+    try:
+        half = len(scenario.lines) // 2
+        replay_file(settings, _write(tmp_path / "a.jsonl", scenario.lines[:half]), progress=False)
+        worker.wait_processed(half)
+        # the broker refuses every write to the dead-letter topic: no record fits in 16 bytes
+        _set_topic_config(settings, settings.dlq_topic, **{"max.message.bytes": "16"})
+        refused = Stopwatch()
+        bad = [(b"dlq-probe-1", b'{"not": "an event"'), (None, b"\xff\xfe not utf-8")]
+        placed = produce_raw(settings, bad)
+        replay_file(settings, _write(tmp_path / "b.jsonl", scenario.lines[half:]), progress=False)
+        worker.wait_for(lambda: "dead-letter topic" in _problems(worker), 120, "/healthz to report the dead-letter topic")
+        detail = _problems(worker)["dead-letter topic"]
+        assert settings.dlq_topic in detail and "not written" in detail
+        worker.wait_for(lambda: worker.counter("tthc_dead_letter_errors_total") >= 2, 60, "dead-letter errors counted")
+        assert worker.counter("tthc_dead_letters_unwritten") >= 1
+        time.sleep(3)  # longer than the commit interval: still nothing acked past the rejections
+        committed = committed_offsets(settings)
+        for partition, offset in placed:
+            assert committed.get(partition, 0) <= offset, (partition, offset, committed)
+        assert read_dead_letters(settings, 0, timeout=3) == []
+        print(f"\n[dlq] refused: reported {refused.seconds():.1f}s after the refusal started; offsets held at {committed}")
+
+        _set_topic_config(settings, settings.dlq_topic, **{"max.message.bytes": "1048588"})
+        writable = Stopwatch()
+        worker.wait_for(lambda: worker.health().get("status") == "ok" and worker.health().get("pending") == 0
+                        and worker.counter("tthc_dead_letters_unwritten") == 0, 120, "dead letters delivered")
+        recovered = writable.seconds()
+        letters = read_dead_letters(settings, len(bad))
+        assert {(d.partition, d.offset, d.reason) for d in letters} == {
+            (placed[0][0], placed[0][1], "invalid_json"), (placed[1][0], placed[1][1], "not_utf8")
+        }
+        assert_exact(worker, settings, expected)
+        assert committed_offsets(settings) == end_offsets(settings)
+        print(f"[dlq] writable again: rejections delivered and offsets moving in {recovered:.1f}s")
+    finally:
+        worker.stop()
