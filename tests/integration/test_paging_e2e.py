@@ -259,12 +259,13 @@ def test_incident_pages_once_then_resolves_and_worker_down_pages_with_indicators
     settings, stack, log, tmp = paging
     worker = WorkerProcess(settings).start()
     try:
-        # Prometheus only now: a worker still starting would page as down (for: 5s here)
-        stack.start()
-        # 1. every unit meets every target: nothing fires
+        # 1. every unit meets every target: nothing fires. Prometheus starts only once the
+        # worker has caught up: with every `for:` at 5s here, a worker still starting, or
+        # slowed down on a loaded machine while it has lag, would page as down or stalled.
         baseline = _baseline()
         _send(settings, tmp, "baseline", baseline)
         worker.wait_processed(len(baseline))
+        stack.start()
         ratio = f'tthc:indicator_ratio:by_scope{{indicator="satisfaction",unit="{INCIDENT_UNIT}",sector="all",window="24h"}}'
         _wait(lambda: [r for r in stack.query(ratio) if float(r["value"][1]) == 1.0], "the baseline in Prometheus")
         info = _wait(lambda: stack.query(f'tthc_unit_info{{unit="{INCIDENT_UNIT}"}}'), "tthc_unit_info scraped")
@@ -274,7 +275,7 @@ def test_incident_pages_once_then_resolves_and_worker_down_pages_with_indicators
         _wait(lambda: all(float(r["value"][1]) == 0 for r in stack.query("tthc_consumer_lag")), "no lag once caught up")
         time.sleep(8)  # > for (5s) + a few evaluations: anything wrong would fire now
         assert stack.firing() == []
-        assert log.snapshot() == []
+        assert [(n.path, [a["labels"].get("alertname") for a in n.alerts]) for n in log.snapshot()] == []
 
         # 2. the incident: exactly one page, for that unit and indicator, in Vietnamese
         incident = _incident()
