@@ -51,9 +51,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 class WorkerGuard:
-    def __init__(self, bootstrap: str, dlq_topic: str, registry: CollectorRegistry,
+    def __init__(self, client_options: dict[str, Any], dlq_topic: str, registry: CollectorRegistry,
                  producer: Callable[[], Any]) -> None:
-        self.bootstrap = bootstrap
+        """``client_options``: ``kafka_clients.aiokafka_options`` (bootstrap, SASL, TLS)."""
+        self.client_options = client_options
+        self.bootstrap = client_options["bootstrap_servers"]
         self.problems: dict[str, tuple[str, float]] = {}  # name -> (text, since monotonic)
         self.kafka_up = Gauge("tthc_kafka_up", "1 when the Kafka broker answered the worker's last metadata probe",
                               registry=registry)
@@ -95,7 +97,7 @@ class WorkerGuard:
         """One metadata request to the bootstrap servers (a Faust timer calls this)."""
         from aiokafka import AIOKafkaClient
 
-        client = AIOKafkaClient(bootstrap_servers=self.bootstrap, request_timeout_ms=int(PROBE_TIMEOUT * 1000))
+        client = AIOKafkaClient(**self.client_options, request_timeout_ms=int(PROBE_TIMEOUT * 1000))
         try:
             await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT)
         except asyncio.CancelledError:

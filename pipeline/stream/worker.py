@@ -112,7 +112,7 @@ class Worker:
         self.failure: str | None = None
         self._flush_task: asyncio.Future | None = None
         self.web = webguard.web_access(settings)  # issue 13
-        self.guard = faults.WorkerGuard(settings.kafka_bootstrap, settings.dlq_topic, self.metrics.registry, lambda: self.app.producer)  # issue 13
+        self.guard = faults.WorkerGuard(kafka_clients.aiokafka_options(settings), settings.dlq_topic, self.metrics.registry, lambda: self.app.producer)  # issue 13
         self.app = self._build_app()
 
     def _new_live_state(self, clock_us: int) -> LiveState:

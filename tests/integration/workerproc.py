@@ -75,7 +75,11 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
         if wait_healthy:
-            self.wait_for(lambda: self.health().get("status") == "ok", timeout, "worker healthy")
+            try:
+                self.wait_for(lambda: self.health().get("status") == "ok", timeout, "worker healthy")
+            except BaseException:
+                self.stop(signal.SIGKILL)  # a worker that never got healthy must not hold its port
+                raise
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
