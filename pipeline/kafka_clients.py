@@ -258,7 +258,8 @@ class Refused(UserError):
     """The cluster refused this client's credentials or TLS handshake."""
 
 
-def _hosts(bootstrap: str) -> list[tuple[str, int]]:
+def bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
+    """(host, port) of each entry of a comma-separated bootstrap list."""
     hosts = []
     for part in bootstrap.split(","):
         host, _, port = part.strip().rpartition(":")
@@ -277,7 +278,7 @@ async def _count_brokers(settings: Settings, timeout_ms: int) -> int:
     where = options.pop("bootstrap_servers")
     protocol = settings.kafka_security_protocol
     last: BaseException | None = None
-    for host, port in _hosts(where):
+    for host, port in bootstrap_hosts(where):
         try:
             conn = await asyncio.wait_for(create_conn(host, port, request_timeout_ms=timeout_ms, **options),
                                           timeout_ms / 1000)

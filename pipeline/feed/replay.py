@@ -28,12 +28,12 @@ def open_producer(settings: Settings):
     """A kafka-python producer for ``settings`` (``acks=all``, security from
     ``pipeline.kafka_clients``), or :class:`UserError` if Kafka is unreachable or
     refuses the credentials."""
-    from pipeline.kafka_clients import count_brokers, kafka_python_options, quiet_kafka_logs
+    from pipeline.kafka_clients import bootstrap_hosts, count_brokers, kafka_python_options, quiet_kafka_logs
 
     options = kafka_python_options(settings)
     hint = f"cannot reach Kafka at {options['bootstrap_servers']}: run `python -m pipeline infra up`"
     # a cheap first check: a refused connection fails at once instead of after the bootstrap timeout
-    if not any(port_open(host, port, timeout=2.0) for host, port in _hosts(options["bootstrap_servers"])):
+    if not any(port_open(host, port, timeout=2.0) for host, port in bootstrap_hosts(options["bootstrap_servers"])):
         raise UserError(f"{hint} (connection refused)")
     count_brokers(settings, timeout_ms=CONNECT_TIMEOUT_MS)  # a refused login: one line, before any send
     from kafka import KafkaProducer
@@ -50,15 +50,6 @@ def open_producer(settings: Settings):
             )
     except (KafkaError, OSError) as exc:
         raise UserError(f"{hint} ({_short(exc)})") from None
-
-
-def _hosts(bootstrap: str) -> list[tuple[str, int]]:
-    hosts = []
-    for part in bootstrap.split(","):
-        host, _, port = part.strip().rpartition(":")
-        if port.isdigit():
-            hosts.append((host.strip("[]") or "localhost", int(port)))
-    return hosts
 
 
 def _short(exc: BaseException) -> str:
