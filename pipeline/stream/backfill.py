@@ -40,8 +40,8 @@ from pipeline.store.client import connect
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
-from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, StoredCase, rebuild
-from pipeline.stream.repository import CachedRepository, case_store, new_live_state
+from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
+from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
 
 CHUNK_LINES = 20_000
 
@@ -101,9 +101,9 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
             await store.recover(partition)
         # the records already held count for dedupe exactly as in the worker
         live = new_live_state(settings)
-        clocks = {p: c for p in partitions if (c := store.clock(p)) is not None}
-        existing = ((p, StoredCase.from_bytes(data)) for p in partitions for _id, data in store.scan(p))
-        for _ in rebuild(live, existing, clocks, event_clock=True, wall_now_us=time.time_ns() // 1000):
+        existing = stored_cases(store, partitions)
+        for _ in rebuild(live, existing, stored_clocks(store, partitions), event_clock=True,
+                         wall_now_us=time.time_ns() // 1000):
             pass
         repository = CachedRepository(store)
         registry = UnitRegistry(load_units(settings.units_file))

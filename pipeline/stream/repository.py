@@ -8,6 +8,7 @@ settings, the same way for the worker and for ``backfill``.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Iterable, Iterator
 
 from pipeline import kafka_clients
 from pipeline.config import Settings
@@ -30,6 +31,18 @@ def case_store(settings: Settings) -> CaseStore:
         replication=kafka_clients.topic_policy(settings).replication,
         topic_configs=kafka_clients.topic_configs(settings),
     )
+
+
+def stored_clocks(store: CaseStore, partitions: Iterable[int]) -> dict[int, int]:
+    """Each partition's stored clock (latest accepted occurred_at), where one is stored."""
+    return {p: c for p in partitions if (c := store.clock(p)) is not None}
+
+
+def stored_cases(store: CaseStore, partitions: Iterable[int]) -> Iterator[tuple[int, StoredCase]]:
+    """(partition, record) of every case the local cache holds for ``partitions``, in order."""
+    for partition in sorted(partitions):
+        for _case_id, data in store.scan(partition):
+            yield partition, StoredCase.from_bytes(data)
 
 
 def new_live_state(settings: Settings, clock_us: int = 0) -> LiveState:

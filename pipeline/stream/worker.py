@@ -49,7 +49,7 @@ from pipeline.stream.processor import (
     StoredCase,
     rebuild,
 )
-from pipeline.stream.repository import CachedRepository, case_store, new_live_state
+from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
 from pipeline.stream import guard as faults, webguard  # issue 13: faults, HTTP access (own modules)
 from pipeline.stream.labels import bound_figures  # issue 13
 from pipeline.store.client import describe_dsn  # issue 13
@@ -228,12 +228,8 @@ class Worker:
                     return
             self.store.close_partitions_except(partitions)
             live = self._new_live_state(0)
-            clocks = {p: c for p in partitions if (c := self.store.clock(p)) is not None}
-            cases = (
-                (partition, StoredCase.from_bytes(data))
-                for partition in sorted(partitions)
-                for _case_id, data in self.store.scan(partition)
-            )
+            clocks = stored_clocks(self.store, partitions)
+            cases = stored_cases(self.store, partitions)
             count = 0
             for count in rebuild(
                 live,
