@@ -81,7 +81,9 @@ class Services:
         from pipeline.infra.manager import running_pids, up
 
         self.started = running_pids(self.settings)["kafka"] is None
-        up(self.settings)
+        # Kafka only: no part reads Prometheus, and a Prometheus scraping the product's
+        # port (but no peer's) would take CPU from the product alone on 2 cores.
+        up(self.settings, kafka_only=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -160,11 +162,22 @@ def state_gauges(text: bytes) -> dict[tuple[str, str], float]:
 
 
 def rss_bytes(pid: int) -> int:
-    """VmRSS of a process, from /proc/<pid>/status."""
+    """VmRSS of a process and of its children (the worker's engine process), from
+    /proc/<pid>/status and /proc/<pid>/task/*/children."""
+    total = 0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+            total = int(line.split()[1]) * 1024
+            break
+    else:
+        raise RuntimeError(f"no VmRSS for pid {pid}")
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            try:
+                total += rss_bytes(int(child))
+            except (FileNotFoundError, RuntimeError):
+                pass  # exited meanwhile
+    return total
 
 
 def dir_bytes(path: Path) -> int:

@@ -35,6 +35,8 @@ invalid one is checked field by field, to find the first failing check.
 from __future__ import annotations
 
 import json
+
+import orjson
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -553,12 +555,32 @@ def parse_event(value: bytes | None, *, key: bytes | None, now_us: int) -> CaseE
     size = len(value)
     if size > MAX_MESSAGE_BYTES:
         raise InvalidEvent("too_large", f"the message is {size} bytes, more than the limit of {MAX_MESSAGE_BYTES}")
+    # A fast decoder first: orjson accepts a subset of what the checked decoder accepts
+    # (strict UTF-8, no lone surrogate, no NaN) and gives the same value, except that it
+    # reads an integer beyond 64 bits as a float; so a float (or a nested value, where
+    # one could hide) sends the message to the checked decoder, as does any refusal:
+    # the same outcome and reason as with the checked decoder alone.
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        obj = _decode_checked(value)
+    else:
+        if type(obj) is not dict or any(type(v) in _CHECKED_TYPES for v in obj.values()):
+            obj = _decode_checked(value)
+    return _finish(_build(obj), key, now_us)
+
+
+_CHECKED_TYPES = (float, list, dict)
+
+
+def _decode_checked(value: bytes) -> Any:
+    """Steps 2-4 of the check order: UTF-8, then JSON (the reason of the first failure)."""
     try:
         text = bytes(value).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidEvent("not_utf8", f"the message is not valid UTF-8 (byte offset {exc.start})") from None
     try:
-        obj = _decode(text)
+        return _decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent("invalid_json", f"the message is not valid JSON: {exc.msg} at character {exc.pos}") from None
     except ValueError as exc:  # NaN/Infinity, integers of more than 4300 digits
@@ -566,8 +588,9 @@ def parse_event(value: bytes | None, *, key: bytes | None, now_us: int) -> CaseE
     except RecursionError:
         raise InvalidEvent("invalid_json", "the message is nested too deeply to decode") from None
 
-    event = _build(obj)
 
+def _finish(event: CaseEvent, key: bytes | None, now_us: int) -> CaseEvent:
+    """The transport rules, after the content rules."""
     if event.occurred_at_us - now_us > _MAX_AHEAD_US:
         ahead_h = (event.occurred_at_us - now_us) / HOUR_US
         raise InvalidEvent(

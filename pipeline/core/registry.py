@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Iterable
 
+from pipeline.core.localtime import local_day_number
 from pipeline.core.windows import local_date
+
+_LABELS_KEPT = 200_000  # (unit, day) answers remembered by UnitRegistry.label
 
 __all__ = ["UnitRegistry", "Period", "local_date_of_us", "UNKNOWN_UNIT"]
 
@@ -40,7 +43,7 @@ class Period:
 class UnitRegistry:
     """Unit code -> its validity periods; answers ``valid_at`` / ``valid_on`` lookups."""
 
-    __slots__ = ("_periods",)
+    __slots__ = ("_periods", "_labels")
 
     def __init__(self, rows: Iterable[Any]) -> None:
         periods: dict[str, list[Period]] = {}
@@ -51,6 +54,7 @@ class UnitRegistry:
         for plist in periods.values():
             plist.sort(key=lambda p: p.valid_from)
         self._periods = periods
+        self._labels: dict[tuple[str, int], str] = {}
 
     def __contains__(self, unit_id: object) -> bool:
         return unit_id in self._periods
@@ -70,8 +74,17 @@ class UnitRegistry:
         return self.valid_on(unit_id, local_date_of_us(time_us))
 
     def label(self, unit_id: str, time_us: int) -> str:
-        """``unit_id`` if valid at ``time_us``, else :data:`UNKNOWN_UNIT` (bounded label values)."""
-        return unit_id if self.valid_at(unit_id, time_us) else UNKNOWN_UNIT
+        """``unit_id`` if valid at ``time_us``, else :data:`UNKNOWN_UNIT` (bounded label values).
+
+        Once per (unit, local day): the worker asks for every event."""
+        key = (unit_id, local_day_number(time_us))
+        labels = self._labels
+        found = labels.get(key)
+        if found is None:
+            if len(labels) >= _LABELS_KEPT:  # many unknown codes (hostile input): start again
+                labels.clear()
+            found = labels[key] = unit_id if self.valid_at(unit_id, time_us) else UNKNOWN_UNIT
+        return found
 
     def units_on(self, day: date) -> list[str]:
         """The codes valid on ``day``, in first-seen order."""

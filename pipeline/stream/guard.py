@@ -50,13 +50,36 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-class WorkerGuard:
+class Problems:
+    """What is failing right now (name -> one redacted line, and since when), for /healthz."""
+
+    def __init__(self) -> None:
+        self.problems: dict[str, tuple[str, float]] = {}  # name -> (text, since monotonic)
+
+    def failing(self, name: str, exc: BaseException | str) -> None:
+        text = exc if isinstance(exc, str) else _one_line(exc)
+        since = self.problems.get(name, (None, time.monotonic()))[1]
+        self.problems[name] = (redact(text), since)
+
+    def recovered(self, name: str) -> None:
+        if self.problems.pop(name, None) is not None:
+            log.warning("%s: recovered", name)
+
+    def entries(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {"problem": name, "detail": text, "for_seconds": round(now - since, 1)}
+            for name, (text, since) in sorted(self.problems.items())
+        ]
+
+
+class WorkerGuard(Problems):
     def __init__(self, client_options: dict[str, Any], dlq_topic: str, registry: CollectorRegistry,
                  producer: Callable[[], Any]) -> None:
         """``client_options``: ``kafka_clients.aiokafka_options`` (bootstrap, SASL, TLS)."""
+        super().__init__()
         self.client_options = client_options
         self.bootstrap = client_options["bootstrap_servers"]
-        self.problems: dict[str, tuple[str, float]] = {}  # name -> (text, since monotonic)
         self.kafka_up = Gauge("tthc_kafka_up", "1 when the Kafka broker answered the worker's last metadata probe",
                               registry=registry)
         self.kafka_up.set(1)
@@ -70,22 +93,10 @@ class WorkerGuard:
         self.dead_letters = DeadLetters(dlq_topic, producer, self)
 
     # -- problems ------------------------------------------------------------------
-    def failing(self, name: str, exc: BaseException | str) -> None:
-        text = exc if isinstance(exc, str) else _one_line(exc)
-        since = self.problems.get(name, (None, time.monotonic()))[1]
-        self.problems[name] = (redact(text), since)
-
-    def recovered(self, name: str) -> None:
-        if self.problems.pop(name, None) is not None:
-            log.warning("%s: recovered", name)
-
-    def health(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """``payload`` (the worker's /healthz) with the problems added, all redacted."""
-        now = time.monotonic()
-        problems = [
-            {"problem": name, "detail": text, "for_seconds": round(now - since, 1)}
-            for name, (text, since) in sorted(self.problems.items())
-        ]
+    def health(self, payload: dict[str, Any], more: list[dict[str, Any]] = ()) -> dict[str, Any]:
+        """``payload`` (the worker's /healthz) with the problems added (this process's and
+        ``more``: the engine's), all redacted."""
+        problems = sorted([*self.entries(), *more], key=lambda p: p["problem"])
         status = payload.get("status")
         if problems and status == "ok":
             status = "degraded"
@@ -157,9 +168,9 @@ class DeadLetters:
         return letter
 
     def reserve(self, rejected: list) -> None:
-        """``rejected``: (Faust message, result with ``reason`` and ``detail``) pairs."""
-        for message, result in rejected:
-            letter = self._letter(message, result.reason, result.detail)
+        """``rejected``: (Faust message, reason, detail) triples."""
+        for message, reason, detail in rejected:
+            letter = self._letter(message, reason, detail)
             self.by_position[(message.topic, message.partition, message.offset)] = letter
 
     async def send(self, message: Any, reason: str, detail: str) -> None:

@@ -219,7 +219,46 @@ def test_module_imports_only_the_schema_compiler_and_local_time():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     stdlib = {"__future__", "json", "re", "dataclasses", "datetime", "pathlib", "typing"}
-    assert imported <= stdlib | {"fastjsonschema", "pipeline.core.localtime"}, imported
+    assert imported <= stdlib | {"fastjsonschema", "orjson", "pipeline.core.localtime"}, imported
+
+
+_DECODER_CASES = [
+    b'{"a": 1, "a": 2}', b'{"n": 18446744073709551616}', b'{"n": -9223372036854775809}', b'{"n": NaN}',
+    b'{"n": Infinity}', b'{"s": "\\ud800"}', b'{"s": "\\ud83d\\ude00"}', b'\xef\xbb\xbf{}', b'{"s": "\xff"}',
+    b'[' * 2000 + b']' * 2000, b'{"f": 1e400}', b'{"f": -0.0, "g": 0.1, "h": 5e-324}', b'{"s": "\\u0000\\n"}',
+    b' {} ', b'{} x', b'{"k": [1, 2.5, true, null, "x"]}', b'{"k": {"n": 99999999999999999999}}', b'7', b'"x"',
+]
+
+
+@pytest.mark.parametrize("text", _DECODER_CASES)
+def test_fast_decoder_agrees_with_the_checked_one(text):
+    """parse_event decodes with orjson and takes the checked decoder when orjson refuses
+    or gives a float or a nested value: wherever the fast value is kept, the checked
+    decoder gives the same one."""
+    import orjson
+
+    from pipeline.contract.events import _CHECKED_TYPES, _decode_checked
+
+    try:
+        fast = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return  # the checked decoder decides (and gives the reason), as before
+    if type(fast) is not dict or any(type(v) in _CHECKED_TYPES for v in fast.values()):
+        return  # not kept
+    assert repr(fast) == repr(_decode_checked(text))
+
+
+def test_fast_decoder_is_not_kept_for_a_big_integer():
+    """orjson reads 2**64 as a float; the checked decoder keeps the integer (and its reason)."""
+    text = b'{"n": 18446744073709551616}'
+    assert type(orjson_loads(text)["n"]) is float
+    from pipeline.contract.events import _decode_checked
+    assert _decode_checked(text)["n"] == 2**64
+
+
+def orjson_loads(text):
+    import orjson
+    return orjson.loads(text)
 
 
 def test_invalid_event_carries_reason_and_detail():

@@ -1,0 +1,500 @@
+"""The worker's engine process: everything the worker does with a message, apart from
+Faust (see ``worker.py`` for the Faust process, ``channel.py`` for the link).
+
+Per batch (in the order the Faust process sent them): process each message (the live
+view changes at once), buffer the ClickHouse rows and the changed case records, answer
+``Done`` (what was skipped or rejected). A flush (every ``TTHC_BATCH_SIZE`` messages or
+``TTHC_FLUSH_INTERVAL`` seconds) writes the rows, then the case records to their
+changelog (``state.CaseStore``, the one durable truth), and only then answers
+``Flushed``: the Faust process acks the messages then, so committed offsets never run
+ahead of the facts or the truth. On every assignment the engine recovers the records of
+its partitions and rebuilds the live view from them before it processes a message.
+ClickHouse calls run on one dedicated thread: the chDB engine is in-process and its
+client is synchronous.
+
+Started by the Faust process with its end of a socket pair; it stops when that end
+closes (and the kernel kills it if its parent dies), so it never outlives the worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from pipeline.config import Settings, UserError
+from pipeline.core.cases import case_summary
+from pipeline.core.registry import UnitRegistry
+from pipeline.core.targets import Targets
+from pipeline.core.view import indicator_figures
+from pipeline.secrets import install_log_redaction, redact
+from pipeline.store.client import connect, describe_dsn
+from pipeline.store.readonly import ClientRunner, json_safe
+from pipeline.store.schema import ensure_schema
+from pipeline.store.units import load_units, sync_units
+from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
+from pipeline.stream import channel
+from pipeline.stream.guard import Problems, commit_renewing
+from pipeline.stream.labels import bound_figures
+from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
+from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
+from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
+from pipeline.targets_file import load_targets
+
+log = logging.getLogger("pipeline.worker")
+RETRY_MAX_S = 30.0
+GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPython: 700)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class _Pending:
+    """Rows waiting for the next flush, and how many messages they came from."""
+
+    events: list[AcceptedEvent] = field(default_factory=list)
+    invalid: list[InvalidRow] = field(default_factory=list)
+    cases: dict = field(default_factory=dict)
+    timestamps: list[float] = field(default_factory=list)
+    count: int = 0
+    last_seq: int = 0
+    started: float = 0.0
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class Engine:
+    def __init__(self, settings: Settings, targets: Targets, link: channel.Link) -> None:
+        self.settings = settings
+        self.targets = targets
+        self.link = link
+        self.metrics = WorkerMetrics(self._current_figures)
+        self.exposition = LiveExposition(targets)
+        self.problems = Problems()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.client = None
+        self.writer: FactWriter | None = None
+        self.store = case_store(settings)
+        self.repository = CachedRepository(self.store)
+        self.live = new_live_state(settings, 0)
+        registry = UnitRegistry(load_units(settings.units_file))
+        self.processor = Processor(
+            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label
+        )
+        self.pending = _Pending()
+        self.flush_lock = asyncio.Lock()
+        self.ready = False  # ClickHouse open
+        self.store_started = asyncio.Event()
+        self.view_ready = asyncio.Event()  # the live state matches the assignment
+        self.partitions: frozenset[int] = frozenset()  # partitions the live state covers
+        self.generation = 0
+        self.rebuilding = False
+        self.rebuilds = 0
+        self.last_rebuild_s: float | None = None
+        self.processed = 0
+        self.writing = 0
+        self.failure: str | None = None
+        self.batches: asyncio.Queue = asyncio.Queue()
+        self._flush_task: asyncio.Future | None = None
+        self._tasks: set[asyncio.Future] = set()
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def run(self) -> None:
+        for coro in (self._start_store(), self._start_state(), self._process_loop(), self._timers()):
+            self._spawn(coro)
+        while True:
+            try:
+                message = await self.link.receive()
+            except EOFError:
+                return  # the Faust process is gone or stopping: so is the engine
+            if isinstance(message, channel.Batch):
+                await self.batches.put(message)
+            elif isinstance(message, channel.Assign):
+                self.view_ready.clear()
+                self.generation += 1
+                self._spawn(self._rebuild(self.generation, message.partitions))
+            elif isinstance(message, channel.Revoke):
+                self._spawn(self._revoke(message.request))
+            elif isinstance(message, channel.Ask):
+                self._spawn(self._answer(message))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        self._spawn(self.fail(task.exception()))
+
+    async def fail(self, exc: BaseException | str) -> None:
+        """Tell the Faust process why, and stop: a worker that silently stops is worse."""
+        reason = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        if self.failure is None:
+            self.failure = reason
+            if not isinstance(exc, str):
+                log.error("engine failed; stopping the worker", exc_info=exc)
+        try:
+            await asyncio.wait_for(self.link.send(channel.Failed(reason)), 5)
+        finally:
+            os._exit(1)
+
+    async def _in_store_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def _start_store(self) -> None:
+        def start() -> None:
+            self.client = connect(self.settings.effective_clickhouse_dsn)
+            ensure_schema(self.client)
+            self.writer = FactWriter(self.client)
+            sync_units(self.client, load_units(self.settings.units_file))
+
+        try:
+            await self._in_store_thread(start)
+        except Exception as exc:  # no store, no worker: stop with the reason
+            log.error("error: cannot open ClickHouse: %s", exc)
+            await self.fail(f"cannot open ClickHouse: {exc}")
+            return
+        self.ready = True
+        log.info("ClickHouse ready at %s", describe_dsn(self.settings.effective_clickhouse_dsn))
+
+    async def _start_state(self) -> None:
+        try:
+            await self.store.start()
+        except Exception as exc:
+            log.error("error: cannot open the case changelog: %s", exc)
+            await self.fail(f"cannot open the case changelog: {exc}")
+            return
+        self.store_started.set()
+
+    # -- assignment: recover the records, rebuild the live view ---------------------
+    async def _revoke(self, request: int) -> None:
+        # Write what is buffered while this worker still owns the partitions: the next
+        # owner recovers their records only after the answer, so writes from here can
+        # never land behind its own in a changelog.
+        await self.flush()
+        self.view_ready.clear()
+        self.generation += 1
+        await self.link.send(channel.Revoked(request))
+
+    async def _rebuild(self, generation: int, partitions: frozenset[int]) -> None:
+        """Recover the records of ``partitions`` and derive a fresh live state from them."""
+        self.rebuilding = True
+        try:
+            await self.store_started.wait()
+            started = time.monotonic()
+            for partition in sorted(partitions):
+                stats = await self.store.recover(partition)
+                log.info("partition %d: %d changelog records recovered", partition, stats.records)
+                if generation != self.generation:
+                    return
+            self.store.close_partitions_except(partitions)
+            live = new_live_state(self.settings, 0)
+            count = 0
+            for count in rebuild(
+                live,
+                stored_cases(self.store, partitions),
+                stored_clocks(self.store, partitions),
+                event_clock=self.settings.clock == "event",
+                wall_now_us=_now_us(),
+                previous_clock_us=self.live.view.clock_us,
+            ):
+                await asyncio.sleep(0)
+                if generation != self.generation:
+                    return
+            self.live = live
+            self.processor.live = live
+            self.repository.clear()
+            # the rebuilt state is long-lived: keep the cyclic collector from walking it
+            # again and again (a full collection over millions of rows costs seconds)
+            gc.collect()
+            gc.freeze()
+            self.partitions = partitions
+            self.rebuilds += 1
+            self.last_rebuild_s = time.monotonic() - started
+            self.view_ready.set()
+            log.info("live state rebuilt from %d cases of partitions %s in %.2fs",
+                     count, sorted(partitions), self.last_rebuild_s)
+        finally:
+            if generation == self.generation:
+                self.rebuilding = False
+
+    # -- batches -------------------------------------------------------------------
+    async def _process_loop(self) -> None:
+        while True:
+            batch = await self.batches.get()
+            if not self.view_ready.is_set():
+                await self.view_ready.wait()
+            done = self._process_batch(batch)
+            await self.link.send(done)
+            if len(self.pending) >= self.settings.batch_size:
+                await self._flush_behind()
+
+    async def _flush_behind(self) -> None:
+        """Start a flush that runs while the next batches are processed (its ClickHouse
+        write is on the store thread, its changelog send on the broker); wait first for
+        the previous one, so at most one batch is in flight and one is filling."""
+        previous = self._flush_task
+        if previous is not None and not previous.done():
+            await asyncio.shield(previous)
+        self._flush_task = asyncio.ensure_future(self.flush())
+        self._flush_task.add_done_callback(self._task_done)
+
+    def _process_batch(self, batch: channel.Batch) -> channel.Done:
+        """Process the messages of ``batch`` in order (no await in between, so no flush
+        can split them)."""
+        started = time.perf_counter()
+        pending = self.pending
+        if not pending.count:
+            pending.started = time.monotonic()
+        process, partitions, topic = self.processor.process, self.partitions, self.settings.topic
+        rows, cases, timestamps = pending.events, pending.cases, pending.timestamps
+        skipped, invalid = [], []
+        counts = {ACCEPTED: 0, DUPLICATE: 0, INVALID: 0, REDELIVERED: 0}
+        unknown = handled = 0
+        wall_now_us = _now_us()
+        for index, (key, value, partition, offset, timestamp) in enumerate(
+            zip(batch.keys, batch.values, batch.partitions, batch.offsets, batch.timestamps)
+        ):
+            if partition not in partitions:
+                skipped.append(index)  # buffered before a rebalance took the partition away: not ours
+                continue
+            result = process(RawMessage(key, value, partition, offset), wall_now_us=wall_now_us)
+            outcome = result.outcome
+            counts[outcome] += 1
+            if outcome == INVALID:
+                self.metrics.invalid.labels(result.reason).inc()
+                invalid.append((index, result.reason, result.detail))
+                pending.invalid.append(InvalidRow(
+                    topic=topic, partition=partition, offset=offset, key=key,
+                    reason=result.reason, detail=result.detail, raw=value or b"",
+                ))
+            elif outcome != DUPLICATE:
+                ev = result.event
+                if outcome == ACCEPTED and result.unit_label != ev.unit_id:
+                    unknown += 1
+                cases[(partition, ev.case_id)] = result.case
+                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label))
+            timestamps.append(timestamp)
+            handled += 1
+        pending.count += handled
+        pending.last_seq = batch.seq
+        for outcome in (ACCEPTED, DUPLICATE, INVALID):
+            if counts[outcome]:
+                self.metrics.events.labels(outcome).inc(counts[outcome])
+        if counts[REDELIVERED]:
+            self.metrics.redelivered.inc(counts[REDELIVERED])
+        if unknown:
+            self.metrics.unknown_units.inc(unknown)
+        self.processed += handled
+        if handled:
+            per_message = (time.perf_counter() - started) / handled
+            observe = self.metrics.processing.observe
+            for _ in range(handled):
+                observe(per_message)
+        return channel.Done(batch.seq, skipped, invalid, self.live.view.clock_us)
+
+    async def _timers(self) -> None:
+        """The flush interval (and the daily prune of old ids), and the snapshots."""
+        next_snapshot = time.monotonic() + self.settings.snapshot_interval
+        while True:
+            await asyncio.sleep(min(self.settings.flush_interval, self.settings.snapshot_interval))
+            pending = self.pending
+            if pending.count and time.monotonic() - pending.started >= self.settings.flush_interval:
+                await self.flush()
+            if self.view_ready.is_set():
+                self.live.prune_ids(self.clock_us())
+            if time.monotonic() >= next_snapshot:
+                next_snapshot = time.monotonic() + self.settings.snapshot_interval
+                await self._write_snapshots()
+
+    async def flush(self) -> None:
+        """Write the buffered rows, then the changed case records, then say so."""
+        async with self.flush_lock:
+            batch, self.pending = self.pending, _Pending()
+            records = self.repository.take_staged()
+            clocks = {p: self.live.partition_clock[p] for p in records if p in self.live.partition_clock}
+            if not batch.count and not records:
+                return
+            self.writing = len(batch)
+            while not self.ready:
+                await asyncio.sleep(0.2)
+            now_us = self.clock_us()
+            version = time.time_ns()
+            case_rows = [case_summary(case.state, now_us) for case in batch.cases.values()]
+            await self._retrying("ClickHouse write", self._in_store_thread, self._write_batch, batch, case_rows, version)
+            await self._retrying("changelog write", commit_renewing, self.store, records, clocks)
+            self.repository.committed(records)
+            written = time.time()
+            for timestamp in batch.timestamps:
+                self.metrics.latency.observe(max(0.0, written - timestamp))
+            if batch.last_seq:
+                await self.link.send(channel.Flushed(batch.last_seq))
+            self.writing = 0
+
+    async def _retrying(self, what: str, fn, *args) -> None:
+        """Await ``fn(*args)`` until it succeeds; the messages stay unacked meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                await fn(*args)
+                self.problems.recovered(what)
+                return
+            except Exception as exc:
+                self.problems.failing(what, exc)
+                if what.startswith("ClickHouse"):
+                    self.metrics.write_errors.inc()
+                log.exception("%s failed; retrying in %.1fs", what, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def _write_batch(self, batch: _Pending, case_rows: list, version: int) -> None:
+        writer = self.writer
+        for table, rows, write in (
+            ("case_events", batch.events, writer.write_events),
+            ("invalid_events", batch.invalid, writer.write_invalid),
+            ("cases", case_rows, lambda rows: writer.write_cases(rows, version=version)),
+        ):
+            if rows:
+                write(rows)
+                self.metrics.rows_written.labels(table).inc(len(rows))
+                self.metrics.inserts.labels(table).inc()
+
+    # -- gauges, snapshots, answers --------------------------------------------------
+    def clock_us(self) -> int:
+        if self.settings.clock == "event":
+            return self.live.view.clock_us
+        return _now_us()
+
+    def _view_at_clock(self):
+        """(view, open-case counts, on_time_766 open part) at the clock, or None while
+        the live state is being rebuilt: what both the exporter and the snapshots read."""
+        if not self.view_ready.is_set():
+            return None
+        view = self.live.view
+        view.advance(self.clock_us())
+        return view, self.live.open_cases.counts(view.clock_us, view.units()), self.live.extra_at(view.clock_us)
+
+    def _current_figures(self) -> LiveFigures | None:
+        current = self._view_at_clock()
+        if current is None:
+            return None
+        view, open_counts, extra = current
+        return LiveFigures(
+            clock_us=view.clock_us,
+            indicators=bound_figures(indicator_figures(view, self.targets, extra), self.targets),
+            open_cases=open_counts,
+        )
+
+    async def _write_snapshots(self) -> None:
+        if not self.ready:
+            return
+        current = self._current_figures()
+        if current is None or not current.indicators:
+            return
+        try:
+            await self._in_store_thread(self.writer.write_snapshots, current.indicators, current.clock_us)
+        except Exception as exc:  # a failed snapshot is skipped (counted, shown), never fatal
+            self.metrics.write_errors.inc()
+            self.problems.failing("ClickHouse write", exc)
+            log.error("snapshot write failed; skipped: %s", exc)
+            return
+        self.metrics.rows_written.labels("indicator_snapshots").inc(len(current.indicators))
+        self.metrics.inserts.labels("indicator_snapshots").inc()
+
+    async def _answer(self, ask: channel.Ask) -> None:
+        try:
+            if ask.what == "metrics":
+                current = self._view_at_clock()
+                live_text = self.exposition.render(*current) if current is not None else ""
+                value = (self.metrics.render(live_text), self.clock_us())
+            elif ask.what == "health":
+                value = self._health()
+            elif ask.what == "sql":
+                value = await self._sql(*ask.args)
+            else:
+                raise ValueError(f"unknown question {ask.what!r}")
+        except UserError as exc:
+            await self.link.send(channel.Answer(ask.request, error=redact(str(exc)), user_error=True))
+        except Exception as exc:  # the engine's own message, one line
+            await self.link.send(channel.Answer(ask.request, error=redact(str(exc).strip().splitlines()[0][:500])))
+        else:
+            await self.link.send(channel.Answer(ask.request, value))
+
+    def _health(self) -> dict:
+        return {
+            "ready": self.ready and self.view_ready.is_set(),
+            "failure": self.failure,
+            "clock_us": self.clock_us(),
+            "processed": self.processed,
+            "pending": len(self.pending) + self.writing,
+            "flushing": self.flush_lock.locked(),
+            "rebuilding": self.rebuilding,
+            "partitions": sorted(self.partitions),
+            "rebuilds": self.rebuilds,
+            "last_rebuild_seconds": self.last_rebuild_s,
+            "problems": self.problems.entries(),
+        }
+
+    async def _sql(self, sql: str, parameters, limits: dict):
+        if not self.ready:
+            raise UserError("the worker is still starting; try again in a moment")
+        runner = ClientRunner(self.client, settings=limits)
+        columns, rows = await self._in_store_thread(runner.query, sql, parameters)
+        return columns, json_safe(rows)
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the worker's process dies, however it dies (Linux)."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux: the closed link still stops it
+        pass
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+async def _main(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    link = await channel.Link.open(sock)
+    settings = await link.receive()
+    engine = Engine(settings, load_targets(settings.targets_file), link)
+    await engine.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.stream.engine")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--parent", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the Faust process decides when to stop (it closes the link)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    gc.set_threshold(GC_THRESHOLD, 20, 100)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    install_log_redaction()
+    try:
+        asyncio.run(_main(args.fd))
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+    os._exit(0)  # no interpreter teardown: the store thread and the clients just stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())
