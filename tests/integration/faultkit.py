@@ -9,7 +9,6 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.contract.events import format_time, parse_time
@@ -52,10 +51,10 @@ def assert_exact(worker: WorkerProcess, settings: Settings, expected: Expected, 
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    """The worker's RSS: its Faust process and its engine process (the benchmark's measure)."""
+    from benchmarks.harness import rss_bytes
+
+    return rss_bytes(pid) / 2**20
 
 
 def committed_offsets(settings: Settings) -> dict[int, int]:
