@@ -245,6 +245,12 @@ class CaseEvent:
         if type(self.fields) is not _Fields:
             object.__setattr__(self, "fields", _Fields(self.fields))
 
+    def with_unit(self, unit_id: str) -> "CaseEvent":
+        """The same event attributed to ``unit_id`` (``dataclasses.replace`` without its
+        per-call introspection: the worker does this for every event of an unknown unit)."""
+        return CaseEvent(self.event_id, self.event_type, self.case_id, unit_id, self.occurred_at_us, self.source,
+                         self.fields)
+
     def to_record(self) -> dict:
         """The canonical JSON-able dict: contract fields only, timestamps as
         ``...Z`` with 6 fractional digits, ``source`` only when not None."""

@@ -53,6 +53,7 @@ from pipeline.targets_file import load_targets
 log = logging.getLogger("pipeline.worker")
 RETRY_MAX_S = 30.0
 GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPython: 700)
+PENDING_MAX_BATCHES = 4  # rows of this many full batches wait at most for a running flush
 
 
 def _now_us() -> int:
@@ -241,18 +242,27 @@ class Engine:
                 await self.view_ready.wait()
             done = self._process_batch(batch)
             await self.link.send(done)
-            if len(self.pending) >= self.settings.batch_size:
-                await self._flush_behind()
+            if len(self.pending) >= PENDING_MAX_BATCHES * self.settings.batch_size:
+                # the writes are behind (a slow or failing store): wait for them, so the
+                # rows held in memory stay bounded and nothing more is read meanwhile
+                previous = self._flush_task
+                if previous is not None and not previous.done():
+                    await asyncio.shield(previous)
+            self._flush_behind()
 
-    async def _flush_behind(self) -> None:
-        """Start a flush that runs while the next batches are processed (its ClickHouse
-        write is on the store thread, its changelog send on the broker); wait first for
-        the previous one, so at most one batch is in flight and one is filling."""
+    def _flush_behind(self, _finished: asyncio.Future | None = None) -> None:
+        """Start a flush when a batch is full and none is running: it runs while the next
+        batches are processed (its ClickHouse write is on the store thread, its changelog
+        send on the broker), and when it ends the next full batch starts at once. One
+        flush at a time: they write, and the Faust process acks, in order."""
         previous = self._flush_task
         if previous is not None and not previous.done():
-            await asyncio.shield(previous)
+            return
+        if len(self.pending) < self.settings.batch_size:
+            return
         self._flush_task = asyncio.ensure_future(self.flush())
         self._flush_task.add_done_callback(self._task_done)
+        self._flush_task.add_done_callback(self._flush_behind)
 
     def _process_batch(self, batch: channel.Batch) -> channel.Done:
         """Process the messages of ``batch`` in order (no await in between, so no flush

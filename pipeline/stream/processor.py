@@ -24,7 +24,7 @@ Exactly-once *effects* without Faust's exactly-once mode:
 from __future__ import annotations
 
 import orjson
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
@@ -213,7 +213,7 @@ class Processor:
 
         if case is None:
             case = StoredCase(CaseState.new(event.case_id))
-        attributed = event if label == event.unit_id else replace(event, unit_id=label)
+        attributed = event if label == event.unit_id else event.with_unit(label)
         before, after = case.add(attributed, message.offset)
         live.view.apply_all(diff_outcomes(before, after))
         live.set_open(case)
