@@ -35,8 +35,6 @@ invalid one is checked field by field, to find the first failing check.
 from __future__ import annotations
 
 import json
-
-import orjson
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -44,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import fastjsonschema
+import orjson
 
 from pipeline.core.localtime import DAY_US, EPOCH_ORDINAL, HOUR_US, US
 

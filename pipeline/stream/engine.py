@@ -224,8 +224,7 @@ class Engine:
             self.repository.clear()
             # the rebuilt state is long-lived: keep the cyclic collector from walking it
             # again and again (a full collection over millions of rows costs seconds)
-            gc.collect()
-            gc.freeze()
+            self._freeze_state()
             self.partitions = partitions
             self.rebuilds += 1
             self.last_rebuild_s = time.monotonic() - started

@@ -142,17 +142,14 @@ class DeadLetter:
 class DeadLetters:
     """The dead letters of the messages rejected since the last flush took them.
 
-    ``reserve`` registers a batch's rejections synchronously, in the same step that
-    buffers their acks, so whichever flush takes those acks also takes (and settles)
-    their dead letters, even one that gets the flush lock before the loop has sent
-    them: ``settle`` sends any letter not sent yet, and the later ``send`` of that
-    message then finds it sent and does nothing."""
+    ``send_all`` registers a batch's rejections first (each counts as unwritten from
+    then on) and then sends them; ``settle`` sends any letter not sent yet and waits
+    for every delivery before the flush that takes them lets their messages be acked."""
 
     topic: str
     producer: Callable[[], Any]  # the Faust app's producer (created when the app starts)
     guard: WorkerGuard
     batch: list[DeadLetter] = field(default_factory=list)
-    by_position: dict[tuple[str, int, int], DeadLetter] = field(default_factory=dict)
 
     def _letter(self, message: Any, reason: str, detail: str) -> DeadLetter:
         headers = [
@@ -167,19 +164,12 @@ class DeadLetters:
         self.guard.dead_letters_unwritten.inc()
         return letter
 
-    def reserve(self, rejected: list) -> None:
-        """``rejected``: (Faust message, reason, detail) triples."""
-        for message, reason, detail in rejected:
-            letter = self._letter(message, reason, detail)
-            self.by_position[(message.topic, message.partition, message.offset)] = letter
-
-    async def send(self, message: Any, reason: str, detail: str) -> None:
-        """Send the dead letter of ``message`` (a Faust message); delivery is awaited at the flush."""
-        letter = self.by_position.pop((message.topic, message.partition, message.offset), None)
-        if letter is None:
-            letter = self._letter(message, reason, detail)
-        if letter.future is None and letter.error is None and not letter.sending:
-            await self._produce(letter)
+    async def send_all(self, rejected: list) -> None:
+        """``rejected``: (Faust message, reason, detail) triples of one batch; delivery
+        is awaited at the flush (``settle``)."""
+        for letter in [self._letter(message, reason, detail) for message, reason, detail in rejected]:
+            if letter.future is None and letter.error is None and not letter.sending:
+                await self._produce(letter)
 
     async def _produce(self, letter: DeadLetter) -> None:
         letter.sending = True

@@ -197,15 +197,24 @@ class Worker:
         await self.linked.wait()
         await self.link.send(message)
 
-    async def _ask(self, what: str, *args, timeout: float | None = ASK_TIMEOUT_S) -> Any:
+    async def _request(self, message, timeout: float | None) -> channel.Answer:
+        """Send ``message(request id)`` and wait for the engine's answer to it."""
         self.requests += 1
         request = self.requests
         future = self.answers[request] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(self._send(channel.Ask(request, what, args)), timeout)
-            answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+            await asyncio.wait_for(self._send(message(request)), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         finally:
             self.answers.pop(request, None)
+
+    def _resolve(self, answer: channel.Answer) -> None:
+        future = self.answers.get(answer.request)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    async def _ask(self, what: str, *args, timeout: float | None = ASK_TIMEOUT_S) -> Any:
+        answer = await self._request(lambda request: channel.Ask(request, what, args), timeout)
         if answer.error is not None:
             raise (UserError if answer.user_error else RuntimeError)(answer.error)
         return answer.value
@@ -219,9 +228,7 @@ class Worker:
                 await self._fail(f"the engine process exited (code {code})")
                 return
             if isinstance(message, channel.Answer):
-                future = self.answers.get(message.request)
-                if future is not None and not future.done():
-                    future.set_result(message)
+                self._resolve(message)
             elif isinstance(message, channel.Failed):
                 await self._fail(f"engine: {message.reason}")
                 return
@@ -242,10 +249,9 @@ class Worker:
                 skipped = set(message.skipped)
                 self.unacked[message.seq] = [e for i, e in enumerate(events) if i not in skipped] if skipped else events
                 if message.invalid:
-                    rejected = [(events[i].message, reason, detail) for i, reason, detail in message.invalid]
-                    dead_letters.reserve(rejected)  # the flush that covers them settles them first
-                    for rejected_message, reason, detail in rejected:
-                        await dead_letters.send(rejected_message, reason, detail)
+                    await dead_letters.send_all(
+                        [(events[i].message, reason, detail) for i, reason, detail in message.invalid]
+                    )
             elif isinstance(message, channel.Flushed):
                 await dead_letters.settle(dead_letters.take())
                 ack = self._stream.ack
@@ -253,9 +259,7 @@ class Worker:
                     for event in self.unacked.pop(seq):
                         await ack(event)
             elif isinstance(message, channel.Revoked):
-                future = self.answers.get(message.request)
-                if future is not None and not future.done():
-                    future.set_result(channel.Answer(message.request))
+                self._resolve(channel.Answer(message.request))
 
     # -- assignment ----------------------------------------------------------------
     async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
@@ -263,14 +267,7 @@ class Worker:
         # and the acks are done before Faust goes on (the next owner starts from them).
         if not self.linked.is_set() or self.failure:
             return
-        self.requests += 1
-        request = self.requests
-        future = self.answers[request] = asyncio.get_running_loop().create_future()
-        try:
-            await self._send(channel.Revoke(request))
-            await future
-        finally:
-            self.answers.pop(request, None)
+        await self._request(channel.Revoke, None)
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
