@@ -312,7 +312,7 @@ class Worker:
     async def _health_page(self, web, request):
         try:
             engine = await self._ask("health")
-        except (asyncio.TimeoutError, RuntimeError) as exc:
+        except (asyncio.TimeoutError, RuntimeError, OSError) as exc:  # OSError: the engine is gone
             engine = {"ready": False, "failure": None, "problems": [
                 {"problem": "engine", "detail": f"not answering: {type(exc).__name__}", "for_seconds": ASK_TIMEOUT_S}]}
         failure = self.failure or engine.get("failure")
