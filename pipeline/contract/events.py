@@ -517,19 +517,19 @@ def _json_kind(value: Any) -> str:
 
 def _build(obj: Any) -> CaseEvent:
     """Step 5 of the check order: the content rules of a decoded JSON value."""
-    error = None
+    error = None  # the schema's message, not the exception: its traceback would hold this frame
     try:
         _validate_root(obj)
         _validate_branch[obj["event_type"]](obj)
     except _SchemaError as exc:
         if exc.rule == "type" and exc.path == ["data"]:
             raise InvalidEvent("not_object", f"the message must be a JSON object, got {_json_kind(obj)}") from None
-        error = exc
+        error = exc.message
     by_field = error is not None  # invalid: find the first failing check, field by field
     common = _checked(obj, _COMMON, by_field)
     fields = _checked(obj, _TYPE_FIELDS[common["event_type"]], by_field)
     if error is not None:  # a schema rule outside the field map (never expected)
-        raise InvalidEvent("invalid_field", f"the event breaks the schema: {error.message[:200]}")
+        raise InvalidEvent("invalid_field", f"the event breaks the schema: {error[:200]}")
     return CaseEvent(
         common["event_id"],
         common["event_type"],

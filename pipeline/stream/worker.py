@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 import faust
+import mode.loop
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pipeline import kafka_clients
@@ -376,6 +377,9 @@ def run_worker(settings: Settings) -> int:
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     install_log_redaction()  # no secret in any log line
     settings = kafka_clients.preflight(settings)  # unreachable or refused: one error line; auto replication resolved
+    # uvloop: Faust's consumer runs a few asyncio tasks per message (its per-message
+    # wait_first); on uvloop its CPU per message fell by a fifth (BENCHMARKS.md)
+    mode.loop.use("uvloop")
     worker = Worker(settings)
     faust_worker = faust.Worker(worker.app, loglevel="WARNING", quiet=True)
     print(

@@ -211,6 +211,31 @@ def test_events_are_typed_canonical_and_idempotent(clean):
     assert "citizen_name" not in json.loads(raw_extra)  # unknown fields are never stored
 
 
+def test_written_rows_are_not_kept_by_a_reference_cycle(clean):
+    """clickhouse-connect's insert context is a reference cycle; the worker's engine
+    collects cycles rarely (it freezes its state after each flush), so the writer must
+    not leave its rows for the collector to free."""
+    import gc
+
+    ev = Events()
+    t0 = parse_time("2025-08-01T09:00:00+07:00")
+    rows = [(ev.received(f"HS-{i}", UA, t0, sector="dat_dai", due=t0 + D), 0, i) for i in range(50)]
+    writer = FactWriter(clean)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        assert writer.write_events(rows) == 50
+        gc.collect()
+        kept = [o for o in gc.garbage if isinstance(o, tuple) and len(o) > 20]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert kept == []
+    assert final_count(clean, "case_events") == 50
+
+
 def test_invalid_rows_keep_bytes_and_are_idempotent(clean):
     ch = clean
     rows = [

@@ -115,6 +115,23 @@ def test_corpus_example(example):
         assert "\n" not in result.detail
 
 
+def test_checking_an_event_makes_no_reference_cycle():
+    """The engine freezes what is alive after each flush and collects cycles rarely
+    (pipeline.stream.engine, _freeze_state): a cycle per rejected event would keep its
+    exception's frames, and through them the whole batch, until then."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        results = [outcome(example) for example in CORPUS]
+        assert {type(r) for r in results} == {CaseEvent, InvalidEvent}
+        del results
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
 # --------------------------------------------------------------------------- helpers
 
 NOW = parse_time("2025-03-10T00:00:00Z")
