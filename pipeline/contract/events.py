@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -181,18 +181,13 @@ def format_time(us: int) -> str:
     """Epoch microseconds -> ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC)."""
     if isinstance(us, bool) or not isinstance(us, int):
         raise TypeError(f"epoch microseconds must be an int, got {type(us).__name__}")
-    days, rest = divmod(us, DAY_US)
-    try:
-        d = date.fromordinal(days + EPOCH_ORDINAL)
-    except (ValueError, OverflowError):
+    try:  # datetime's C formatting: the stored form of every event goes through here
+        return (_EPOCH_NAIVE + timedelta(microseconds=us)).isoformat(timespec="microseconds") + "Z"
+    except OverflowError:
         raise ValueError(f"epoch microseconds out of range: {us}") from None
-    seconds, micros = divmod(rest, US)
-    hour, seconds = divmod(seconds, 3600)
-    minute, second = divmod(seconds, 60)
-    return (
-        f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
-        f"T{hour:02d}:{minute:02d}:{second:02d}.{micros:06d}Z"
-    )
+
+
+_EPOCH_NAIVE = datetime(1970, 1, 1)
 
 
 # --------------------------------------------------------------------------- the event
@@ -327,7 +322,7 @@ class _Field:
     is_time: bool  # a $defs.timestamp: kept as epoch µs
     is_int: bool  # of type integer: must be written as one
     default: Any  # kept when missing (optional booleans: False), else _ABSENT
-    when: Callable[[Any], Any] | None  # the field counts only if the object passes this
+    when: Callable[[Any], bool] | None  # the field counts only if the object passes this (_condition)
 
 
 def _field(name: str, schema: dict, required: bool, when: Callable[[Any], Any] | None = None) -> _Field:
@@ -346,13 +341,30 @@ def _field(name: str, schema: dict, required: bool, when: Callable[[Any], Any] |
     )
 
 
+def _condition(schema: dict) -> Callable[[Any], bool]:
+    """A predicate: does an object pass ``schema`` (a branch's nested ``if``)?
+
+    ``{"properties": {name: {"const": "text"}}, "required": [name]}`` (the only form the
+    contract uses: ``channel`` is ``online``) is a comparison; fastjsonschema would
+    raise an exception for every object that fails it. Any other form is compiled."""
+    props = schema.get("properties", {})
+    if set(schema) == {"properties", "required"} and len(props) == 1 and schema["required"] == list(props):
+        (name, rule), = props.items()
+        if set(rule) == {"const"} and type(rule["const"]) is str:
+            const = rule["const"]
+            # properties and required constrain objects only: anything else passes
+            return lambda obj: not isinstance(obj, dict) or (type(obj.get(name)) is str and obj[name] == const)
+    validate = _compile(schema)
+    return lambda obj: _passes(validate, obj)
+
+
 def _branch_fields(then: dict) -> tuple[_Field, ...]:
     """The fields of one event type's ``then``; a property constrained only by a nested
     ``if``/``then`` (``online_mode``: only when the channel is online) counts only when
     the object passes that ``if`` -- otherwise it is ignored, neither checked nor kept."""
     inner = then.get("then", {})
     inner_props = inner.get("properties", {})
-    when = _compile(then["if"]) if "if" in then else None
+    when = _condition(then["if"]) if "if" in then else None
     fields = []
     for name, schema in then.get("properties", {}).items():
         if name in inner_props:
@@ -490,7 +502,7 @@ def _checked(obj: Mapping[str, Any], fields: tuple[_Field, ...], by_field: bool)
     """The kept values of ``fields``; ``by_field``: check each against its schema first."""
     kept = {}
     for f in fields:
-        if f.when is not None and not _passes(f.when, obj):
+        if f.when is not None and not f.when(obj):
             continue
         value = obj.get(f.name)
         if by_field:

@@ -24,6 +24,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
 
+from pipeline.core.cases import CaseSummary
 from pipeline.store.schema import (
     CASE_COLUMNS,
     CASE_EVENT_COLUMNS,
@@ -227,6 +228,44 @@ def case_row(summary: Any, *, version: int, updated_at_us: int | None = None) ->
     )
 
 
+def _case_values(r: Mapping[str, Any], updated_at_us: int | None, now_ms: int) -> tuple:
+    """The ``cases`` row of a :class:`CaseRow` in ``CASE_COLUMNS`` order (defaults filled in)."""
+    if "case_id" not in r or "version" not in r:
+        raise ValueError("a cases row needs 'case_id' and 'version'")
+    unknown = set(r) - set(CASE_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown cases column(s): {', '.join(sorted(unknown))}")
+    values = []
+    for col in CASE_COLUMNS:
+        if col == "case_id":
+            values.append(r["case_id"])
+        elif col == "version":
+            values.append(int(r["version"]))
+        elif col == "updated_at":
+            updated = r.get("updated_at", updated_at_us)
+            values.append(now_ms if updated is None else _to_ms(updated))
+        elif col in _CASE_TIMES_US:
+            values.append(to_us(r.get(col)))
+        elif col == "paused_seconds":
+            values.append(float(r.get(col, 0.0) or 0.0))
+        else:
+            v = r.get(col, _CASE_DEFAULTS[col])
+            values.append(_CASE_DEFAULTS[col] if v is None and _CASE_DEFAULTS[col] is not None else v)
+    return tuple(values)
+
+
+def _summary_values(s: CaseSummary, version: int, updated_ms: int) -> tuple:
+    """The ``cases`` row of a ``CaseSummary`` in ``CASE_COLUMNS`` order: what
+    :func:`case_row` and ``write_cases``' conversion of its keys give, without the
+    dict between them (a test holds the two paths equal)."""
+    return (
+        s.case_id, s.unit or "", s.sector, s.procedure_code, s.channel, s.status,
+        s.received_at_us, s.due_at_us, s.effective_due_us, s.finished_at_us,
+        s.finish_type, s.on_time, s.early, s.supplement_requests, s.paused_us / 1_000_000,
+        s.has_apology, s.overdue, s.event_count, version, updated_ms,
+    )
+
+
 def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None) -> tuple:
     """The ``case_events`` row of one ``CaseEvent`` (columns: ``CASE_EVENT_COLUMNS``).
 
@@ -345,36 +384,19 @@ class FactWriter:
         (a summary never does: ``version`` is then required).
         """
         now_ms = _now_us() // 1000
+        summary_updated_ms = now_ms if updated_at_us is None else _to_ms(updated_at_us)
         data = []
         for r in rows:
+            if type(r) is CaseSummary and version is not None:  # the worker's rows: straight to columns
+                data.append(_summary_values(r, int(version), summary_updated_ms))
+                continue
             if not isinstance(r, Mapping):
                 if version is None:
                     raise ValueError("write_cases needs version= for CaseSummary rows")
                 r = case_row(r, version=version, updated_at_us=updated_at_us)
             elif version is not None and "version" not in r:
                 r = {**r, "version": version}
-            if "case_id" not in r or "version" not in r:
-                raise ValueError("a cases row needs 'case_id' and 'version'")
-            unknown = set(r) - set(CASE_COLUMNS)
-            if unknown:
-                raise ValueError(f"unknown cases column(s): {', '.join(sorted(unknown))}")
-            values = []
-            for col in CASE_COLUMNS:
-                if col == "case_id":
-                    values.append(r["case_id"])
-                elif col == "version":
-                    values.append(int(r["version"]))
-                elif col == "updated_at":
-                    updated = r.get("updated_at", updated_at_us)
-                    values.append(now_ms if updated is None else _to_ms(updated))
-                elif col in _CASE_TIMES_US:
-                    values.append(to_us(r.get(col)))
-                elif col == "paused_seconds":
-                    values.append(float(r.get(col, 0.0) or 0.0))
-                else:
-                    v = r.get(col, _CASE_DEFAULTS[col])
-                    values.append(_CASE_DEFAULTS[col] if v is None and _CASE_DEFAULTS[col] is not None else v)
-            data.append(tuple(values))
+            data.append(_case_values(r, updated_at_us, now_ms))
         return self._insert("cases", data, CASE_COLUMNS)
 
     def write_snapshots(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import orjson
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, case_outcomes, open_case
@@ -43,8 +43,7 @@ DUPLICATE = "duplicate"
 REDELIVERED = "redelivered"
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(NamedTuple):  # one per message: a named tuple is made in C
     key: bytes | None
     value: bytes | None
     partition: int
@@ -108,8 +107,7 @@ class DictRepository:
         self.records.setdefault(partition, {})[case.case_id] = case.to_bytes()
 
 
-@dataclass(frozen=True, slots=True)
-class _IdEntry:
+class _IdEntry(NamedTuple):
     case_id: str
     occurred_at_us: int
 

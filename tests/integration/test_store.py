@@ -292,6 +292,37 @@ def test_cases_latest_version_wins_and_summaries_are_accepted(clean):
     assert row == (UB, "ho_tich", "open", None, 7200.0, 1, 7, t0 + D + 2 * H)
 
 
+def test_summary_rows_take_the_same_columns_as_case_rows():
+    """write_cases turns a CaseSummary straight into its columns (the worker's path);
+    the same summary through case_row and the row conversion gives the same tuple."""
+    from pipeline.core.cases import CaseState, case_summary
+    from pipeline.store.writer import _case_values, _summary_values, case_row
+
+    ev = Events()
+    t0 = parse_time("2025-08-01T09:00:00+07:00")
+    states = []
+    open_case = CaseState.new("HS-1")
+    open_case.add(ev.received("HS-1", UA, t0, sector="dat_dai", due=t0 + D))
+    open_case.add(ev.add("supplement_requested", "HS-1", UA, t0 + H))
+    states.append(open_case)
+    done = CaseState.new("HS-2")
+    done.add(ev.received("HS-2", UB, t0, sector="ho_tich", due=t0 + D, channel="online", mode="full"))
+    done.add(ev.add("resolved", "HS-2", UB, t0 + 2 * H))
+    states.append(done)
+    held = CaseState.new("HS-3")
+    held.add(ev.add("payment", "HS-3", UA, t0, method="online"))
+    states.append(held)
+    feedback = CaseState.new("PA-1")
+    feedback.add(ev.add("feedback_received", "PA-1", UA, t0, due_at=t0 + D, channel="online"))
+    states.append(feedback)
+    for state in states:
+        summary = case_summary(state, t0 + 3 * D)
+        assert _summary_values(summary, 9, 1_234) == _case_values(
+            case_row(summary, version=9, updated_at_us=1_234_000), None, 0
+        ), summary.status
+    assert {case_summary(s, t0 + 3 * D).status for s in states} == {"open", "finished", "held", "feedback_open"}
+
+
 def test_snapshots_accept_rows_and_objects_and_are_idempotent(clean, targets):
     ch = clean
     t0 = parse_time("2025-08-01T09:00:00+07:00")

@@ -115,6 +115,22 @@ def test_corpus_example(example):
         assert "\n" not in result.detail
 
 
+def test_branch_conditions_agree_with_the_schema():
+    """A branch's nested ``if`` is evaluated as a comparison (no exception per event);
+    it gives the compiled schema's verdict on every kind of value."""
+    from pipeline.contract.events import _BRANCHES, _compile, _condition, _passes
+
+    values = [None, "online", "ONLINE", "online ", "direct", "", 1, 1.0, True, ["online"], {"x": "online"}]
+    objects = [{}, [], "online", None] + [{"channel": v} for v in values] + [{"channel": v, "x": 1} for v in values]
+    conditions = [then["if"] for then in _BRANCHES.values() if "if" in then]
+    assert conditions
+    other = {"properties": {"channel": {"enum": ["online", "postal"]}}, "required": ["channel"]}  # compiled
+    for schema in conditions + [other]:
+        fast, compiled = _condition(schema), _compile(schema)
+        for obj in objects:
+            assert fast(obj) == _passes(compiled, obj), (schema, obj)
+
+
 def test_checking_an_event_makes_no_reference_cycle():
     """The engine freezes what is alive after each flush and collects cycles rarely
     (pipeline.stream.engine, _freeze_state): a cycle per rejected event would keep its
