@@ -582,12 +582,12 @@ def parse_event(value: bytes | None, *, key: bytes | None, now_us: int) -> CaseE
     except orjson.JSONDecodeError:
         obj = _decode_checked(value)
     else:
-        if type(obj) is not dict or any(type(v) in _CHECKED_TYPES for v in obj.values()):
+        if type(obj) is not dict or not _CHECKED_TYPES.isdisjoint(map(type, obj.values())):
             obj = _decode_checked(value)
     return _finish(_build(obj), key, now_us)
 
 
-_CHECKED_TYPES = (float, list, dict)
+_CHECKED_TYPES = frozenset((float, list, dict))
 
 
 def _decode_checked(value: bytes) -> Any:

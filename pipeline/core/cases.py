@@ -43,6 +43,7 @@ __all__ = [
     "CaseSummary",
     "OpenCase",
     "open_case",
+    "case_outcomes_and_open",
     "case_outcomes",
     "case_summary",
     "held_since_us",
@@ -379,7 +380,19 @@ def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list
     ``now_us`` (future-dated events); the windows exclude them.
     Order is deterministic and independent of arrival order.
     """
+    return _outcomes(_Scan(state._events), now_us, hold_retention_us)
+
+
+def case_outcomes_and_open(
+    state: CaseState, now_us: int, hold_retention_us: int
+) -> tuple[list[Outcome], "OpenCase | None"]:
+    """``case_outcomes`` and ``open_case`` of the case, from one pass over its events
+    (the worker needs both after every event)."""
     s = _Scan(state._events)
+    return _outcomes(s, now_us, hold_retention_us), _open_entry(s)
+
+
+def _outcomes(s: _Scan, now_us: int, hold_retention_us: int) -> list[Outcome]:
     out: list[Outcome] = []
     if not s.rejected:
         rec = s.received
@@ -472,8 +485,7 @@ def held_since_us(
 # open cases (for the live open/overdue gauges)
 
 
-@dataclass(frozen=True, slots=True)
-class OpenCase:
+class OpenCase(NamedTuple):  # a named tuple: made and compared in C, once per event
     """What the open-case gauges and ``on_time_766`` need of an open case, clock-free.
 
     ``overdue_after_us``: the case is overdue at clock T exactly when
@@ -499,7 +511,10 @@ class OpenCase:
 def open_case(state: CaseState) -> OpenCase | None:
     """The case's open-case entry, or None when it is not open (same rules as
     ``case_summary``: received, not rejected, no finish)."""
-    s = _Scan(state._events)
+    return _open_entry(_Scan(state._events))
+
+
+def _open_entry(s: _Scan) -> OpenCase | None:
     rec = s.received
     if s.rejected or rec is None or s.finish_ev is not None:
         return None
@@ -512,13 +527,7 @@ def open_case(state: CaseState) -> OpenCase | None:
         deadline = due + closed
         if open_at is None or deadline < open_at:
             threshold = deadline
-    return OpenCase(
-        unit=rec.unit,
-        sector=rec.sector,
-        overdue_after_us=threshold,
-        has_apology=s.first_apology_t is not None,
-        requests=requests,
-    )
+    return _new_row(OpenCase, (rec.unit, rec.sector, threshold, s.first_apology_t is not None, requests))
 
 
 # ---------------------------------------------------------------------------

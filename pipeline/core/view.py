@@ -275,6 +275,15 @@ class OpenCaseCounts:
     overdue_without_apology: int = 0
 
 
+def _sorted(lists: dict, key) -> SortedList:
+    """``lists[key]``, a new empty ``SortedList`` when missing (``setdefault`` would
+    build one on every call: a few µs each)."""
+    found = lists.get(key)
+    if found is None:
+        found = lists[key] = SortedList()
+    return found
+
+
 class OpenCaseIndex:
     """Open cases per unit, with their overdue thresholds sorted for counting at T.
 
@@ -304,14 +313,16 @@ class OpenCaseIndex:
             self._add(entry)
 
     def _add(self, entry: OpenCase) -> None:
-        self._open[entry.unit] = self._open.get(entry.unit, 0) + 1
+        unit = entry.unit
+        self._open[unit] = self._open.get(unit, 0) + 1
         threshold = entry.overdue_after_us if entry.overdue_after_us is not None else NEVER
-        self._thresholds.setdefault(entry.unit, SortedList()).add(threshold)
+        _sorted(self._thresholds, unit).add(threshold)
         if not entry.has_apology:
-            self._no_apology.setdefault(entry.unit, SortedList()).add(threshold)
+            _sorted(self._no_apology, unit).add(threshold)
         late = entry.late_766_after_us()
-        for scope in scopes_of(ON_TIME_766, entry.unit, entry.sector):
-            self._late_766.setdefault(scope, SortedList()).add(NEVER if late is None else late)
+        late = NEVER if late is None else late
+        for scope in scopes_of(ON_TIME_766, unit, entry.sector):
+            _sorted(self._late_766, scope).add(late)
 
     def _remove(self, entry: OpenCase) -> None:
         self._open[entry.unit] -= 1

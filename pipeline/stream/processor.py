@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
-from pipeline.core.cases import CaseState, case_outcomes, open_case
+from pipeline.core.cases import CaseState, OpenCase, case_outcomes_and_open
 from pipeline.core.outcomes import Outcome, diff_outcomes
 from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
@@ -58,6 +58,7 @@ class StoredCase:
     state: CaseState
     offsets: dict[str, int] = field(default_factory=dict)
     _outcomes: list[Outcome] | None = None
+    _open: OpenCase | None = None
 
     @property
     def case_id(self) -> str:
@@ -65,8 +66,13 @@ class StoredCase:
 
     def outcomes(self) -> list[Outcome]:
         if self._outcomes is None:
-            self._outcomes = case_outcomes(self.state, ALL_ATTRIBUTED_US, 0)
+            self._outcomes, self._open = case_outcomes_and_open(self.state, ALL_ATTRIBUTED_US, 0)
         return self._outcomes
+
+    def open_entry(self) -> OpenCase | None:
+        """``open_case`` of the case (cached with its outcomes)."""
+        self.outcomes()
+        return self._open
 
     def add(self, event: CaseEvent, offset: int) -> tuple[list[Outcome], list[Outcome]]:
         """Add the event; (outcomes before, outcomes after)."""
@@ -126,7 +132,7 @@ class LiveState:
 
     def set_open(self, case: StoredCase) -> None:
         """Record whether the case is open (open cases count in ``on_time_766`` at T)."""
-        entry = open_case(case.state)
+        entry = case.open_entry()
         self.open_cases.set(case.case_id, entry)
         if entry is not None:
             self.view.ensure_cell(ON_TIME_766, entry.unit, entry.sector)

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from pipeline.contract.events import CaseEvent, parse_time
-from pipeline.core.cases import CaseState, case_outcomes, case_summary, held_since_us
+from pipeline.core.cases import CaseState, case_outcomes, case_outcomes_and_open, case_summary, held_since_us, open_case
 from pipeline.core.outcomes import Outcome, diff_outcomes
 
 H = 3600 * 1_000_000
@@ -457,6 +457,24 @@ def test_arrival_order_does_not_matter():
             assert case_outcomes(s, now, RET) == ref  # identical, order included
             assert case_summary(s, now) == ref_summary
             assert held_since_us(s, now, RET) == ref_held
+
+
+def test_outcomes_and_open_entry_from_one_pass_equal_the_two_functions():
+    """The worker's one-pass ``case_outcomes_and_open`` gives exactly what ``case_outcomes``
+    and ``open_case`` give, after every event of random cases (open ones included)."""
+    rng = random.Random(20261207)
+    seen_open = seen_closed = 0
+    for i in range(200):
+        s = CaseState.new(f"C{i}")
+        for e in _random_case(rng, f"C{i}"):
+            s.add(e)
+            for now in (T0, FAR):
+                outcomes, entry = case_outcomes_and_open(s, now, RET)
+                assert outcomes == case_outcomes(s, now, RET)
+                assert entry == open_case(s)
+                seen_open += entry is not None
+                seen_closed += entry is None
+    assert seen_open and seen_closed
 
 
 def test_all_permutations_of_a_small_case():
