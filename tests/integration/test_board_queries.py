@@ -9,7 +9,10 @@ generator's output), so a panel added later is covered without touching this fil
   offer values; the boards' defaults must be among them;
 * each PromQL target, with the variables substituted by real values and Grafana's
   ``$__rate_interval``/``$__range`` by concrete durations, runs as Grafana would run it
-  (instant or range query) and must answer without error and with data;
+  (instant or range query) and must answer without error and with data (a query
+  without data is asked again, one scrape interval apart, for up to a minute, and
+  then fails with the samples Prometheus holds of the metrics it reads: one CI run
+  once found no data for a counter the worker had exported);
 * each ClickHouse target (the ``grafana-clickhouse-datasource`` query model), with the
   variables substituted and the plugin's macros expanded for a real time range, runs
   through the project's read-only path (the worker's ``POST /sql``, read-only
@@ -81,6 +84,54 @@ def _promql(settings, expr: str, instant: bool, now: float) -> Answer:
     if body.get("status") != "success":
         return Answer(False, f"{body.get('errorType')}: {body.get('error')}", 0)
     return Answer(True, "", len(body["data"]["result"]))
+
+
+@dataclass(frozen=True)
+class PromTarget:
+    where: str  # board / panel / refId
+    expr: str  # variables substituted
+    instant: bool
+
+
+#: how long a query that finds no data is asked again (a fresh "now" each round, one
+#: scrape interval apart): Prometheus may not yet hold the samples a window needs
+NO_DATA_PATIENCE_S = 60
+ROUND_S = 5
+
+
+def _failing_promql(settings, targets: list[PromTarget], now: float) -> list[str]:
+    """Run every target as Grafana would; the failures. An error fails at once; a query
+    without data is asked again until NO_DATA_PATIENCE_S has passed, and then fails with
+    how many samples Prometheus holds of each metric it reads (and of ``up``)."""
+    deadline = time.monotonic() + NO_DATA_PATIENCE_S
+    failures: list[str] = []
+    waiting = targets
+    while True:
+        empty = []
+        for target in waiting:
+            answer = _promql(settings, target.expr, target.instant, now)
+            if not answer.ok:
+                failures.append(f"{target.where}: error {answer.error}\n    {target.expr}")
+            elif answer.series == 0:
+                empty.append(target)
+        if not empty or time.monotonic() > deadline:
+            break
+        time.sleep(ROUND_S)
+        waiting, now = empty, time.time()
+    for target in empty:
+        held = {
+            name: _sample_count(settings, name)
+            for name in sorted(set(re.findall(r"\b(tthc_[a-z0-9_]+)", target.expr)) | {"up"})
+        }
+        failures.append(f"{target.where}: no data after {NO_DATA_PATIENCE_S} s\n    {target.expr}\n"
+                        f"    samples in the last 5 min: {held}")
+    return failures
+
+
+def _sample_count(settings, metric: str) -> dict[str, float]:
+    """Samples Prometheus holds of ``metric`` over the last 5 minutes, per series."""
+    body = _prometheus(settings, "/api/v1/query", {"query": f'count_over_time({{__name__="{metric}"}}[5m])'})
+    return {json.dumps(r["metric"], sort_keys=True): float(r["value"][1]) for r in body["data"]["result"]}
 
 
 def _label_values(settings, query: str) -> list[str]:
@@ -174,6 +225,7 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
 
         failures: list[str] = []
         counts = {PROMETHEUS_TYPE: 0, CLICKHOUSE_TYPE: 0}
+        promql: list[PromTarget] = []
         for name, board in boards.items():
             for target in panel_queries(board):
                 source = target["datasource"]["type"]
@@ -182,11 +234,7 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                 if source == PROMETHEUS_TYPE:
                     expr = substitute_variables(target["expr"], {**values, **GRAFANA_INTERVALS})
                     assert not re.search(r"\$\{?[A-Za-z_]", expr), f"{where}: unsubstituted variable in {expr}"
-                    answer = _promql(settings, expr, bool(target.get("instant")), now)
-                    if not answer.ok:
-                        failures.append(f"{where}: error {answer.error}\n    {expr}")
-                    elif answer.series == 0:
-                        failures.append(f"{where}: no data\n    {expr}")
+                    promql.append(PromTarget(where, expr, bool(target.get("instant"))))
                 elif source == CLICKHOUSE_TYPE:
                     assert target["editorType"] == "sql" and target["format"] in (0, 1), where
                     sql = expand_clickhouse_macros(
@@ -202,6 +250,7 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                         failures.append(f"{where}: no rows\n    {sql}")
                 else:
                     failures.append(f"{where}: unknown data source type {source}")
+        failures += _failing_promql(settings, promql, now)
         assert not failures, f"{len(failures)} failing queries:\n" + "\n".join(failures)
         # The walk found the boards' queries (a broken walk must not pass silently).
         assert counts[PROMETHEUS_TYPE] >= 60 and counts[CLICKHOUSE_TYPE] >= 4, counts
