@@ -8,6 +8,7 @@ CI may override any of them.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,17 @@ for _name, _value in TEST_ENV.items():
 
 from pipeline.config import Settings, load_settings  # noqa: E402  (after the env is set)
 from pipeline.infra.manager import down, running_pids, up  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_left() -> Iterator[None]:
+    """A worker a failed test left running is killed, so it cannot hold the web port (and
+    fail every later test that starts one)."""
+    from tests.integration.workerproc import RUNNING
+
+    yield
+    for worker in list(RUNNING):
+        worker.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

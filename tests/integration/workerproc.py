@@ -58,7 +58,12 @@ def sql_json(settings: Settings, query: str) -> list[dict]:
     return json.loads(run_cli(settings, "sql", query, "--format", "json").stdout)
 
 
-@dataclass
+#: workers started and not stopped yet; the integration conftest kills any left after a
+#: test, so a failed test cannot leave one holding the web port for the next
+RUNNING: set["WorkerProcess"] = set()
+
+
+@dataclass(eq=False)
 class WorkerProcess:
     settings: Settings
     process: subprocess.Popen | None = None
@@ -74,6 +79,7 @@ class WorkerProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        RUNNING.add(self)
         if wait_healthy:
             try:
                 self.wait_for(lambda: self.health().get("status") == "ok", timeout, "worker healthy")
@@ -93,6 +99,7 @@ class WorkerProcess:
             code = self.process.wait()
         self._log.close()
         self.process = None
+        RUNNING.discard(self)
         return code
 
     def log_tail(self, lines: int = 40) -> str:
@@ -120,7 +127,7 @@ class WorkerProcess:
     def counter(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
-    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -130,7 +137,7 @@ class WorkerProcess:
                     return
             except OSError:
                 pass
-            time.sleep(0.5)
+            time.sleep(interval)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}:\n{self.log_tail()}")
 
     def wait_processed(self, total: int, timeout: float = 300.0) -> None:
