@@ -32,10 +32,11 @@ from pipeline.config import Settings, load_settings  # noqa: E402  (after the en
 from pipeline.infra.manager import down, running_pids, up  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _no_worker_left() -> Iterator[None]:
-    """A worker a failed test left running is killed, so it cannot hold the web port (and
-    fail every later test that starts one)."""
+    """A worker a failed test module left running is killed, so it cannot hold the web port
+    (and fail every later test that starts one). Module scope: some modules keep one worker
+    across their tests (a module-scoped fixture), and this teardown runs after theirs."""
     from tests.integration.workerproc import RUNNING
 
     yield

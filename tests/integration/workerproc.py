@@ -59,7 +59,7 @@ def sql_json(settings: Settings, query: str) -> list[dict]:
 
 
 #: workers started and not stopped yet; the integration conftest kills any left after a
-#: test, so a failed test cannot leave one holding the web port for the next
+#: test module, so a failed test cannot leave one holding the web port for the next
 RUNNING: set["WorkerProcess"] = set()
 
 
