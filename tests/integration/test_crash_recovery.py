@@ -52,10 +52,11 @@ def test_three_sigkills_at_varied_points_then_gauges_batch_and_oracle_agree(infr
     # 2. right after the restart, while it recovers its records and rebuilds its view
     # (a rebuild of 5,000 cases is short: polled closely, then a seeded extra delay)
     worker = WorkerProcess(settings).start(wait_healthy=False)
-    deadline = time.monotonic() + 120
-    while not worker.health().get("rebuilding") and worker.health().get("status") != "ok":
-        assert time.monotonic() < deadline, "the restarted worker never began rebuilding"
-        time.sleep(0.02)
+    def rebuilding_or_done() -> bool:
+        health = worker.health()
+        return bool(health.get("rebuilding")) or health.get("status") == "ok"
+
+    worker.wait_for(rebuilding_or_done, 120, "the restarted worker to begin rebuilding", interval=0.02)
     time.sleep(rng.uniform(0.0, 0.3))
     _kill(worker)
 
