@@ -1,4 +1,5 @@
-"""Read access to the stored facts for people: the ``sql`` and ``indicators`` commands.
+"""Read access to the stored facts for people: the ``sql`` command, and the runner the
+``indicators`` and ``report`` commands query through.
 
 With the embedded engine (chDB) only one process may open the store, and while the
 worker runs that process is the worker: the query then goes to the worker's
@@ -13,15 +14,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from pipeline.config import Settings, UserError
-from pipeline.store.batch import parse_windows  # one parser of --window, also batch_indicators'
-from pipeline.store.readonly import QueryRunner, check_read_only, json_safe
+from pipeline.secrets import read_secret
+from pipeline.store.client import connect
+from pipeline.store.readonly import ClientRunner, QueryRunner, check_read_only, json_safe
 
 FORMATS = ("json", "table", "csv")
 
@@ -34,8 +34,6 @@ class WorkerRunner:
         self.timeout = timeout
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
-        from pipeline.secrets import read_secret
-
         body = json.dumps({"query": sql, "parameters": parameters or {}}).encode()
         headers = {"Content-Type": "application/json"}
         token = read_secret("TTHC_SQL_TOKEN")
@@ -66,9 +64,6 @@ class WorkerRunner:
 
 def open_runner(settings: Settings) -> QueryRunner:
     """The way to reach the stored facts right now (see the module docstring)."""
-    from pipeline.store.client import connect
-    from pipeline.store.readonly import ClientRunner
-
     if settings.embedded_clickhouse:
         worker = WorkerRunner(settings.web_url)
         if worker.alive():
@@ -109,53 +104,4 @@ def print_sql(settings: Settings, query: str, output_format: str) -> int:
     check_read_only(query)
     columns, rows = open_runner(settings).query(query)
     print(format_rows(columns, rows, output_format))
-    return 0
-
-
-def parse_at(text: str | None) -> int:
-    if text is None:
-        return time.time_ns() // 1000
-    from pipeline.contract.events import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError:
-        raise UserError(f"--at must be an RFC 3339 time with offset, e.g. 2025-07-01T00:00:00+07:00; got {text!r}") from None
-
-
-def print_indicators(
-    settings: Settings,
-    *,
-    windows: str,
-    unit: str | None,
-    sector: str | None,
-    at: str | None,
-    output_format: str,
-) -> int:
-    from pipeline.core.targets import TargetsError
-    from pipeline.targets_file import load_targets
-    from pipeline.reports.indicator_table import format_indicator_table
-    from pipeline.store.batch import batch_indicators
-
-    window_list = parse_windows(windows)
-    at_us = parse_at(at)
-    try:
-        targets = load_targets(settings.targets_file)
-    except TargetsError as exc:
-        raise UserError(str(exc)) from None
-    rows = batch_indicators(
-        open_runner(settings),
-        window_list,
-        at_us,
-        unit=unit,
-        sector=sector,
-        targets=targets,
-        hold_retention_us=settings.hold_retention_us,
-    )
-    if output_format == "json":
-        print(json.dumps(rows, ensure_ascii=False, indent=1))
-    else:
-        stamp = datetime.fromtimestamp(at_us / 1e6, tz=timezone.utc).isoformat()
-        print(f"Chỉ số tại thời điểm / indicators at {stamp}")
-        print(format_indicator_table(rows))
     return 0

@@ -8,6 +8,7 @@ Any :class:`~pipeline.config.UserError` becomes one line on stderr and exit code
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import Sequence
 
@@ -139,8 +140,6 @@ def _duration(raw: str) -> float:
 
 
 def _prom_duration(raw: str) -> str:
-    import re
-
     if not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h|d|w)", raw.strip()):
         raise argparse.ArgumentTypeError(f"not a duration: {raw!r} (use e.g. 30s, 5m or 1h)")
     return raw.strip()
@@ -222,7 +221,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return print_sql(settings, args.query, args.format)
     if args.command == "indicators":
-        from pipeline.access import print_indicators
+        from pipeline.reports.indicator_table import print_indicators
 
         return print_indicators(
             settings,
@@ -238,10 +237,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure)
     if args.command == "grafana":
         if args.grafana_action == "build":
-            from pipeline.boards.build import run_build
+            from pipeline.boards.command import run_build
 
             return run_build(settings, args.out)
-        from pipeline.boards.provision import run_provision
+        from pipeline.boards.command import run_provision
 
         return run_provision(settings, args.url, args.token, args.prometheus_url, args.clickhouse_url)
     raise UserError(f"unknown command {args.command!r}")

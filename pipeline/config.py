@@ -12,17 +12,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.core.localtime import days_us
+from pipeline.contract.localtime import days_us
+from pipeline.errors import ConfigError, UserError  # re-exported: the names every layer imported from here
+from pipeline.secrets import read_secret, with_password
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class UserError(Exception):
-    """A problem the operator can fix; the CLI prints it as one line, no traceback."""
-
-
-class ConfigError(UserError, ValueError):
-    """A configuration value or command-line argument is unusable."""
 
 
 def read_config_file(path: str | os.PathLike[str], what: str, error: type[Exception] = UserError) -> bytes:
@@ -157,8 +151,6 @@ class Settings:
     def effective_clickhouse_dsn(self) -> str:
         if self.clickhouse_dsn:
             # a server's password may come apart, from TTHC_CLICKHOUSE_PASSWORD(_FILE)
-            from pipeline.secrets import read_secret, with_password
-
             return with_password(self.clickhouse_dsn, read_secret("TTHC_CLICKHOUSE_PASSWORD"))
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 

@@ -22,6 +22,7 @@ built here contains it (``Settings`` hides it from its ``repr``).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import ssl
 from contextlib import contextmanager
@@ -67,12 +68,26 @@ def local_brokers(settings: Settings, first: tuple[str, int]) -> list[BrokerAddr
     return brokers
 
 
+def managed_address(bootstrap: str) -> tuple[str, int] | None:
+    """(host, port) of the broker to run here, or None when the bootstrap is elsewhere."""
+    if "," in bootstrap:  # a list of brokers is a real cluster, never ours
+        return None
+    host, sep, port_text = bootstrap.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"TTHC_KAFKA_BOOTSTRAP must be host:port, got {bootstrap!r}")
+    if host == "localhost":
+        return "127.0.0.1", int(port_text)
+    try:
+        loopback = ipaddress.IPv4Address(host).is_loopback
+    except ValueError:
+        loopback = False
+    return (host, int(port_text)) if loopback else None
+
+
 def bootstrap_servers(settings: Settings) -> str:
     """Comma-separated ``host:port`` list the clients start from."""
     if settings.kafka_brokers == 1:
         return settings.kafka_bootstrap
-    from pipeline.infra.kafka import managed_address  # no Kafka library imported
-
     first = managed_address(settings.kafka_bootstrap)
     if first is None:  # an external cluster: its bootstrap list is the operator's
         return settings.kafka_bootstrap
@@ -163,7 +178,7 @@ def kafka_python_options(settings: Settings) -> dict[str, Any]:
 
 def faust_credentials(settings: Settings):
     """``broker_credentials`` of the Faust app (None for PLAINTEXT)."""
-    from faust.auth import SASLCredentials, SSLCredentials
+    from faust.auth import SASLCredentials, SSLCredentials  # lazy: only the worker loads Faust
 
     check_security(settings)
     protocol = settings.kafka_security_protocol
@@ -271,7 +286,7 @@ def bootstrap_hosts(bootstrap: str) -> list[tuple[str, int]]:
 async def _count_brokers(settings: Settings, timeout_ms: int) -> int:
     # One connection made by hand (aiokafka's create_conn: TCP, TLS, SASL, then a
     # metadata request): the libraries' bootstrap loops only log why a login failed.
-    from aiokafka.conn import create_conn
+    from aiokafka.conn import create_conn  # lazy: only the commands that probe the cluster
     from aiokafka.protocol.metadata import MetadataRequest
 
     options = aiokafka_options(settings)

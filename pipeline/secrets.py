@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import quote, urlparse, urlunparse
 
-from pipeline.config import ConfigError
+from pipeline.errors import ConfigError
 
 __all__ = ["KNOWN", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction", "with_password"]
 

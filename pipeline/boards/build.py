@@ -62,13 +62,3 @@ def write_boards(targets: Targets, out_dir: Path = DASHBOARDS_DIR) -> list[Path]
         path.write_text(text, encoding="utf-8")
         written.append(path)
     return written
-
-
-def run_build(settings: Settings, out_dir: str | None = None) -> int:
-    """The boards (into ``out_dir``, default ``dashboards/``) and the provisioning files."""
-    from pipeline.boards.provision import write_provisioning
-
-    directory = Path(out_dir) if out_dir else DASHBOARDS_DIR
-    for path in write_boards(targets_of(settings), directory) + write_provisioning():
-        print(f"grafana: wrote {path}")
-    return 0

@@ -12,7 +12,6 @@ The same data source definitions, pointed at the compose service names, are writ
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,7 +134,7 @@ def provisioning_files() -> dict[str, str]:
             }
         ],
     }
-    import yaml
+    import yaml  # lazy: only `grafana build` writes YAML
 
     def dump(data: dict) -> str:
         return HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
@@ -177,6 +176,7 @@ def provision(
     timeout: float = 10.0,
 ) -> ProvisionReport:
     """Folder, data sources and dashboards into the Grafana at ``url`` (idempotent)."""
+    # lazy: the Grafana client (and its HTTP stack) only for `grafana provision`
     from grafana_client import GrafanaApi
     from niquests.exceptions import RequestException
     from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
@@ -243,29 +243,3 @@ def _reason(exc: BaseException) -> str:
 def default_clickhouse_url(settings: Settings) -> str:
     """The worker's server DSN when it has one; else a local server's default address."""
     return settings.clickhouse_dsn if not settings.embedded_clickhouse else "http://127.0.0.1:8123/default"
-
-
-def run_provision(
-    settings: Settings,
-    url: str,
-    token: str | None,
-    prometheus_url: str | None,
-    clickhouse_url: str | None,
-) -> int:
-    from pipeline.boards.build import generate, targets_of
-
-    boards = {name: json.loads(text) for name, text in generate(targets_of(settings)).items()}
-    clickhouse = clickhouse_server(clickhouse_url or default_clickhouse_url(settings))
-    prometheus = prometheus_url or f"http://127.0.0.1:{settings.prometheus_port}"
-    report = provision(url, token, boards, prometheus, clickhouse)
-    print(f"grafana: folder {FOLDER_UID} {report.folder}")
-    for uid, what in report.datasources.items():
-        print(f"grafana: data source {uid} {what}")
-    for uid in report.dashboards:
-        print(f"grafana: dashboard {url.rstrip('/')}/d/{uid} saved")
-    if settings.embedded_clickhouse and not clickhouse_url:
-        print(
-            "grafana: note: the worker uses the embedded ClickHouse, which Grafana cannot read; the SQL panels "
-            "need a ClickHouse server (--clickhouse-url, deploy/compose)"
-        )
-    return 0

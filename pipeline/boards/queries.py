@@ -18,6 +18,7 @@ and the rules (which series, which SQL) have one place:
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 import math
 import re
 from dataclasses import dataclass
@@ -143,8 +144,6 @@ def expand_clickhouse_macros(sql: str, *, from_s: int, to_s: int, interval_s: in
     ``$__timeInterval(c)`` → ``toStartOfInterval(toDateTime(c), INTERVAL n second)``,
     ``$__interval_s``. An unknown macro raises ``ValueError`` (the plugin refuses it too).
     """
-    from datetime import datetime, timezone
-
     def date(seconds: int) -> str:
         return "toDate('" + datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d") + "')"
 

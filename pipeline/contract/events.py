@@ -44,9 +44,10 @@ from typing import Any, Callable, Mapping
 import fastjsonschema
 import orjson
 
-from pipeline.core.localtime import DAY_US, EPOCH_ORDINAL, HOUR_US, US
+from pipeline.contract.localtime import DAY_US, EPOCH_ORDINAL, HOUR_US, US
 
 __all__ = [
+    "message_key",
     "MAX_MESSAGE_BYTES",
     "EVENT_TYPES",
     "REASONS",
@@ -558,6 +559,21 @@ def _reject_constant(name: str) -> Any:
 
 
 _decode = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+def message_key(line: bytes) -> bytes | None:
+    """The Kafka key of a message: its ``case_id`` (UTF-8) if it is a JSON object with a string
+    case_id, else None (the contract then rejects the event as it would any bad value)."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):  # also UnicodeDecodeError
+        return None
+    if isinstance(value, dict) and isinstance(value.get("case_id"), str):
+        try:
+            return value["case_id"].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate via \u escape
+            return None
+    return None
 
 
 def parse_event(value: bytes | None, *, key: bytes | None, now_us: int) -> CaseEvent:

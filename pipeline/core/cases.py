@@ -59,7 +59,7 @@ STATE_VERSION = 1
 #: late-after time of an open case that is late at any clock (two supplement requests)
 LATE_ALWAYS = -(1 << 62)
 
-from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US  # noqa: E402 (issue 12)
+from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US  # noqa: E402 (issue 12)
 
 _FINISH_TYPES = frozenset(("resolved", "stopped", "withdrawn"))
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, Iterable
 
-from pipeline.core.localtime import local_day_number
+from pipeline.contract.localtime import local_day_number
 from pipeline.core.windows import local_date
 
 _LABELS_KEPT = 200_000  # (unit, day) answers remembered by UnitRegistry.label

@@ -1,7 +1,7 @@
 """Time buckets and windows (docs/indicators.md, "Windows and the clock").
 
 Local time is Asia/Ho_Chi_Minh, a fixed UTC+7 with no DST; its one definition is
-``pipeline.core.localtime``, whose names this module re-exports.
+``pipeline.contract.localtime``, whose names this module re-exports.
 
 Windows, for the clock T and an outcome time t (both epoch µs):
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 
-from pipeline.core.localtime import (  # the one definition of local time; re-exported
+from pipeline.contract.localtime import (  # the one definition of local time; re-exported
     DAY_US as _DAY_US,
     HOUR_US as _HOUR_US,
     LOCAL_OFFSET_US,

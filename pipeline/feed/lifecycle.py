@@ -8,7 +8,7 @@ The model
 ---------
 Time is modelled as *working seconds* from the receipt (a working day is 8 hours,
 07:30–11:30 and 13:00–17:00 Monday–Friday in Asia/Ho_Chi_Minh, public holidays off:
-:mod:`pipeline.feed.calendar`); a :class:`Clock` turns them into real instants:
+:mod:`pipeline.calendar_file`); a :class:`Clock` turns them into real instants:
 
 * :class:`WorkingClock` (history scenario): office hours, weekends, the lunch break and
   the public holidays skipped, whole seconds — a dossier due in 5 working days is due 5
@@ -45,18 +45,20 @@ late cases with an apology before the finish; ``feedback_on_time`` answers on ti
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
-from pipeline.core.localtime import LOCAL_TZ
-from pipeline.feed.calendar import OFFICE_HOURS, WORKDAY_SECONDS, WorkCalendar, load_calendar
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pipeline.feed.province import Province
+from pipeline.calendar_file import load_calendar
+from pipeline.config import PROJECT_ROOT, UserError
+from pipeline.contract.localtime import LOCAL_TZ, WorkCalendar
+from pipeline.feed.calendar import OFFICE_HOURS, WORKDAY_SECONDS
+from pipeline.feed.province import Province
+from pipeline.store.units import load_units as load_registry_rows
 
 WORKDAY_START = OFFICE_HOURS[0][0]
 HOUR = 3600.0
@@ -139,8 +141,6 @@ def active_unit_ids(path: str | Path | None = None, today: date | None = None) -
     :func:`pipeline.store.units.load_units`. Falls back to :data:`FALLBACK_UNITS` when the
     file is missing or invalid or has no valid row.
     """
-    from pipeline.config import UserError
-
     today = today or date.today()
     try:
         rows = _registry_rows(path)
@@ -151,20 +151,14 @@ def active_unit_ids(path: str | Path | None = None, today: date | None = None) -
 
 
 def _registry_rows(path: str | Path | None = None) -> list:
-    from pipeline.store.units import load_units as load_registry_rows
-
     if path is None:
-        from pipeline.config import PROJECT_ROOT
-
         path = PROJECT_ROOT / "deploy" / "units.csv"
     return load_registry_rows(path)
 
 
-def load_province(path: str | Path | None = None) -> "Province":
+def load_province(path: str | Path | None = None) -> Province:
     """The registry (default ``deploy/units.csv``) as a :class:`~pipeline.feed.province.Province`;
     raises :class:`pipeline.config.UserError` when the file is missing or invalid."""
-    from pipeline.feed.province import Province
-
     return Province(_registry_rows(path))
 
 
@@ -179,7 +173,7 @@ def format_local_time(t: datetime) -> str:
 
 class WorkingClock:
     """Office hours (:data:`pipeline.feed.calendar.OFFICE_HOURS`: 07:30–11:30, 13:00–17:00)
-    on the working days of a :class:`~pipeline.feed.calendar.WorkCalendar` (weekends and
+    on the working days of a :class:`~pipeline.contract.localtime.WorkCalendar` (weekends and
     public holidays off, make-up Saturdays worked); whole seconds. Without a calendar:
     the 2025 holidays of ``deploy/holidays.csv``."""
 
@@ -275,8 +269,6 @@ _CALENDAR: list[WorkCalendar] = []
 
 def _default_calendar() -> WorkCalendar:
     if not _CALENDAR:
-        from pipeline.config import UserError
-
         try:
             _CALENDAR.append(load_calendar())
         except UserError:  # no holidays file: weekends only
@@ -329,7 +321,7 @@ class LifecycleGenerator:
         clock: WorkingClock | CompressedClock | None = None,
         incidents: Iterable[Incident] = (),
         new_id: Callable[[], str] | None = None,
-        province: "Province | None" = None,
+        province: Province | None = None,
         weak_share: float = WEAK_SHARE,
     ) -> None:
         self._restricted = bool(units)  # an explicit unit list: dossiers go only to those
@@ -667,7 +659,5 @@ def _sorted(events: list[dict]) -> list[dict]:
 
 def event_bytes(event: Mapping, spaced: bool = False) -> bytes:
     """One JSONL line (no newline): compact JSON, or with spaces, UTF-8."""
-    import json
-
     separators = (", ", ": ") if spaced else (",", ":")
     return json.dumps(event, ensure_ascii=False, separators=separators).encode("utf-8")

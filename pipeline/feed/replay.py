@@ -11,13 +11,14 @@ bar on stderr (:mod:`pipeline.progress`). Returns once the broker acknowledged e
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable, Iterator
 
 from pipeline.config import Settings, UserError
+from pipeline.contract.events import message_key
 from pipeline.infra.processes import port_open
+from pipeline.kafka_clients import bootstrap_hosts, count_brokers, kafka_python_options, quiet_kafka_logs
 from pipeline.progress import progress_bar, summary
 
 CONNECT_TIMEOUT_MS = 10_000  # bootstrap: an unreachable broker fails within ~10 s
@@ -28,15 +29,13 @@ def open_producer(settings: Settings):
     """A kafka-python producer for ``settings`` (``acks=all``, security from
     ``pipeline.kafka_clients``), or :class:`UserError` if Kafka is unreachable or
     refuses the credentials."""
-    from pipeline.kafka_clients import bootstrap_hosts, count_brokers, kafka_python_options, quiet_kafka_logs
-
     options = kafka_python_options(settings)
     hint = f"cannot reach Kafka at {options['bootstrap_servers']}: run `python -m pipeline infra up`"
     # a cheap first check: a refused connection fails at once instead of after the bootstrap timeout
     if not any(port_open(host, port, timeout=2.0) for host, port in bootstrap_hosts(options["bootstrap_servers"])):
         raise UserError(f"{hint} (connection refused)")
     count_brokers(settings, timeout_ms=CONNECT_TIMEOUT_MS)  # a refused login: one line, before any send
-    from kafka import KafkaProducer
+    from kafka import KafkaProducer  # lazy: kafka-python is ~0.1 s to import; `simulate --history` never sends
     from kafka.errors import KafkaError
 
     try:
@@ -55,20 +54,6 @@ def open_producer(settings: Settings):
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def message_key(line: bytes) -> bytes | None:
-    """The line's ``case_id`` (UTF-8) if it is a JSON object with a string case_id."""
-    try:
-        value = json.loads(line)
-    except (ValueError, RecursionError):  # also UnicodeDecodeError
-        return None
-    if isinstance(value, dict) and isinstance(value.get("case_id"), str):
-        try:
-            return value["case_id"].encode("utf-8")
-        except UnicodeEncodeError:  # a lone surrogate via \u escape
-            return None
-    return None
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -96,7 +81,7 @@ class _Acks:
 
 def send_all(producer, topic: str, messages, acks: _Acks):
     """Send (key, value) pairs; raise UserError on a synchronous send failure."""
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError  # lazy: see open_producer
 
     for key, value in messages:
         try:
@@ -111,7 +96,7 @@ def send_all(producer, topic: str, messages, acks: _Acks):
 
 
 def flush_and_check(producer, topic: str, acks: _Acks) -> None:
-    from kafka.errors import KafkaError
+    from kafka.errors import KafkaError  # lazy: see open_producer
 
     try:
         producer.flush()

@@ -20,11 +20,12 @@ ids are always fresh (a second run never produces duplicates of the first).
 ``simulate --history YEAR --out FILE`` (:func:`write_history`) instead writes a whole year
 of the province as JSONL (no broker): the units in force on each date, volumes in
 proportion to population, office hours and holidays (:mod:`pipeline.feed.province`,
-:mod:`pipeline.feed.calendar`), with a progress bar.
+:mod:`pipeline.calendar_file`), with a progress bar.
 """
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 import heapq
 import json
 import random
@@ -35,6 +36,7 @@ from datetime import datetime
 from typing import Callable
 
 from pipeline.config import Settings, UserError
+from pipeline.core.indicators import INDICATORS
 from pipeline.feed.lifecycle import (
     LOCAL_TZ,
     WORKDAY_SECONDS,
@@ -51,12 +53,6 @@ from pipeline.progress import progress_bar, summary
 
 SECONDS_PER_WORKING_DAY = 20.0
 FEEDBACK_SHARE = 0.05  # of new lifecycles
-
-
-def _indicator_ids() -> tuple[str, ...]:
-    from pipeline.core.indicators import INDICATORS  # plain data
-
-    return INDICATORS
 
 
 def parse_incident(text: str) -> Incident:
@@ -81,7 +77,7 @@ def parse_incident(text: str) -> Incident:
     unit, indicator = values["unit"], values["indicator"]
     if unit == "all":
         raise UserError(f"{prefix}: unit must be a unit code, not 'all'")
-    indicators = _indicator_ids()
+    indicators = INDICATORS
     if indicator not in indicators:
         raise UserError(f"{prefix}: unknown indicator {indicator!r} (one of {', '.join(indicators)})")
     try:
@@ -248,8 +244,6 @@ def write_history(
     mean of :meth:`pipeline.feed.province.Province.daily_rates` × ``scale``, at office
     hours; events dated after the year end are not written (those dossiers stay open).
     """
-    from datetime import date, timedelta
-
 
     if not 0 < scale <= 10:
         raise UserError(f"--scale must be in (0, 10], got {scale}")

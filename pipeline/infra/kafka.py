@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import ipaddress
 import re
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import PROJECT_ROOT, ConfigError, Settings, UserError
+from pipeline.config import PROJECT_ROOT, Settings, UserError
 from pipeline.infra.processes import port_open
 from pipeline.kafka_clients import (
     SASL_PROTOCOLS,
@@ -34,22 +33,6 @@ from pipeline.kafka_clients import (
 )
 
 POM = PROJECT_ROOT / "deploy" / "kafka" / "pom.xml"
-
-
-def managed_address(bootstrap: str) -> tuple[str, int] | None:
-    """(host, port) of the broker to run here, or None when the bootstrap is elsewhere."""
-    if "," in bootstrap:  # a list of brokers is a real cluster, never ours
-        return None
-    host, sep, port_text = bootstrap.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"TTHC_KAFKA_BOOTSTRAP must be host:port, got {bootstrap!r}")
-    if host == "localhost":
-        return "127.0.0.1", int(port_text)
-    try:
-        loopback = ipaddress.IPv4Address(host).is_loopback
-    except ValueError:
-        loopback = False
-    return (host, int(port_text)) if loopback else None
 
 
 def require(binary: str, hint: str) -> str:
@@ -310,7 +293,7 @@ def ensure_topics(
     replication: int = 1, configs: dict[str, str] | None = None, client_options: dict | None = None,
 ) -> list[str]:
     """Create the missing topics; returns the names created."""
-    from kafka import KafkaAdminClient
+    from kafka import KafkaAdminClient  # lazy: kafka-python is slow to import
     from kafka.errors import TopicAlreadyExistsError
 
     options = client_options or {"bootstrap_servers": bootstrap}

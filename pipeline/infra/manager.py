@@ -71,7 +71,7 @@ def _say(line: str) -> None:
 
 
 def _nodes(settings: Settings) -> list[BrokerAddress] | None:
-    address = kafka.managed_address(settings.kafka_bootstrap)
+    address = kafka_clients.managed_address(settings.kafka_bootstrap)
     return None if address is None else kafka_clients.local_brokers(settings, address)
 
 
@@ -105,7 +105,7 @@ def client_settings(settings: Settings) -> Settings:
     """The settings a client of the local brokers uses: with TLS and no
     TTHC_KAFKA_SSL_CAFILE, the CA that ``infra up --tls`` made."""
     if settings.kafka_security_protocol in kafka_clients.TLS_PROTOCOLS and not settings.kafka_ssl_cafile:
-        if kafka.managed_address(settings.kafka_bootstrap) is not None:
+        if kafka_clients.managed_address(settings.kafka_bootstrap) is not None:
             return replace(settings, kafka_ssl_cafile=str(_tls_dir(settings) / "ca.pem"))
     return settings
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+from pipeline.access import open_runner
+from pipeline.calendar_file import load_calendar
 from pipeline.config import Settings, UserError
+from pipeline.core.targets import TargetsError
+from pipeline.core.windows import local_date
+from pipeline.progress import progress_bar
+from pipeline.reports.data import collect_report
+from pipeline.reports.period import parse_period
+from pipeline.reports.render import write_report
+from pipeline.store.units import load_units
+from pipeline.targets_file import load_targets
 
 __all__ = ["run_report"]
 
@@ -23,19 +34,6 @@ def run_report(
     wall clock; with ``TTHC_CLOCK=event``, the latest stored event time). ``structure``:
     ``period`` (the units in force in the period) or ``today`` (figures of units that have
     ceased moved to their one successor in force on the clock's date)."""
-    import time
-
-
-    from pipeline.access import open_runner
-    from pipeline.progress import progress_bar
-    from pipeline.core.targets import TargetsError
-    from pipeline.targets_file import load_targets
-    from pipeline.feed.calendar import load_calendar
-    from pipeline.reports.data import collect_report
-    from pipeline.reports.period import parse_period
-    from pipeline.reports.render import write_report
-    from pipeline.store.units import load_units
-
     period = parse_period(period_text)
     if not out:
         raise UserError("--out DIR is required")
@@ -57,8 +55,6 @@ def run_report(
         def progress(step: str) -> None:
             bar.set_postfix_str(step)
             bar.update(1)
-
-        from pipeline.core.windows import local_date
 
         data = collect_report(
             runner, period, targets=targets, hold_retention_us=settings.hold_retention_us,

@@ -6,7 +6,7 @@
 - late dossiers (hồ sơ trễ hạn): from ``cases FINAL`` (:data:`LATE_SQL`): finished in the
   period and not on time, or received by the period's end, still open at its end and past
   their effective due then. Working days late: the working days of ``deploy/holidays.csv``
-  (``pipeline.feed.calendar``) after the due date up to the finish date (open: the report
+  (``pipeline.calendar_file``) after the due date up to the finish date (open: the report
   date).
 - due soon (sắp trễ): open at the period's end, not yet late, effective due by the end of
   the next working day after the report date (:data:`DUE_SOON_SQL`).
@@ -22,8 +22,9 @@ from datetime import date, timedelta
 from typing import Any, Callable, Sequence
 
 from pipeline.core.indicators import INDICATORS
+from pipeline.core.registry import UnitRegistry
 from pipeline.core.windows import local_date
-from pipeline.feed.calendar import WorkCalendar
+from pipeline.contract.localtime import WorkCalendar
 from pipeline.reports.period import Period, _local_midnight_us
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
@@ -308,8 +309,6 @@ def map_onto_units(
     then whose successors lead to exactly one unit in force adds its numerators and
     denominators to that unit; one that leads to several (a district split among
     communes) cannot be divided and stays as it is. Returns (figures, {old: new})."""
-    from pipeline.core.registry import UnitRegistry
-
     lookup = UnitRegistry(registry)
     moved: dict[str, str] = {}
     for unit in sorted({u for u, _i in figures if u not in ("all", "unknown")}):

@@ -1,4 +1,5 @@
-"""A plain-text table of indicator rows (``pipeline.store.batch.batch_indicators``).
+"""A plain-text table of indicator rows (``pipeline.store.batch.batch_indicators``), and the
+``indicators`` command that prints it.
 
 Columns (Vietnamese headers): Chỉ số, Đơn vị, Lĩnh vực, Cửa sổ, Đạt/Tổng, Tỷ lệ,
 Chỉ tiêu, Đánh giá. Vietnamese letters are single-width, so ``str.ljust`` aligns
@@ -7,12 +8,21 @@ Chỉ tiêu, Đánh giá. Vietnamese letters are single-width, so ``str.ljust`` 
 
 from __future__ import annotations
 
+import json
+import time
 import unicodedata
+from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
+from pipeline.access import open_runner
+from pipeline.config import Settings, UserError
+from pipeline.contract.events import parse_time
 from pipeline.core.indicators import NAMES_VI
+from pipeline.core.targets import TargetsError
+from pipeline.store.batch import batch_indicators, parse_windows  # one parser of --window
+from pipeline.targets_file import load_targets
 
-__all__ = ["HEADERS", "format_indicator_table", "format_percent", "format_target", "verdict"]
+__all__ = ["HEADERS", "format_indicator_table", "parse_at", "print_indicators", "format_percent", "format_target", "verdict"]
 
 HEADERS = ("Chỉ số", "Đơn vị", "Lĩnh vực", "Cửa sổ", "Đạt/Tổng", "Tỷ lệ", "Chỉ tiêu", "Đánh giá")
 _RIGHT = {4, 5, 6}  # numeric columns are right-aligned
@@ -81,3 +91,45 @@ def format_indicator_table(rows: Iterable[Mapping[str, Any]]) -> str:
     out = [line(HEADERS), "  ".join("-" * w for w in widths)]
     out.extend(line(cells) for cells in body)
     return "\n".join(out)
+
+
+def parse_at(text: str | None) -> int:
+    if text is None:
+        return time.time_ns() // 1000
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise UserError(f"--at must be an RFC 3339 time with offset, e.g. 2025-07-01T00:00:00+07:00; got {text!r}") from None
+
+
+def print_indicators(
+    settings: Settings,
+    *,
+    windows: str,
+    unit: str | None,
+    sector: str | None,
+    at: str | None,
+    output_format: str,
+) -> int:
+    window_list = parse_windows(windows)
+    at_us = parse_at(at)
+    try:
+        targets = load_targets(settings.targets_file)
+    except TargetsError as exc:
+        raise UserError(str(exc)) from None
+    rows = batch_indicators(
+        open_runner(settings),
+        window_list,
+        at_us,
+        unit=unit,
+        sector=sector,
+        targets=targets,
+        hold_retention_us=settings.hold_retention_us,
+    )
+    if output_format == "json":
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        stamp = datetime.fromtimestamp(at_us / 1e6, tz=timezone.utc).isoformat()
+        print(f"Chỉ số tại thời điểm / indicators at {stamp}")
+        print(format_indicator_table(rows))
+    return 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from pipeline.config import UserError
-from pipeline.core.localtime import LOCAL_TZ, local_midnight_us as _local_midnight_us
+from pipeline.contract.localtime import LOCAL_TZ, local_midnight_us as _local_midnight_us
 
 __all__ = ["Period", "parse_period", "LOCAL_TZ"]
 

@@ -27,6 +27,7 @@ from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.reports.charts import distribution_svg, trend_svg
 from pipeline.reports.data import IndicatorFigure, ReportData
 from pipeline.reports.period import LOCAL_TZ
+from pipeline.store.sectors import load_sectors
 
 __all__ = ["ReportFiles", "write_report", "vn_number", "vn_percent", "vn_date", "print_pdf", "CHROMIUM"]
 
@@ -113,8 +114,6 @@ def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 
 @functools.lru_cache(maxsize=1)
 def sector_names() -> dict[str, str]:
-    from pipeline.store.sectors import load_sectors
-
     return {s.sector: s.name_vi for s in load_sectors()}
 
 

@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from pipeline.config import UserError
 from pipeline.core.indicators import INDICATORS
-from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
+from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
 from pipeline.core.windows import WINDOWS, window_start_us
 from pipeline.store.readonly import QueryRunner
 

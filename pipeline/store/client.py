@@ -16,6 +16,7 @@ shows a password.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
@@ -64,7 +65,7 @@ def connect(dsn: str):
 
 
 def _connect_chdb(dsn: str, parsed):
-    import clickhouse_connect
+    import clickhouse_connect  # lazy: ~0.2 s to import, and `sql`/`report` may reach a worker instead
 
     if parsed.netloc or not parsed.path.startswith("/") or parsed.path == "/":
         raise UserError(f"bad ClickHouse DSN {dsn!r}: chdb needs an absolute path (chdb:///abs/path)")
@@ -90,9 +91,7 @@ def _connect_chdb(dsn: str, parsed):
 
 
 def _connect_http(dsn: str, host: str, port: int | None):
-    import clickhouse_connect
-
-    import logging
+    import clickhouse_connect  # lazy: ~0.2 s to import, and `sql`/`report` may reach a worker instead
 
     # the driver also logs a failed connection to stderr; the one line below says it all
     driver_log = logging.getLogger("clickhouse_connect")

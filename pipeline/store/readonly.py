@@ -175,7 +175,7 @@ class ClientRunner:
         with _READER_LOCK:
             reader = getattr(client, "_tthc_reader", None)
             if reader is None:
-                import clickhouse_connect
+                import clickhouse_connect  # lazy: only for a chDB reader, ~0.2 s to import
 
                 kwargs = {"database": client.database} if getattr(client, "database", None) else {}
                 reader = clickhouse_connect.get_client(interface="chdb", path=path, **kwargs)

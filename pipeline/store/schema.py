@@ -51,6 +51,8 @@ Tables and their identities:
 
 from __future__ import annotations
 
+from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
+
 __all__ = [
     "TABLES",
     "CASE_EVENT_COLUMNS",
@@ -262,8 +264,6 @@ TABLES: tuple[str, ...] = tuple(_DDL)
 
 
 def _views() -> dict[str, str]:
-    from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
-
     return {"unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}"}
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
-from pipeline.config import UserError
+from pipeline.config import PROJECT_ROOT, UserError
 
 __all__ = ["Sector", "load_sectors", "DEFAULT_SECTORS_FILE"]
 
@@ -21,13 +21,7 @@ _CODE_RE = re.compile(r"[a-z0-9_]{1,64}")
 _RESERVED = frozenset({"all", "unknown"})
 
 
-def _default_file() -> Path:
-    from pipeline.config import PROJECT_ROOT
-
-    return PROJECT_ROOT / "deploy" / "sectors.csv"
-
-
-DEFAULT_SECTORS_FILE = _default_file()
+DEFAULT_SECTORS_FILE = PROJECT_ROOT / "deploy" / "sectors.csv"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from pipeline import kafka_clients
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
-from pipeline.feed.replay import message_key
+from pipeline.contract.events import message_key
 from pipeline.store.client import connect
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from aiokafka import AIOKafkaClient
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.secrets import redact
@@ -106,8 +107,6 @@ class WorkerGuard(Problems):
     # -- the broker ----------------------------------------------------------------
     async def probe_broker(self) -> None:
         """One metadata request to the bootstrap servers (a Faust timer calls this)."""
-        from aiokafka import AIOKafkaClient
-
         client = AIOKafkaClient(**self.client_options, request_timeout_ms=int(PROBE_TIMEOUT * 1000))
         try:
             await asyncio.wait_for(client.bootstrap(), PROBE_TIMEOUT)

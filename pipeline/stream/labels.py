@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from pipeline.core.targets import Targets
 from pipeline.core.view import ALL, IndicatorFigure
+from pipeline.store.sectors import load_sectors
 
 __all__ = ["UNKNOWN", "SCOPE_SECTORS", "bound_figures", "registered_sectors", "foreign_sector"]
 
@@ -32,8 +33,6 @@ SCOPE_SECTORS = frozenset({ALL, UNKNOWN, ""})  # labels of scopes, not sectors
 @lru_cache(maxsize=1)
 def registered_sectors() -> frozenset[str]:
     """The codes of ``deploy/sectors.csv``."""
-    from pipeline.store.sectors import load_sectors
-
     return frozenset(s.sector for s in load_sectors())
 
 

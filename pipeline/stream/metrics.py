@@ -25,8 +25,9 @@ from prometheus_client.utils import floatToGoString
 
 from pipeline.contract.events import REASONS
 from pipeline.core.targets import Targets
-from pipeline.core.view import IndicatorFigure, IndicatorView, OpenCaseCounts
+from pipeline.core.view import ALL, IndicatorFigure, IndicatorView, OpenCaseCounts
 from pipeline.core.windows import WINDOWS
+from pipeline.stream.labels import UNKNOWN, foreign_sector, registered_sectors
 
 LABELS = ["indicator", "unit", "sector", "window"]
 # The *_created samples only add noise to the province's boards.
@@ -116,8 +117,6 @@ class LiveExposition:
     def __init__(self, targets: Targets, sectors: frozenset[str] | None = None) -> None:
         """``sectors``: the registered sector codes (default ``deploy/sectors.csv``);
         series of other sectors are exported summed under ``unknown`` (``stream.labels``)."""
-        from pipeline.stream.labels import registered_sectors
-
         self.targets = targets
         self.sectors = registered_sectors() if sectors is None else sectors
         self._foreign: list[bool] = []  # per slot: its sector is outside the registry
@@ -137,8 +136,6 @@ class LiveExposition:
         return text
 
     def _add_series(self, scope: tuple[str, str, str]) -> None:
-        from pipeline.stream.labels import foreign_sector
-
         self._foreign.append(foreign_sector(scope[2], self.sectors))
         self._series.extend(self._scope_series(scope))
 
@@ -220,9 +217,6 @@ class LiveExposition:
     def _bound_sectors(self, view, scopes, rows, flat_n, flat_d):
         """Rows of sectors outside the registry summed under ``unknown`` (in the order of
         ``stream.labels.bound_figures``)."""
-        from pipeline.core.view import ALL
-        from pipeline.stream.labels import UNKNOWN
-
         width = len(WINDOWS)
         foreign = self._foreign
         buckets: dict[tuple[str, int], list[int]] = {}

@@ -12,7 +12,7 @@ from typing import Iterable, Iterator
 
 from pipeline import kafka_clients
 from pipeline.config import Settings
-from pipeline.core.localtime import DAY_US
+from pipeline.contract.localtime import DAY_US
 from pipeline.stream.processor import LiveState, StoredCase
 from pipeline.stream.state import CaseStore
 

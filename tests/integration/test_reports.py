@@ -2,7 +2,7 @@
 
 A year of 2025 is simulated (``simulate --history``, 1 % of the province's volume) and its
 facts are stored as the worker stores them (``case_events`` and each case's ``cases``
-row, ``pipeline.reports.sample.load_into``) in an embedded ClickHouse of the test's own.
+row, ``pipeline.feed.sample_report.load_into``) in an embedded ClickHouse of the test's own.
 Then the real commands run as subprocesses, as a person runs them:
 
 - the report's indicator table (CSV) equals ``python -m pipeline indicators`` with the
@@ -35,7 +35,7 @@ from PIL import Image
 from pipeline.config import load_settings
 from pipeline.feed.simulate import write_history
 from pipeline.reports.period import LOCAL_TZ, parse_period
-from pipeline.reports.sample import SAMPLE_DIR, build_sample
+from pipeline.feed.sample_report import SAMPLE_DIR, build_sample
 from pipeline.store.units import load_units
 from tests.integration.workerproc import ROOT
 from tests.oracle import earliest, finish_of, of_type, paused_time, to_time, when
@@ -56,7 +56,7 @@ def scenario(tmp_path_factory):
     history = base / "history.jsonl"
     write_history(settings, 2025, str(history), scale=SCALE, seed=SEED, progress=False)
     code = (
-        "import sys; from pathlib import Path; from pipeline.reports.sample import load_into; "
+        "import sys; from pathlib import Path; from pipeline.feed.sample_report import load_into; "
         "f = load_into(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])); print(f.events, f.cases, f.last_us)"
     )
     out = subprocess.run(
@@ -229,9 +229,9 @@ def test_committed_sample_is_what_its_command_produces(tmp_path):
     produced = [files.html, *files.csv.values()]
     for path in produced:
         committed = SAMPLE_DIR / path.name
-        assert committed.exists(), f"{committed} missing: run python -m pipeline.reports.sample"
+        assert committed.exists(), f"{committed} missing: run python -m pipeline.feed.sample_report"
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed} differs from its command's output: run python -m pipeline.reports.sample"
+            f"{committed} differs from its command's output: run python -m pipeline.feed.sample_report"
         )
     assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
 

@@ -17,7 +17,7 @@ from benchmarks import load, report
 from benchmarks.harness import metric_sum, percentile, state_gauges, steady_rate
 from benchmarks.parts import Scrape, reflected_latencies
 from pipeline.contract.events import parse_event
-from pipeline.feed.replay import message_key
+from pipeline.contract.events import message_key
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW_US = int(datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp() * 1_000_000)

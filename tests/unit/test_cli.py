@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.access import format_rows, parse_windows
+from pipeline.access import format_rows
+from pipeline.store.batch import parse_windows
 from pipeline.config import ConfigError, UserError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

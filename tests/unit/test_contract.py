@@ -252,7 +252,7 @@ def test_module_imports_only_the_schema_compiler_and_local_time():
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module or "")
     stdlib = {"__future__", "json", "re", "dataclasses", "datetime", "pathlib", "typing"}
-    assert imported <= stdlib | {"fastjsonschema", "orjson", "pipeline.core.localtime"}, imported
+    assert imported <= stdlib | {"fastjsonschema", "orjson", "pipeline.contract.localtime"}, imported
 
 
 _DECODER_CASES = [

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.config import Settings, UserError
 from pipeline.contract.events import parse_time
-from pipeline.core.localtime import LOCAL_TZ
+from pipeline.contract.localtime import LOCAL_TZ
 from pipeline.feed import replay as replay_module
 from pipeline.feed import simulate as simulate_module
 from pipeline.feed.lifecycle import (
@@ -24,7 +24,8 @@ from pipeline.feed.lifecycle import (
     WorkingClock,
     active_unit_ids,
 )
-from pipeline.feed.replay import message_key, replay_file
+from pipeline.contract.events import message_key
+from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import MALFORMED_KINDS, build_scenario
 from pipeline.feed.simulate import parse_incident, run_simulation
 from tests.oracle import expected_indicators
@@ -250,7 +251,8 @@ def test_working_clock_skips_nights_weekends_lunch_and_holidays():
 
 
 def test_holidays_file_and_working_days():
-    from pipeline.feed.calendar import WORKDAY_SECONDS, load_calendar
+    from pipeline.calendar_file import load_calendar
+    from pipeline.feed.calendar import WORKDAY_SECONDS
 
     cal = load_calendar()
     assert WORKDAY_SECONDS == 8 * 3600
@@ -276,7 +278,7 @@ def test_holidays_file_and_working_days():
     ],
 )
 def test_bad_holidays_file(tmp_path, text, fragment):
-    from pipeline.feed.calendar import load_calendar
+    from pipeline.calendar_file import load_calendar
 
     path = tmp_path / "h.csv"
     path.write_text(text, encoding="utf-8")

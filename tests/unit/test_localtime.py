@@ -1,4 +1,4 @@
-"""pipeline.core.localtime: the one definition of the province's local time."""
+"""pipeline.contract.localtime: the one definition of the province's local time."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from pipeline.contract.events import parse_time
-from pipeline.core import localtime, windows
-from pipeline.core.localtime import (
+from pipeline.contract import localtime
+from pipeline.core import windows
+from pipeline.contract.localtime import (
     DAY_US,
     LOCAL_OFFSET_US,
     LOCAL_TZ,
@@ -71,8 +72,8 @@ def test_the_offset_and_the_day_length_are_written_once_in_the_package():
                 offsets.append(where)
             if DAY.search(code):
                 days.append(where)
-    assert [w.split(":")[0] for w in offsets] == ["pipeline/core/localtime.py"], offsets
-    assert {w.split(":")[0] for w in days} <= {"pipeline/core/localtime.py"}, days
+    assert [w.split(":")[0] for w in offsets] == ["pipeline/contract/localtime.py"], offsets
+    assert {w.split(":")[0] for w in days} <= {"pipeline/contract/localtime.py"}, days
 
 
 def test_utc_stays_utc():

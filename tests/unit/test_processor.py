@@ -8,9 +8,9 @@ import random
 import zlib
 
 from pipeline.contract.events import parse_time
-from pipeline.core.localtime import DAY_US
+from pipeline.contract.localtime import DAY_US
 from pipeline.core.view import ALL, SeriesKey
-from pipeline.feed.replay import message_key
+from pipeline.contract.events import message_key
 from pipeline.feed.scenario import build_scenario
 from pipeline.stream.processor import (
     ACCEPTED,

@@ -74,7 +74,7 @@ def local_midnight_us(d: _dt.date) -> int:
 class WorkCalendar:
     """Working days: Monday to Friday, except the listed holidays, plus the listed weekend
     days worked in exchange for a bridging day (read from ``deploy/holidays.csv`` by
-    ``pipeline.feed.calendar.load_calendar``)."""
+    ``pipeline.calendar_file.load_calendar``)."""
 
     holidays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekdays off
     working_saturdays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekend days worked

@@ -1,6 +1,6 @@
 """The sample report of the README (``docs/sample-report/``), from a deterministic scenario.
 
-``python -m pipeline.reports.sample [DIR]`` simulates :data:`SAMPLE_DAYS` days of 2025 at
+``python -m pipeline.feed.sample_report [DIR]`` simulates :data:`SAMPLE_DAYS` days of 2025 at
 :data:`SAMPLE_SCALE` of the province's volume (``simulate --history``, seed 2025), loads
 the facts into a fresh embedded ClickHouse (:func:`load_history`: what the worker stores —
 ``case_events`` rows and each case's ``cases`` row at the scenario's end — without a
@@ -17,6 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.calendar_file import load_calendar
+from pipeline.config import PROJECT_ROOT, load_settings
+from pipeline.contract.events import CaseEvent
+from pipeline.core.cases import CaseState, case_summary
+from pipeline.feed.simulate import write_history
+from pipeline.reports.data import collect_report
+from pipeline.reports.period import parse_period
+from pipeline.reports.render import write_report
+from pipeline.store.client import connect
+from pipeline.store.readonly import ClientRunner
+from pipeline.store.schema import ensure_schema
+from pipeline.store.units import load_registry, load_units, sync_units
+from pipeline.store.writer import FactWriter
+from pipeline.targets_file import load_targets
+
 __all__ = ["SAMPLE_PERIOD", "SAMPLE_SCALE", "SAMPLE_DAYS", "SAMPLE_DIR", "LoadedFacts", "load_history",
            "build_sample", "load_into"]
 
@@ -24,15 +39,7 @@ SAMPLE_PERIOD = "2025-06"
 SAMPLE_SCALE = 0.01
 SAMPLE_DAYS = 212  # January to July: June, its quarter and the month after it
 SAMPLE_SEED = 2025
-
-
-def _sample_dir() -> Path:
-    from pipeline.config import PROJECT_ROOT
-
-    return PROJECT_ROOT / "docs" / "sample-report"
-
-
-SAMPLE_DIR = _sample_dir()
+SAMPLE_DIR = PROJECT_ROOT / "docs" / "sample-report"
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,6 @@ class LoadedFacts:
 
 def load_history(client: Any, path: Path, registry: Any) -> LoadedFacts:
     """Store a JSONL scenario as the worker would with the event clock at its end."""
-    from pipeline.contract.events import CaseEvent
-    from pipeline.core.cases import CaseState, case_summary
-    from pipeline.store.writer import FactWriter
-
     writer = FactWriter(client)
     states: dict[str, CaseState] = {}
     rows = []
@@ -74,10 +77,6 @@ def load_history(client: Any, path: Path, registry: Any) -> LoadedFacts:
 
 def load_into(data_dir: Path, history: Path, units_file: Path) -> LoadedFacts:
     """A fresh embedded ClickHouse under ``data_dir`` with the registry and the scenario's facts."""
-    from pipeline.store.client import connect
-    from pipeline.store.schema import ensure_schema
-    from pipeline.store.units import load_registry, load_units, sync_units
-
     client = connect(f"chdb://{Path(data_dir) / 'clickhouse'}")
     ensure_schema(client)
     sync_units(client, load_units(units_file))
@@ -86,17 +85,6 @@ def load_into(data_dir: Path, history: Path, units_file: Path) -> LoadedFacts:
 
 def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
     """Simulate, load into a fresh chDB under ``work_dir`` and write the sample report."""
-    from pipeline.config import load_settings
-    from pipeline.targets_file import load_targets
-    from pipeline.feed.calendar import load_calendar
-    from pipeline.feed.simulate import write_history
-    from pipeline.reports.data import collect_report
-    from pipeline.reports.period import parse_period
-    from pipeline.reports.render import write_report
-    from pipeline.store.client import connect
-    from pipeline.store.readonly import ClientRunner
-    from pipeline.store.units import load_units
-
     settings = load_settings()
     work_dir.mkdir(parents=True, exist_ok=True)
     history = work_dir / "history.jsonl"
