@@ -20,7 +20,7 @@ class ConfigError(UserError, ValueError):
 _TAIL_MARKERS = (" Stack trace", " (version ")
 
 
-def one_line(exc: BaseException | str, *, with_type: bool = True, limit: int = 300) -> str:
+def one_line(exc: BaseException | str, *, with_type: bool = True, limit: int = 500) -> str:
     """``exc`` as one line: whitespace collapsed, a ClickHouse stack-trace tail cut, prefixed with
     the exception's type name (``with_type``), at most ``limit`` characters. Never empty."""
     text = " ".join(str(exc).split())

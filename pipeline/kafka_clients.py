@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pipeline.config import ConfigError, Settings, UserError
+from pipeline.errors import one_line
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
@@ -148,7 +149,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
                 str(Path(settings.kafka_ssl_certfile).expanduser()), str(Path(settings.kafka_ssl_keyfile).expanduser())
             )
     except (ssl.SSLError, OSError) as exc:
-        raise ConfigError(f"cannot load the Kafka TLS files (TTHC_KAFKA_SSL_*): {describe_error(exc)}") from None
+        raise ConfigError(f"cannot load the Kafka TLS files (TTHC_KAFKA_SSL_*): {one_line(exc)}") from None
     return context
 
 
@@ -254,12 +255,6 @@ def quiet_kafka_logs() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def describe_error(exc: BaseException) -> str:
-    """One line about a client failure, without any credential."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
-
-
 _AUTH_ERRORS = {"SaslAuthenticationFailed", "SaslAuthenticationFailedError", "IllegalSaslStateError",
                 "UnsupportedSaslMechanismError", "AuthenticationFailedError"}
 
@@ -305,13 +300,13 @@ async def _count_brokers(settings: Settings, timeout_ms: int) -> int:
             if is_auth_error(exc):
                 who = f" of user {settings.kafka_sasl_username!r}" if protocol in SASL_PROTOCOLS else ""
                 raise Refused(
-                    f"Kafka at {host}:{port} refused the connection{who} ({protocol}): {describe_error(exc)}"
+                    f"Kafka at {host}:{port} refused the connection{who} ({protocol}): {one_line(exc)}"
                 ) from None
             last = exc
             continue
         return len(metadata.brokers) or 1
     raise UserError(
-        f"cannot reach Kafka at {where} ({protocol}): {describe_error(last) if last else 'no address'}; "
+        f"cannot reach Kafka at {where} ({protocol}): {one_line(last) if last else 'no address'}; "
         "is it running (`python -m pipeline infra up`) and are TTHC_KAFKA_* right?"
     )
 

@@ -24,6 +24,7 @@ from pipeline.boards.queries import (
     PROMETHEUS_UID,
 )
 from pipeline.config import PROJECT_ROOT, Settings, UserError
+from pipeline.errors import one_line
 
 FOLDER_UID = "tthc"
 FOLDER_TITLE = "TTHC – Một cửa (bảng điều khiển)"
@@ -162,11 +163,6 @@ class ProvisionReport:
     dashboards: list[str]  # uids saved
 
 
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    return text[:200] or type(exc).__name__
-
-
 def provision(
     url: str,
     token: str | None,
@@ -222,11 +218,11 @@ def provision(
     except GrafanaClientError as exc:
         if exc.status_code == 403:
             raise UserError(f"Grafana at {url} refused the request (403): the token lacks the Admin/Editor role") from None
-        raise UserError(f"Grafana at {url} answered {exc.status_code}: {_short(exc)}") from None
+        raise UserError(f"Grafana at {url} answered {exc.status_code}: {one_line(exc, with_type=False)}") from None
     except GrafanaException as exc:  # connection refused, DNS, timeout, 5xx
         if exc.status_code == 0 or exc.response is None:
-            raise UserError(f"Grafana at {url} is unreachable: {_short(exc)}") from None
-        raise UserError(f"Grafana at {url} failed ({exc.status_code}): {_short(exc)}") from None
+            raise UserError(f"Grafana at {url} is unreachable: {one_line(exc, with_type=False)}") from None
+        raise UserError(f"Grafana at {url} failed ({exc.status_code}): {one_line(exc, with_type=False)}") from None
     except (RequestException, OSError) as exc:  # not wrapped by grafana-client
         raise UserError(f"Grafana at {url} is unreachable ({_reason(exc)})") from None
     return ProvisionReport(folder=folder, datasources=done, dashboards=saved)
@@ -237,7 +233,7 @@ def _reason(exc: BaseException) -> str:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return _short(Exception(text)) or type(exc).__name__
+    return one_line(text) or type(exc).__name__
 
 
 def default_clickhouse_url(settings: Settings) -> str:

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from pipeline.config import Settings, UserError
 from pipeline.contract.events import message_key
+from pipeline.errors import one_line
 from pipeline.infra.processes import port_open
 from pipeline.kafka_clients import bootstrap_hosts, count_brokers, kafka_python_options, quiet_kafka_logs
 from pipeline.progress import progress_bar, summary
@@ -48,12 +49,7 @@ def open_producer(settings: Settings):
                 max_block_ms=MAX_BLOCK_MS,
             )
     except (KafkaError, OSError) as exc:
-        raise UserError(f"{hint} ({_short(exc)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        raise UserError(f"{hint} ({one_line(exc)})") from None
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -87,11 +83,11 @@ def send_all(producer, topic: str, messages, acks: _Acks):
         try:
             future = producer.send(topic, value=value, key=key)
         except (KafkaError, ValueError, TypeError) as exc:
-            raise UserError(f"cannot send to topic {topic!r}: {_short(exc)}") from None
+            raise UserError(f"cannot send to topic {topic!r}: {one_line(exc)}") from None
         future.add_callback(acks.ok)
         future.add_errback(acks.failed)
         if acks.error is not None:
-            raise UserError(f"Kafka did not accept a message for topic {topic!r}: {_short(acks.error)}")
+            raise UserError(f"Kafka did not accept a message for topic {topic!r}: {one_line(acks.error)}")
         yield
 
 
@@ -101,9 +97,9 @@ def flush_and_check(producer, topic: str, acks: _Acks) -> None:
     try:
         producer.flush()
     except KafkaError as exc:
-        raise UserError(f"cannot deliver to topic {topic!r}: {_short(exc)}") from None
+        raise UserError(f"cannot deliver to topic {topic!r}: {one_line(exc)}") from None
     if acks.error is not None:
-        raise UserError(f"Kafka did not accept a message for topic {topic!r}: {_short(acks.error)}")
+        raise UserError(f"Kafka did not accept a message for topic {topic!r}: {one_line(acks.error)}")
 
 
 def replay_file(

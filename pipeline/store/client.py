@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse, urlunparse
 
 from pipeline.config import UserError
+from pipeline.errors import one_line
 
 __all__ = ["connect", "describe_dsn"]
 
@@ -37,11 +38,6 @@ def describe_dsn(dsn: str) -> str:
         return dsn
     netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
     return urlunparse(parsed._replace(netloc=netloc))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 def connect(dsn: str):
@@ -86,7 +82,7 @@ def _connect_chdb(dsn: str, parsed):
     except Exception as exc:  # chDB reports a held path or a second path as a bare error
         raise UserError(
             f"cannot open the embedded ClickHouse at {path} (locked by another process — the "
-            f"worker? — or another engine already open in this process): {_first_line(exc)}"
+            f"worker? — or another engine already open in this process): {one_line(exc, with_type=False)}"
         ) from None
 
 
@@ -101,6 +97,6 @@ def _connect_http(dsn: str, host: str, port: int | None):
         return clickhouse_connect.get_client(dsn=dsn)
     except Exception as exc:
         where = f"{host}:{port}" if port else host
-        raise UserError(f"cannot connect to ClickHouse at {where}: {_first_line(exc)}") from None
+        raise UserError(f"cannot connect to ClickHouse at {where}: {one_line(exc, with_type=False)}") from None
     finally:
         driver_log.setLevel(level)

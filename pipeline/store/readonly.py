@@ -31,6 +31,7 @@ from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import UserError
+from pipeline.errors import one_line
 
 __all__ = ["ALLOWED", "QueryError", "QueryRunner", "ClientRunner", "check_read_only", "strip_sql"]
 
@@ -137,16 +138,6 @@ class QueryRunner(Protocol):
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]: ...
 
 
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    # clickhouse-connect appends long stack traces / hints; keep the engine's sentence
-    for marker in (" Stack trace", " (version "):
-        k = text.find(marker)
-        if k > 0:
-            text = text[:k]
-    return text
-
-
 class ClientRunner:
     """A :class:`QueryRunner` over a clickhouse-connect client.
 
@@ -204,7 +195,7 @@ class ClientRunner:
             raise
         except Exception as exc:
             self._discard(reader)
-            raise QueryError(f"ClickHouse refused the query: {_first_line(exc)}") from exc
+            raise QueryError(f"ClickHouse refused the query: {one_line(exc, with_type=False)}") from exc
 
 
 _READER_LOCK = threading.Lock()

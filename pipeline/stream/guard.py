@@ -34,6 +34,7 @@ from typing import Any, Callable
 from aiokafka import AIOKafkaClient
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from pipeline.errors import one_line as _one_line
 from pipeline.secrets import redact
 
 __all__ = ["DeadLetter", "DeadLetters", "WorkerGuard", "PROBE_INTERVAL"]
@@ -44,11 +45,6 @@ PROBE_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0  # one dead-letter send or delivery wait before it counts as failed
 RETRY_MAX_S = 10.0
 KAFKA, DEAD_LETTERS = "kafka", "dead-letter topic"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:300]
 
 
 class Problems:
