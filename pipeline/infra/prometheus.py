@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from string import Template
 
-from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.config import PROJECT_ROOT, Settings, UserError
 
 DEPLOY = PROJECT_ROOT / "deploy"
 PROMETHEUS_TEMPLATE = DEPLOY / "prometheus" / "prometheus.yml"
 RULES_DIR = DEPLOY / "prometheus" / "rules"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
+# where the committed (production) config sends its webhooks: the compose service `webhook-log`
+COMPOSE_WEBHOOK = "http://webhook-log:5001/"
 
 
 def render_prometheus_config(settings: Settings) -> str:
@@ -24,8 +26,11 @@ def render_prometheus_config(settings: Settings) -> str:
 
 
 def render_alertmanager_config(settings: Settings) -> str:
-    """The Alertmanager template with this run's webhook port (``TTHC_WEBHOOK_PORT``)."""
-    return Template(ALERTMANAGER_CONFIG.read_text()).substitute(webhook_port=settings.webhook_port)
+    """The committed config with its webhooks on this machine's logger (``TTHC_WEBHOOK_PORT``)."""
+    text = ALERTMANAGER_CONFIG.read_text()
+    if COMPOSE_WEBHOOK not in text:
+        raise UserError(f"{ALERTMANAGER_CONFIG}: no webhook at {COMPOSE_WEBHOOK} to point at 127.0.0.1")
+    return text.replace(COMPOSE_WEBHOOK, f"http://127.0.0.1:{settings.webhook_port}/")
 
 
 def prometheus_argv(binary: str, settings: Settings, config: Path, storage: Path) -> list[str]:

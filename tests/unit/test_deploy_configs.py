@@ -6,10 +6,12 @@ The checkers come from the Debian packages that `make setup` installs
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.config import load_settings
 from pipeline.infra.prometheus import (
@@ -87,3 +89,52 @@ def test_committed_alertmanager_config_holds_no_secret() -> None:
         code = line.split("#", 1)[0]
         for key in ("password:", "bot_token:", "credentials:", "api_key:", "auth_secret:"):
             assert key not in code, f"a secret in {ALERTMANAGER_CONFIG}: {line.strip()}"
+
+
+# -- exactly what the production layout (deploy/compose) mounts --------------------------
+COMPOSE_DIR = Path(__file__).resolve().parents[2] / "deploy" / "compose"
+
+
+def _compose_services() -> dict:
+    return yaml.safe_load((COMPOSE_DIR / "compose.yml").read_text())["services"]
+
+
+def _mounted(service: str, flag: str) -> Path:
+    """The host file behind the container path that ``service``'s ``flag`` names."""
+    spec = _compose_services()[service]
+    inside = next(arg.split("=", 1)[1] for arg in spec["command"] if arg.startswith(f"{flag}="))
+    for volume in spec["volumes"]:
+        source, _, rest = volume.partition(":")
+        if rest.split(":")[0] == inside:
+            return (COMPOSE_DIR / source).resolve()
+    raise AssertionError(f"{service}: nothing mounted at {inside}")
+
+
+def test_the_alertmanager_config_production_mounts_passes_amtool() -> None:
+    mounted = _mounted("alertmanager", "--config.file")
+    assert mounted == ALERTMANAGER_CONFIG.resolve()
+    out = _check([_tool("amtool"), "check-config", str(mounted)])
+    assert "2 inhibit rules" in out and "2 receivers" in out
+
+
+def test_the_prometheus_config_production_mounts_passes_promtool() -> None:
+    mounted = _mounted("prometheus", "--config.file")
+    out = _check([_tool("promtool"), "check", "config", str(mounted)])
+    assert "SUCCESS" in out
+    # its rule_files are the container path of the committed rules (checked above)
+    rules = [v for v in _compose_services()["prometheus"]["volumes"] if v.split(":")[1] == "/etc/prometheus/rules"]
+    assert [(COMPOSE_DIR / r.split(":")[0]).resolve() for r in rules] == [RULES_DIR.resolve()]
+    assert yaml.safe_load(mounted.read_text())["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+
+
+def test_production_webhooks_reach_a_service_of_the_layout() -> None:
+    services = _compose_services()
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    urls = [w["url"] for r in config["receivers"] for w in r.get("webhook_configs", [])]
+    assert urls, "no webhook receiver"
+    for url in urls:
+        host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
+        assert host in services, url
+        # the service's sidecar listens on that port (the logger itself binds 127.0.0.1)
+        listening = [s for s in services.values() if s.get("network_mode") == f"service:{host}"]
+        assert any(f"TCP-LISTEN:{port}," in " ".join(s["command"]) for s in listening), url
