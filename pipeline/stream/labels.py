@@ -9,7 +9,7 @@ the input already (``UnitRegistry.label``: an event of a unit not in force is co
 under ``unit="unknown"``); reasons, indicators and windows come from closed lists in
 the code.
 
-:func:`bound_figures` does this on a list of figures (``LiveCollector``, the
+:func:`bound_figures` does this on a list of figures (the reference writer, the
 snapshots); ``LiveExposition`` does the same on its rows, in the same order: the
 registered series in place, a summed ``unknown`` series in the place of the view's own
 ``unknown`` series of that indicator and window if it has one, else appended after

@@ -1,7 +1,7 @@
 """The worker's Prometheus metrics, on a registry of its own (one per worker/test).
 
 Counters are updated as events flow. The indicator and open-case gauges are not
-Gauge objects: ``LiveCollector`` yields them from the live view when Prometheus
+Gauge objects: ``LiveExposition`` writes their text from the live view when Prometheus
 scrapes (``core.view``; O(exported series), independent of history).
 Ratios are exported for convenience; alert and recording rules use the
 numerator and denominator (see ``deploy/prometheus/rules``).
@@ -10,7 +10,7 @@ numerator and denominator (see ``deploy/prometheus/rules``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -19,8 +19,6 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from pipeline.contract.events import REASONS
@@ -58,46 +56,6 @@ class LiveFigures:
     open_cases: Mapping[str, OpenCaseCounts]
 
 
-class LiveCollector(Collector):
-    """The clock, indicator and open-case gauges, read from ``figures()`` at each scrape.
-
-    ``figures``: a callable returning the figures at the pipeline clock, or None
-    while the worker is rebuilding its view (then only the other metrics are
-    exported). ``LiveExposition`` writes the same text faster for the worker's
-    ``/metrics``; a test holds the two byte for byte equal."""
-
-    def __init__(self, figures: Callable[[], LiveFigures | None]) -> None:
-        self.figures = figures
-
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        current = self.figures()
-        if current is None:
-            return
-        clock = GaugeMetricFamily(*CLOCK_FAMILY)
-        clock.add_metric([], current.clock_us / 1e6)
-        yield clock
-        numerator, denominator, ratio, target, below = (
-            GaugeMetricFamily(name, help_text, labels=LABELS) for name, help_text in INDICATOR_FAMILIES
-        )
-        for figure in current.indicators:
-            labels = [figure.indicator, figure.unit, figure.sector, figure.window]
-            numerator.add_metric(labels, figure.numerator)
-            denominator.add_metric(labels, figure.denominator)
-            if figure.ratio is not None:
-                ratio.add_metric(labels, figure.ratio)
-            target.add_metric(labels, figure.target)
-            below.add_metric(labels, 1.0 if figure.below_target else 0.0)
-        yield from (numerator, denominator, ratio, target, below)
-        open_cases, overdue, no_apology = (
-            GaugeMetricFamily(name, help_text, labels=["unit"]) for name, help_text in OPEN_CASE_FAMILIES
-        )
-        for unit, counts in sorted(current.open_cases.items()):
-            open_cases.add_metric([unit], counts.open)
-            overdue.add_metric([unit], counts.overdue)
-            no_apology.add_metric([unit], counts.overdue_without_apology)
-        yield from (open_cases, overdue, no_apology)
-
-
 def _label_value(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r'\"')
 
@@ -107,7 +65,8 @@ def _header(name: str, help_text: str) -> str:
 
 
 class LiveExposition:
-    """The text of ``LiveCollector``'s families, written straight from the view.
+    """The text of the live families, written straight from the view (a test holds it byte for
+    byte equal to prometheus_client's own writer, ``tests/metrics_reference.py``).
 
     prometheus_client's generic writer formats every label of every sample anew
     (about 10 µs a sample here; a province exports ~70,000 live samples); this one
@@ -243,13 +202,12 @@ class LiveExposition:
 
 
 class WorkerMetrics:
-    """The worker's counters and histograms (``registry``), and its live families.
-
-    ``live_registry`` holds the ``LiveCollector`` (the reference for the live
-    families, for any prometheus_client consumer); ``/metrics`` appends the same
+    """The worker's counters and histograms (``registry``); ``/metrics`` appends the live
     families written by ``LiveExposition`` (``render(live_text)``)."""
 
-    def __init__(self, figures: Callable[[], LiveFigures | None] = lambda: None) -> None:
+    def __init__(self, figures: Callable[[], LiveFigures | None] | None = None) -> None:
+        # ``figures`` is ignored: the engine still passes it (engine.py is being reshaped
+        # by its owner; drop the argument there, then here)
         self.registry = CollectorRegistry()
         r = self.registry
         self.events = Counter("tthc_events", "Messages processed, by outcome", ["outcome"], registry=r)
@@ -287,8 +245,6 @@ class WorkerMetrics:
         self.write_errors = Counter(
             "tthc_clickhouse_write_errors", "Failed ClickHouse writes (retried)", registry=r
         )
-        self.live_registry = CollectorRegistry()
-        self.live_registry.register(LiveCollector(figures))
 
     def render(self, live_text: str = "") -> bytes:
         """The exposition: counters and histograms, then the live families."""

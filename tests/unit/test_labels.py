@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import PROJECT_ROOT
@@ -11,7 +10,8 @@ from pipeline.targets_file import load_targets
 from pipeline.core.view import IndicatorView, indicator_figures
 from pipeline.store.sectors import load_sectors
 from pipeline.stream.labels import bound_figures
-from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
+from pipeline.stream.metrics import LiveExposition, LiveFigures
+from tests.metrics_reference import reference_text
 
 DAY = 86_400 * 1_000_000
 T = 1_750_000_000 * 1_000_000
@@ -40,8 +40,7 @@ def test_foreign_sectors_are_summed_under_unknown_and_both_writers_agree_byte_fo
         view = _view(native)
         figures = indicator_figures(view, TARGETS)
         bounded = bound_figures(figures, TARGETS)
-        metrics = WorkerMetrics(lambda: LiveFigures(view.clock_us, bounded, {}))
-        reference = generate_latest(metrics.live_registry).decode()
+        reference = reference_text(LiveFigures(view.clock_us, bounded, {}))
         fast = LiveExposition(TARGETS).render(view, {})
         assert fast == reference
         families = _families(fast)

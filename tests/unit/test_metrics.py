@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import PROJECT_ROOT
@@ -10,6 +9,7 @@ from pipeline.core.outcomes import Outcome
 from pipeline.targets_file import load_targets
 from pipeline.core.view import IndicatorView, OpenCaseCounts, indicator_figures
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
+from tests.metrics_reference import reference_text
 
 DAY = 86_400 * 1_000_000
 T = 1_750_000_000 * 1_000_000
@@ -29,8 +29,7 @@ def _view() -> IndicatorView:
 def test_the_live_exposition_is_byte_for_byte_what_the_collector_gives():
     view = _view()
     counts = {"U1": OpenCaseCounts(3, 2, 1), 'U"2\\': OpenCaseCounts(0, 0, 0)}
-    metrics = WorkerMetrics(lambda: LiveFigures(view.clock_us, indicator_figures(view, TARGETS), counts))
-    reference = generate_latest(metrics.live_registry).decode()
+    reference = reference_text(LiveFigures(view.clock_us, indicator_figures(view, TARGETS), counts))
     fast = LiveExposition(TARGETS).render(view, counts)
     assert fast == reference
     families = {f.name: f for f in text_string_to_metric_families(fast)}
@@ -66,15 +65,13 @@ def test_a_rebuilt_view_is_rendered_with_its_own_series():
     rebuilt = IndicatorView(hold_retention_us=35 * DAY, clock_us=T)  # slots in another order
     rebuilt.apply(Outcome("remote", "U2", "ho_tich", T, False), +1)
     rebuilt.apply(Outcome("remote", "U1", "ho_tich", T, True), +1)
-    metrics = WorkerMetrics(lambda: LiveFigures(rebuilt.clock_us, indicator_figures(rebuilt, TARGETS), {}))
-    assert exposition.render(rebuilt, {}) == generate_latest(metrics.live_registry).decode()
+    assert exposition.render(rebuilt, {}) == reference_text(LiveFigures(rebuilt.clock_us, indicator_figures(rebuilt, TARGETS), {}))
 
 
 def test_extra_counts_of_open_cases_are_rendered_like_the_collector_does():
     view = _view()
     view.ensure_cell("on_time_766", "U4", "ho_tich")
     extra = {("on_time_766", "U4", "all"): (2, 3), ("on_time_766", "all", "all"): (2, 3)}
-    metrics = WorkerMetrics(lambda: LiveFigures(view.clock_us, indicator_figures(view, TARGETS, extra), {}))
     fast = LiveExposition(TARGETS).render(view, {}, extra)
-    assert fast == generate_latest(metrics.live_registry).decode()
+    assert fast == reference_text(LiveFigures(view.clock_us, indicator_figures(view, TARGETS, extra), {}))
     assert 'tthc_indicator_denominator{indicator="on_time_766",sector="all",unit="U4",window="7d"} 3.0' in fast
