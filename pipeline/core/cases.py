@@ -42,9 +42,7 @@ __all__ = [
     "Row",
     "CaseSummary",
     "OpenCase",
-    "open_case",
     "case_outcomes_and_open",
-    "case_outcomes",
     "case_summary",
     "held_since_us",
     "OnTime766",
@@ -372,22 +370,16 @@ def _feedback_outcomes(s: _Scan, out: list[Outcome]) -> None:
         out.append(make_outcome("feedback_on_time", unit, "", t, due is not None and t <= due))
 
 
-def case_outcomes(state: CaseState, now_us: int, hold_retention_us: int) -> list[Outcome]:
-    """All outcomes the case yields at clock ``now_us`` (docs/indicators.md).
-
-    The result depends on ``now_us`` only through held events (attributed once
-    ``occurred_at + hold_retention_us < now_us``). Outcome times may lie after
-    ``now_us`` (future-dated events); the windows exclude them.
-    Order is deterministic and independent of arrival order.
-    """
-    return _outcomes(_Scan(state._events), now_us, hold_retention_us)
-
-
 def case_outcomes_and_open(
     state: CaseState, now_us: int, hold_retention_us: int
 ) -> tuple[list[Outcome], "OpenCase | None"]:
-    """``case_outcomes`` and ``open_case`` of the case, from one pass over its events
-    (the worker needs both after every event)."""
+    """All outcomes the case yields at clock ``now_us`` (docs/indicators.md), and its
+    open-case entry (None when it is not open), from one pass over its events.
+
+    The outcomes depend on ``now_us`` only through held events (attributed once
+    ``occurred_at + hold_retention_us < now_us``). Outcome times may lie after
+    ``now_us`` (future-dated events); the windows exclude them. Order is deterministic
+    and independent of arrival order."""
     s = _Scan(state._events)
     return _outcomes(s, now_us, hold_retention_us), _open_entry(s)
 
@@ -419,7 +411,7 @@ def _outcomes(s: _Scan, now_us: int, hold_retention_us: int) -> list[Outcome]:
                 on_time = ft <= eff_due and requests <= 1
                 out.append(make_outcome("on_time", unit, sector, ft, on_time))
                 # on_time_766 counts finished cases exactly as on_time; its open cases
-                # are counted at the clock by the live view (``open_case``)
+                # are counted at the clock by the live view (the open-case entry)
                 out.append(make_outcome("on_time_766", unit, sector, ft, on_time))
                 out.append(
                     make_outcome("early", unit, sector, ft, on_time and _local_day(ft) < _local_day(eff_due))
@@ -506,12 +498,6 @@ class OpenCase(NamedTuple):  # a named tuple: made and compared in C, once per e
         """``on_time_766`` counts the case late at T exactly when this is before T
         (None: never, as things stand)."""
         return LATE_ALWAYS if self.requests > 1 else self.overdue_after_us
-
-
-def open_case(state: CaseState) -> OpenCase | None:
-    """The case's open-case entry, or None when it is not open (same rules as
-    ``case_summary``: received, not rejected, no finish)."""
-    return _open_entry(_Scan(state._events))
 
 
 def _open_entry(s: _Scan) -> OpenCase | None:

@@ -36,10 +36,8 @@ __all__ = [
     "AcceptedEvent",
     "FactWriter",
     "InvalidRow",
-    "CaseRow",
     "SnapshotRow",
     "canonical_json",
-    "case_row",
     "event_row",
     "to_us",
 ]
@@ -108,61 +106,6 @@ class InvalidRow:
     received_at_us: int | None = None  # default: the time of the write
 
 
-class CaseRow(TypedDict, total=False):
-    """One row of ``cases`` (``write_cases``). Required: ``case_id``, ``version``.
-
-    Times are epoch µs (or datetime) or None; absent keys take the default shown.
-
-    ==================== ======================================= ============
-    key                  meaning                                  default
-    ==================== ======================================= ============
-    case_id              the case (or feedback) id                required
-    unit_id              owner unit (received's / feedback's,     ``""``
-                         else the unit of the case's first event)
-    sector               owner sector (``""`` for feedback)       None
-    procedure_code       of the received                          None
-    channel              of the received                          None
-    status               open | finished | rejected | held |      ``"held"``
-                         feedback_open | feedback_answered
-    received_at          the received's occurred_at               None
-    due_at               the received's due_at                    None
-    effective_due        due_at + paused                          None
-    finished_at          the finish time                          None
-    finish_type          resolved | stopped | withdrawn |         None
-                         result_returned
-    on_time, early       None until finished                      None
-    supplement_requests  requests up to the finish                0
-    paused_seconds       total pause, seconds (float)             0.0
-    has_apology          apology issued (before the finish)       False
-    overdue              open and effective due < T               False
-    event_count          events of the case                       0
-    version              monotonic; the highest row wins          required
-    updated_at           when the row was derived                 now
-    ==================== ======================================= ============
-    """
-
-    case_id: str
-    unit_id: str
-    sector: str | None
-    procedure_code: str | None
-    channel: str | None
-    status: str
-    received_at: int | None
-    due_at: int | None
-    effective_due: int | None
-    finished_at: int | None
-    finish_type: str | None
-    on_time: bool | None
-    early: bool | None
-    supplement_requests: int
-    paused_seconds: float
-    has_apology: bool
-    overdue: bool
-    event_count: int
-    version: int
-    updated_at: int
-
-
 class SnapshotRow(TypedDict, total=False):
     """One row of ``indicator_snapshots`` (``write_snapshots``); also accepted: any
     object with these attributes (``ratio`` may be a property; computed if absent)."""
@@ -180,84 +123,9 @@ class SnapshotRow(TypedDict, total=False):
     below_target: bool
 
 
-_CASE_DEFAULTS: dict[str, Any] = {
-    "unit_id": "",
-    "sector": None,
-    "procedure_code": None,
-    "channel": None,
-    "status": "held",
-    "received_at": None,
-    "due_at": None,
-    "effective_due": None,
-    "finished_at": None,
-    "finish_type": None,
-    "on_time": None,
-    "early": None,
-    "supplement_requests": 0,
-    "paused_seconds": 0.0,
-    "has_apology": False,
-    "overdue": False,
-    "event_count": 0,
-}
-_CASE_TIMES_US = ("received_at", "due_at", "effective_due", "finished_at")
-
-
-def case_row(summary: Any, *, version: int, updated_at_us: int | None = None) -> CaseRow:
-    """A :class:`CaseRow` from a ``pipeline.core.cases.CaseSummary`` (duck-typed)."""
-    return CaseRow(
-        case_id=summary.case_id,
-        unit_id=summary.unit or "",
-        sector=summary.sector,
-        procedure_code=summary.procedure_code,
-        channel=summary.channel,
-        status=summary.status,
-        received_at=summary.received_at_us,
-        due_at=summary.due_at_us,
-        effective_due=summary.effective_due_us,
-        finished_at=summary.finished_at_us,
-        finish_type=summary.finish_type,
-        on_time=summary.on_time,
-        early=summary.early,
-        supplement_requests=summary.supplement_requests,
-        paused_seconds=summary.paused_us / 1_000_000,
-        has_apology=summary.has_apology,
-        overdue=summary.overdue,
-        event_count=summary.event_count,
-        version=version,
-        updated_at=_now_us() if updated_at_us is None else updated_at_us,
-    )
-
-
-def _case_values(r: Mapping[str, Any], updated_at_us: int | None, now_ms: int) -> tuple:
-    """The ``cases`` row of a :class:`CaseRow` in ``CASE_COLUMNS`` order (defaults filled in)."""
-    if "case_id" not in r or "version" not in r:
-        raise ValueError("a cases row needs 'case_id' and 'version'")
-    unknown = set(r) - set(CASE_COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown cases column(s): {', '.join(sorted(unknown))}")
-    values = []
-    for col in CASE_COLUMNS:
-        if col == "case_id":
-            values.append(r["case_id"])
-        elif col == "version":
-            values.append(int(r["version"]))
-        elif col == "updated_at":
-            updated = r.get("updated_at", updated_at_us)
-            values.append(now_ms if updated is None else _to_ms(updated))
-        elif col in _CASE_TIMES_US:
-            values.append(to_us(r.get(col)))
-        elif col == "paused_seconds":
-            values.append(float(r.get(col, 0.0) or 0.0))
-        else:
-            v = r.get(col, _CASE_DEFAULTS[col])
-            values.append(_CASE_DEFAULTS[col] if v is None and _CASE_DEFAULTS[col] is not None else v)
-    return tuple(values)
-
-
 def _summary_values(s: CaseSummary, version: int, updated_ms: int) -> tuple:
-    """The ``cases`` row of a ``CaseSummary`` in ``CASE_COLUMNS`` order: what
-    :func:`case_row` and ``write_cases``' conversion of its keys give, without the
-    dict between them (a test holds the two paths equal)."""
+    """The ``cases`` row of a ``CaseSummary`` in ``CASE_COLUMNS`` order (the one mapping from
+    a case's summary to its row; ``paused_seconds`` in seconds, ``version``: the highest wins)."""
     return (
         s.case_id, s.unit or "", s.sector, s.procedure_code, s.channel, s.status,
         s.received_at_us, s.due_at_us, s.effective_due_us, s.finished_at_us,
@@ -370,33 +238,11 @@ class FactWriter:
             )
         return self._insert("invalid_events", data, INVALID_EVENT_COLUMNS)
 
-    def write_cases(
-        self,
-        rows: Sequence[Any],
-        *,
-        version: int | None = None,
-        updated_at_us: int | None = None,
-    ) -> int:
-        """``rows``: :class:`CaseRow` dicts (see its table of keys and defaults) or
-        ``pipeline.core.cases.CaseSummary`` objects (converted by :func:`case_row`).
-
-        ``version`` / ``updated_at_us`` apply to rows that do not carry their own
-        (a summary never does: ``version`` is then required).
-        """
-        now_ms = _now_us() // 1000
-        summary_updated_ms = now_ms if updated_at_us is None else _to_ms(updated_at_us)
-        data = []
-        for r in rows:
-            if type(r) is CaseSummary and version is not None:  # the worker's rows: straight to columns
-                data.append(_summary_values(r, int(version), summary_updated_ms))
-                continue
-            if not isinstance(r, Mapping):
-                if version is None:
-                    raise ValueError("write_cases needs version= for CaseSummary rows")
-                r = case_row(r, version=version, updated_at_us=updated_at_us)
-            elif version is not None and "version" not in r:
-                r = {**r, "version": version}
-            data.append(_case_values(r, updated_at_us, now_ms))
+    def write_cases(self, rows: Sequence[CaseSummary], *, version: int, updated_at_us: int | None = None) -> int:
+        """One ``cases`` row per ``pipeline.core.cases.CaseSummary``, at ``version`` (the
+        highest version of a case wins) and ``updated_at_us`` (default: now)."""
+        updated_ms = _now_us() // 1000 if updated_at_us is None else _to_ms(updated_at_us)
+        data = [_summary_values(r, int(version), updated_ms) for r in rows]
         return self._insert("cases", data, CASE_COLUMNS)
 
     def write_snapshots(

@@ -8,6 +8,7 @@ truncates them. Needs no Kafka/Prometheus (no ``infra`` fixture).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import random
 import sys
@@ -263,13 +264,14 @@ def test_cases_latest_version_wins_and_summaries_are_accepted(clean):
 
     t0 = parse_time("2025-08-01T09:00:00+07:00")
     writer = FactWriter(ch)
-    base = {"case_id": "HS-1", "unit_id": UA, "sector": "dat_dai", "status": "open", "received_at": t0,
-            "due_at": t0 + D, "effective_due": t0 + D, "event_count": 1, "version": 1, "updated_at": t0}
-    assert writer.write_cases([base]) == 1
-    done = {**base, "status": "finished", "finished_at": t0 + H, "finish_type": "resolved", "on_time": True,
-            "early": True, "event_count": 2, "version": 2}
-    writer.write_cases([done])
-    writer.write_cases([base])  # an older version written late changes nothing
+    ev = Events()
+    case = CaseState.new("HS-1")
+    case.add(ev.received("HS-1", UA, t0, sector="dat_dai", due=t0 + D))
+    base = case_summary(case, t0)
+    assert writer.write_cases([base], version=1, updated_at_us=t0) == 1
+    case.add(ev.add("resolved", "HS-1", UA, t0 + H))
+    writer.write_cases([case_summary(case, t0 + H)], version=2)
+    writer.write_cases([base], version=1)  # an older version written late changes nothing
     assert final_count(ch, "cases") == 1
     row = ch.query(
         "SELECT status, on_time, early, finish_type, toUnixTimestamp64Micro(finished_at), supplement_requests,"
@@ -290,37 +292,6 @@ def test_cases_latest_version_wins_and_summaries_are_accepted(clean):
         " toUnixTimestamp64Micro(effective_due) FROM cases FINAL WHERE case_id = 'HS-2'"
     ).result_rows[0]
     assert row == (UB, "ho_tich", "open", None, 7200.0, 1, 7, t0 + D + 2 * H)
-
-
-def test_summary_rows_take_the_same_columns_as_case_rows():
-    """write_cases turns a CaseSummary straight into its columns (the worker's path);
-    the same summary through case_row and the row conversion gives the same tuple."""
-    from pipeline.core.cases import CaseState, case_summary
-    from pipeline.store.writer import _case_values, _summary_values, case_row
-
-    ev = Events()
-    t0 = parse_time("2025-08-01T09:00:00+07:00")
-    states = []
-    open_case = CaseState.new("HS-1")
-    open_case.add(ev.received("HS-1", UA, t0, sector="dat_dai", due=t0 + D))
-    open_case.add(ev.add("supplement_requested", "HS-1", UA, t0 + H))
-    states.append(open_case)
-    done = CaseState.new("HS-2")
-    done.add(ev.received("HS-2", UB, t0, sector="ho_tich", due=t0 + D, channel="online", mode="full"))
-    done.add(ev.add("resolved", "HS-2", UB, t0 + 2 * H))
-    states.append(done)
-    held = CaseState.new("HS-3")
-    held.add(ev.add("payment", "HS-3", UA, t0, method="online"))
-    states.append(held)
-    feedback = CaseState.new("PA-1")
-    feedback.add(ev.add("feedback_received", "PA-1", UA, t0, due_at=t0 + D, channel="online"))
-    states.append(feedback)
-    for state in states:
-        summary = case_summary(state, t0 + 3 * D)
-        assert _summary_values(summary, 9, 1_234) == _case_values(
-            case_row(summary, version=9, updated_at_us=1_234_000), None, 0
-        ), summary.status
-    assert {case_summary(s, t0 + 3 * D).status for s in states} == {"open", "finished", "held", "feedback_open"}
 
 
 def test_snapshots_accept_rows_and_objects_and_are_idempotent(clean, targets):
@@ -348,9 +319,11 @@ def test_snapshots_accept_rows_and_objects_and_are_idempotent(clean, targets):
 
 def test_failed_insert_counts_an_error(ch):
     writer = FactWriter(ch)
-    bad = {"case_id": "x", "version": 1, "sector": "s", "event_count": -1}  # UInt32 cannot hold -1
+    from pipeline.core.cases import CaseState, case_summary
+
+    bad = dataclasses.replace(case_summary(CaseState.new("x"), 0), event_count=-1)  # UInt32 cannot hold -1
     with pytest.raises(Exception):
-        writer.write_cases([bad])
+        writer.write_cases([bad], version=1)
     assert writer.errors == 1
     assert writer.inserts["cases"] == 0
 

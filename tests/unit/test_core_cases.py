@@ -9,7 +9,7 @@ import random
 import pytest
 
 from pipeline.contract.events import CaseEvent, parse_time
-from pipeline.core.cases import CaseState, case_outcomes, case_outcomes_and_open, case_summary, held_since_us, open_case
+from pipeline.core.cases import CaseState, case_outcomes_and_open, case_summary, held_since_us
 from pipeline.core.outcomes import Outcome, diff_outcomes
 
 H = 3600 * 1_000_000
@@ -17,6 +17,10 @@ D = 24 * H
 RET = 35 * D  # default hold retention
 T0 = parse_time("2025-03-10T09:00:00+07:00")
 FAR = T0 + 400 * D  # a clock long after everything (held events released)
+
+
+def case_outcomes(state: CaseState, now: int, retention: int) -> list[Outcome]:
+    return case_outcomes_and_open(state, now, retention)[0]
 
 
 def us(text: str) -> int:
@@ -459,22 +463,26 @@ def test_arrival_order_does_not_matter():
             assert held_since_us(s, now, RET) == ref_held
 
 
-def test_outcomes_and_open_entry_from_one_pass_equal_the_two_functions():
-    """The worker's one-pass ``case_outcomes_and_open`` gives exactly what ``case_outcomes``
-    and ``open_case`` give, after every event of random cases (open ones included)."""
+def test_the_open_entry_agrees_with_the_summary():
+    """The open-case entry (clock-free) says what ``case_summary`` says at any clock: open or
+    not, and overdue or not, after every event of random cases (open ones included)."""
     rng = random.Random(20261207)
-    seen_open = seen_closed = 0
+    seen_open = seen_closed = seen_overdue = 0
     for i in range(200):
         s = CaseState.new(f"C{i}")
         for e in _random_case(rng, f"C{i}"):
             s.add(e)
-            for now in (T0, FAR):
-                outcomes, entry = case_outcomes_and_open(s, now, RET)
-                assert outcomes == case_outcomes(s, now, RET)
-                assert entry == open_case(s)
+            for now in (T0, T0 + 5 * D, FAR):
+                _outcomes, entry = case_outcomes_and_open(s, now, RET)
+                summary = case_summary(s, now)
+                assert (entry is not None) == (summary.status == "open")
+                if entry is not None:
+                    overdue = entry.overdue_after_us is not None and entry.overdue_after_us < now
+                    assert overdue == summary.overdue, (entry, summary)
+                    seen_overdue += overdue
                 seen_open += entry is not None
                 seen_closed += entry is None
-    assert seen_open and seen_closed
+    assert seen_open and seen_closed and seen_overdue
 
 
 def test_all_permutations_of_a_small_case():
