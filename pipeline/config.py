@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Callable, Mapping, get_origin, get_type_hints
 
 from pipeline.contract.localtime import days_us
 from pipeline.errors import ConfigError, UserError  # re-exported: the names every layer imported from here
@@ -96,26 +96,34 @@ def _secret(name: str, raw: str) -> str:
     return raw  # taken as it is; never echoed in an error
 
 
+Port = Annotated[int, _port]
+MaybeEmpty = Annotated[str, _optional]
+AutoOrPositive = Annotated[str, _auto_or_positive]
+_BY_TYPE: dict[Any, Callable[[str, str], Any]] = {int: positive_int, float: positive_float, str: _text, Path: _path}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """All configuration of the pipeline. Field ``x`` comes from ``TTHC_X``."""
+    """All configuration of the pipeline. Field ``x`` comes from ``TTHC_X``, read by the parser
+    its type names: ``Annotated[T, parser]``, else ``int``/``float`` positive, ``str`` non-empty,
+    ``Path`` (the one list of settings: no table beside it to keep in step)."""
 
     data_dir: Path = Path("./var")
     kafka_bootstrap: str = "127.0.0.1:19092"
-    kafka_controller_port: int = 19094
+    kafka_controller_port: Port = 19094
     topic: str = "tthc.case-events"
     partitions: int = 4
     app_id: str = "tthc-pipeline"
-    clickhouse_dsn: str = ""  # empty: chdb:///<data_dir>/clickhouse
-    clock: str = "wall"
-    web_port: int = 6066
+    clickhouse_dsn: MaybeEmpty = ""  # empty: chdb:///<data_dir>/clickhouse
+    clock: Annotated[str, _choice("wall", "event")] = "wall"
+    web_port: Port = 6066
     web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/stream/webguard.py)
     sql_max_seconds: float = 120.0  # POST /sql: the engine's max_execution_time
     sql_max_rows: int = 1_000_000  # POST /sql: max_result_rows
     sql_max_bytes: int = 512 * 1024 * 1024  # POST /sql: max_result_bytes
-    prometheus_port: int = 19090
-    alertmanager_port: int = 19093
-    webhook_port: int = 5001  # where the local Alertmanager's webhook receivers post
+    prometheus_port: Port = 19090
+    alertmanager_port: Port = 19093
+    webhook_port: Port = 5001  # where the local Alertmanager's webhook receivers post
     rules_dir: Path = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
     dedupe_retention_days: int = 35
     hold_retention_days: int = 35
@@ -127,17 +135,19 @@ class Settings:
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
     # Kafka cluster and client security (pipeline/kafka_clients.py uses them all)
     kafka_brokers: int = 1  # brokers `infra up` runs on loopback; clients bootstrap from all of them
-    kafka_extra_port_base: int = 19100  # broker n >= 2 listens on base + 2(n-2), its controller on the next port
-    kafka_replication: str = "auto"  # replication factor of the topics we create; auto = min(3, brokers)
-    kafka_min_insync: str = "auto"  # their min.insync.replicas; auto = 2 with 3+ replicas, else 1
-    kafka_security_protocol: str = "PLAINTEXT"
-    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
-    kafka_sasl_username: str = ""
-    kafka_sasl_password: str = field(default="", repr=False)
-    kafka_sasl_password_file: str = ""
-    kafka_ssl_cafile: str = ""
-    kafka_ssl_certfile: str = ""
-    kafka_ssl_keyfile: str = ""
+    kafka_extra_port_base: Port = 19100  # broker n >= 2 listens on base + 2(n-2), its controller on the next port
+    kafka_replication: AutoOrPositive = "auto"  # replication factor of the topics we create; auto = min(3, brokers)
+    kafka_min_insync: AutoOrPositive = "auto"  # their min.insync.replicas; auto = 2 with 3+ replicas, else 1
+    kafka_security_protocol: Annotated[str, _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")] = (
+        "PLAINTEXT"
+    )
+    kafka_sasl_mechanism: Annotated[str, _choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")] = "SCRAM-SHA-512"
+    kafka_sasl_username: MaybeEmpty = ""
+    kafka_sasl_password: Annotated[str, _secret] = field(default="", repr=False)
+    kafka_sasl_password_file: MaybeEmpty = ""
+    kafka_ssl_cafile: MaybeEmpty = ""
+    kafka_ssl_certfile: MaybeEmpty = ""
+    kafka_ssl_keyfile: MaybeEmpty = ""
 
     @property
     def hold_retention_us(self) -> int:
@@ -169,45 +179,11 @@ class Settings:
         return f"http://{host}:{self.web_port}"
 
 
-_PARSERS = {
-    "data_dir": _path,
-    "kafka_bootstrap": _text,
-    "kafka_controller_port": _port,
-    "topic": _text,
-    "partitions": positive_int,
-    "app_id": _text,
-    "clickhouse_dsn": lambda name, raw: raw.strip(),
-    "clock": _choice("wall", "event"),
-    "web_port": _port,
-    "web_host": _text,
-    "sql_max_seconds": positive_float,
-    "sql_max_rows": positive_int,
-    "sql_max_bytes": positive_int,
-    "prometheus_port": _port,
-    "alertmanager_port": _port,
-    "webhook_port": _port,
-    "rules_dir": _path,
-    "dedupe_retention_days": positive_int,
-    "hold_retention_days": positive_int,
-    "batch_size": positive_int,
-    "flush_interval": positive_float,
-    "snapshot_interval": positive_float,
-    "session_timeout": positive_float,
-    "targets_file": _path,
-    "units_file": _path,
-    "kafka_brokers": positive_int,
-    "kafka_extra_port_base": _port,
-    "kafka_replication": _auto_or_positive,
-    "kafka_min_insync": _auto_or_positive,
-    "kafka_security_protocol": _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-    "kafka_sasl_mechanism": _choice("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
-    "kafka_sasl_username": _optional,
-    "kafka_sasl_password": _secret,
-    "kafka_sasl_password_file": _optional,
-    "kafka_ssl_cafile": _optional,
-    "kafka_ssl_certfile": _optional,
-    "kafka_ssl_keyfile": _optional,
-}
+def _parser(hint: Any) -> Callable[[str, str], Any]:
+    return hint.__metadata__[0] if get_origin(hint) is Annotated else _BY_TYPE[hint]
+
+
+_PARSERS = {name: _parser(hint) for name, hint in get_type_hints(Settings, include_extras=True).items()}
 
 
 def env_name(field_name: str) -> str:
