@@ -80,6 +80,46 @@ class _Ids:
         return self.last
 
 
+def _panel(kind, ids: _Ids, title: str, description: str, *targets, span: int, height: int,
+           datasource=PROMETHEUS):
+    """The shape every panel shares: the next id, Vietnamese title and description, its
+    data source and queries, its place on the 24-column grid."""
+    panel = kind().id(ids()).title(title).description(description).datasource(datasource)
+    for target in targets:
+        panel = panel.with_target(target)
+    return panel.span(span).height(height)
+
+
+def _ratio(panel, target: tuple[str, float]):
+    """A 0–1 ratio in percent with one decimal, red below the target, green from it."""
+    return panel.unit(PERCENT).decimals(1).min(0).max(1).thresholds(target_thresholds(*target))
+
+
+def _bars(panel):
+    """A horizontal bar per series, read at its last value."""
+    return (
+        panel.orientation(cm.VizOrientation.HORIZONTAL)
+        .display_mode(cm.BarGaugeDisplayMode.BASIC)
+        .reduce_options(last_value())
+    )
+
+
+def _count(panel, thresholds):
+    """A count of dossiers now: the number coloured by ``thresholds``, a sparkline under it."""
+    return (
+        panel.unit("short")
+        .thresholds(thresholds)
+        .color_mode(cm.BigValueColorMode.VALUE)
+        .graph_mode(cm.BigValueGraphMode.AREA)
+        .reduce_options(last_value())
+    )
+
+
+def _short(panel, thresholds):
+    """A plain number read at its last value."""
+    return panel.unit("short").thresholds(thresholds).reduce_options(last_value())
+
+
 def _links_to_others(board: Dashboard, own_uid: str) -> Dashboard:
     for title, uid, tooltip in (
         ("Tổng quan tỉnh", OVERVIEW_UID, "Các chỉ số toàn tỉnh so với chỉ tiêu"),
@@ -92,15 +132,10 @@ def _links_to_others(board: Dashboard, own_uid: str) -> Dashboard:
     return board
 
 
-def _matrix(title: str, description: str, expr: str, row_field: str, targets: Targets, panel_id: int) -> Table:
+def _matrix(title: str, description: str, expr: str, row_field: str, targets: Targets, ids: _Ids) -> Table:
     """A rows × indicators table of ratios, each column coloured by its own target."""
     panel = (
-        Table()
-        .id(panel_id)
-        .title(title)
-        .description(description)
-        .datasource(PROMETHEUS)
-        .with_target(prom(expr, instant=True, table=True))
+        _panel(Table, ids, title, description, prom(expr, instant=True, table=True), span=24, height=12)
         .with_transformation(
             dm.DataTransformerConfig(
                 id_val="groupingToMatrix",
@@ -110,8 +145,6 @@ def _matrix(title: str, description: str, expr: str, row_field: str, targets: Ta
         .unit(PERCENT)
         .decimals(1)
         .cell_options(cm.TableColoredBackgroundCellOptions())
-        .span(24)
-        .height(12)
     )
     for indicator in INDICATORS:
         op, value = targets.target_for(indicator, "all")
@@ -140,24 +173,16 @@ def overview(targets: Targets) -> Dashboard:
     board = board.with_row(Row("Chỉ số toàn tỉnh so với chỉ tiêu"))
     for indicator in INDICATORS:
         op, value = targets.target_for(indicator, "all")
+        stat = _panel(
+            Stat, ids, NAMES_VI[indicator], indicator_description(indicator, targets),
+            prom(f'{RATIO}{{indicator="{indicator}",{province}}}', "Tỷ lệ", instant=True), span=4, height=4,
+        )
         board = board.with_panel(
-            Stat()
-            .id(ids())
-            .title(NAMES_VI[indicator])
-            .description(indicator_description(indicator, targets))
-            .datasource(PROMETHEUS)
-            .with_target(prom(f'{RATIO}{{indicator="{indicator}",{province}}}', "Tỷ lệ", instant=True))
-            .unit(PERCENT)
-            .decimals(1)
-            .min(0)
-            .max(1)
-            .thresholds(target_thresholds(op, value))
+            _ratio(stat, (op, value))
             .color_mode(cm.BigValueColorMode.BACKGROUND)
             .graph_mode(cm.BigValueGraphMode.NONE)
             .reduce_options(last_value())
             .no_value("Chưa có số liệu")
-            .span(4)
-            .height(4)
         )
 
     board = board.with_row(Row("Hồ sơ đang xử lý"))
@@ -166,30 +191,19 @@ def overview(targets: Targets) -> Dashboard:
         ("Hồ sơ quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn giải quyết (tính cả thời gian tạm dừng).", count_thresholds()),
         ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi công dân.", count_thresholds()),
     ):
-        board = board.with_panel(
-            Stat()
-            .id(ids())
-            .title(title)
-            .description(description + " Toàn tỉnh, tại thời điểm hiện tại.")
-            .datasource(PROMETHEUS)
-            .with_target(prom(f"sum({metric})", "Toàn tỉnh", instant=True))
-            .unit("short")
-            .thresholds(thresholds)
-            .color_mode(cm.BigValueColorMode.VALUE)
-            .graph_mode(cm.BigValueGraphMode.AREA)
-            .reduce_options(last_value())
-            .span(8)
-            .height(4)
-        )
+        board = board.with_panel(_count(_panel(
+            Stat, ids, title, description + " Toàn tỉnh, tại thời điểm hiện tại.",
+            prom(f"sum({metric})", "Toàn tỉnh", instant=True), span=8, height=4,
+        ), thresholds))
     board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Hồ sơ quá hạn theo đơn vị")
-        .description("Số hồ sơ đang xử lý, quá hạn và quá hạn chưa có phiếu xin lỗi của từng đơn vị. Nhấn vào mã đơn vị để xem chi tiết.")
-        .datasource(PROMETHEUS)
-        .with_target(prom(with_unit_names("sum by (unit) (tthc_open_cases)"), instant=True, table=True, ref="A"))
-        .with_target(prom(with_unit_names("sum by (unit) (tthc_overdue_open_cases)"), instant=True, table=True, ref="B"))
-        .with_target(prom(with_unit_names("sum by (unit) (tthc_overdue_without_apology_cases)"), instant=True, table=True, ref="C"))
+        _panel(
+            Table, ids, "Hồ sơ quá hạn theo đơn vị",
+            "Số hồ sơ đang xử lý, quá hạn và quá hạn chưa có phiếu xin lỗi của từng đơn vị. Nhấn vào mã đơn vị để xem chi tiết.",
+            *(prom(with_unit_names(f"sum by (unit) ({metric})"), instant=True, table=True, ref=ref)
+              for metric, ref in (("tthc_open_cases", "A"), ("tthc_overdue_open_cases", "B"),
+                                  ("tthc_overdue_without_apology_cases", "C"))),
+            span=24, height=9,
+        )
         .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
         .with_transformation(
             dm.DataTransformerConfig(
@@ -208,21 +222,16 @@ def overview(targets: Targets) -> Dashboard:
         )
         .sort_by([cb.TableSortByFieldState().display_name("Quá hạn").desc(True)])
         .data_links(unit_data_link(UNIT_COLUMN))
-        .span(24)
-        .height(9)
     )
 
     board = board.with_row(Row("Đơn vị so với chỉ tiêu"))
     board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Đơn vị dưới chỉ tiêu hiện nay")
-        .description(
+        _panel(
+            Table, ids, "Đơn vị dưới chỉ tiêu hiện nay",
             "Các cặp đơn vị × chỉ số không đạt chỉ tiêu trong kỳ đã chọn, với mẫu số ít nhất "
-            f"{targets.min_volume} (đơn vị nhỏ với vài hồ sơ không bị cảnh báo)."
+            f"{targets.min_volume} (đơn vị nhỏ với vài hồ sơ không bị cảnh báo).",
+            prom(with_unit_names(below_target_expr(targets, units)), instant=True, table=True), span=12, height=10,
         )
-        .datasource(PROMETHEUS)
-        .with_target(prom(with_unit_names(below_target_expr(targets, units)), instant=True, table=True))
         .with_transformation(
             dm.DataTransformerConfig(
                 id_val="organize",
@@ -235,53 +244,25 @@ def overview(targets: Targets) -> Dashboard:
         .mappings([dm.ValueMap({i: dm.ValueMappingResult(text=NAMES_VI[i]) for i in INDICATORS})])
         .override_by_name("Tỷ lệ", [dm.DynamicConfigValue("unit", PERCENT), dm.DynamicConfigValue("decimals", 1)])
         .data_links(unit_data_link(UNIT_COLUMN))
-        .span(12)
-        .height(10)
     )
     on_time_by_unit = RATIO + '{indicator="on_time",' + units + "}"
-    board = board.with_panel(
-        BarGauge()
-        .id(ids())
-        .title("Xếp hạng đơn vị: hồ sơ giải quyết đúng hạn")
-        .description(
-            "Các đơn vị xếp theo tỷ lệ hồ sơ giải quyết đúng hạn trong kỳ đã chọn (cao nhất ở trên). "
-            f"Chỉ tiêu {target_text(*targets.target_for('on_time', 'all'))}."
-        )
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(f"sort_desc({with_unit_names(on_time_by_unit)})", "{{unit}} {{name}}", instant=True)
-        )
-        .unit(PERCENT)
-        .decimals(1)
-        .min(0)
-        .max(1)
-        .thresholds(target_thresholds(*targets.target_for("on_time", "all")))
-        .orientation(cm.VizOrientation.HORIZONTAL)
-        .display_mode(cm.BarGaugeDisplayMode.BASIC)
-        .reduce_options(last_value())
-        .data_links(unit_data_link())
-        .span(12)
-        .height(10)
+    ranking = _panel(
+        BarGauge, ids, "Xếp hạng đơn vị: hồ sơ giải quyết đúng hạn",
+        "Các đơn vị xếp theo tỷ lệ hồ sơ giải quyết đúng hạn trong kỳ đã chọn (cao nhất ở trên). "
+        f"Chỉ tiêu {target_text(*targets.target_for('on_time', 'all'))}.",
+        prom(f"sort_desc({with_unit_names(on_time_by_unit)})", "{{unit}} {{name}}", instant=True), span=12, height=10,
     )
     board = board.with_panel(
-        BarGauge()
-        .id(ids())
-        .title("Số chỉ số dưới chỉ tiêu theo đơn vị")
-        .description("Mỗi đơn vị có bao nhiêu chỉ số (trong 12) đang dưới chỉ tiêu trong kỳ đã chọn; nhiều nhất ở trên.")
-        .datasource(PROMETHEUS)
-        .with_target(
-            prom(f"sort_desc(count by (unit) ({below_target_expr(targets, units)}))", "{{unit}}", instant=True)
-        )
-        .unit("short")
-        .min(0)
-        .max(len(INDICATORS))
-        .thresholds(count_thresholds())
-        .orientation(cm.VizOrientation.HORIZONTAL)
-        .display_mode(cm.BarGaugeDisplayMode.BASIC)
-        .reduce_options(last_value())
-        .data_links(unit_data_link())
-        .span(24)
-        .height(8)
+        _bars(_ratio(ranking, targets.target_for("on_time", "all"))).data_links(unit_data_link())
+    )
+    below = _panel(
+        BarGauge, ids, "Số chỉ số dưới chỉ tiêu theo đơn vị",
+        "Mỗi đơn vị có bao nhiêu chỉ số (trong 12) đang dưới chỉ tiêu trong kỳ đã chọn; nhiều nhất ở trên.",
+        prom(f"sort_desc(count by (unit) ({below_target_expr(targets, units)}))", "{{unit}}", instant=True),
+        span=24, height=8,
+    )
+    board = board.with_panel(
+        _bars(below.unit("short").min(0).max(len(INDICATORS)).thresholds(count_thresholds())).data_links(unit_data_link())
     )
     board = board.with_panel(
         _matrix(
@@ -291,7 +272,7 @@ def overview(targets: Targets) -> Dashboard:
             with_unit_label(f"{RATIO}{{{units}}}"),
             "don_vi",
             targets,
-            ids(),
+            ids,
         )
     )
     return board
@@ -377,95 +358,50 @@ def unit_drilldown(targets: Targets) -> Dashboard:
     board = _links_to_others(board, UNIT_UID)
 
     board = board.with_row(Row("Đơn vị"))
-    board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Thông tin đơn vị")
-        .description("Tên, loại và đơn vị cấp trên theo danh mục đơn vị (bảng units trong ClickHouse).")
-        .datasource(CLICKHOUSE)
-        .with_target(ClickHouseQuery(UNIT_INFO_SQL))
-        .span(12)
-        .height(5)
-    )
+    board = board.with_panel(_panel(
+        Table, ids, "Thông tin đơn vị",
+        "Tên, loại và đơn vị cấp trên theo danh mục đơn vị (bảng units trong ClickHouse).",
+        ClickHouseQuery(UNIT_INFO_SQL), span=12, height=5, datasource=CLICKHOUSE,
+    ))
     for title, metric, description, thresholds in (
         ("Đang xử lý", "tthc_open_cases", "Hồ sơ của đơn vị đang xử lý.", neutral_thresholds()),
         ("Quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn.", count_thresholds()),
         ("Quá hạn chưa xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn chưa có phiếu xin lỗi.", count_thresholds()),
     ):
-        board = board.with_panel(
-            Stat()
-            .id(ids())
-            .title(title)
-            .description(description)
-            .datasource(PROMETHEUS)
-            .with_target(prom(f'sum({metric}{{unit="$unit"}})', "Số hồ sơ"))
-            .unit("short")
-            .thresholds(thresholds)
-            .color_mode(cm.BigValueColorMode.VALUE)
-            .graph_mode(cm.BigValueGraphMode.AREA)
-            .reduce_options(last_value())
-            .span(4)
-            .height(5)
-        )
+        board = board.with_panel(_count(_panel(
+            Stat, ids, title, description, prom(f'sum({metric}{{unit="$unit"}})', "Số hồ sơ"), span=4, height=5,
+        ), thresholds))
 
     board = board.with_row(Row("Xu hướng các chỉ số so với chỉ tiêu"))
     for indicator in INDICATORS:
         op, value = targets.target_for(indicator, "all")
+        trend = _panel(
+            TimeSeries, ids, NAMES_VI[indicator], indicator_description(indicator, targets),
+            prom(f'{RATIO}{{indicator="{indicator}",{scope}}}', "Tỷ lệ"), span=8, height=6,
+        )
         board = board.with_panel(
-            TimeSeries()
-            .id(ids())
-            .title(NAMES_VI[indicator])
-            .description(indicator_description(indicator, targets))
-            .datasource(PROMETHEUS)
-            .with_target(prom(f'{RATIO}{{indicator="{indicator}",{scope}}}', "Tỷ lệ"))
-            .unit(PERCENT)
-            .decimals(1)
-            .min(0)
-            .max(1)
-            .thresholds(target_thresholds(op, value))
+            _ratio(trend, (op, value))
             .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED))
             .color_scheme(FieldColor().mode(dm.FieldColorModeId.FIXED).fixed_color("blue"))
-            .span(8)
-            .height(6)
         )
 
     board = board.with_row(Row("Hồ sơ trễ hạn và phiếu xin lỗi (ClickHouse)"))
-    board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Tình trạng phiếu xin lỗi của hồ sơ trễ hạn")
-        .description("Hồ sơ trễ hạn (đã giải quyết trễ hoặc đang quá hạn) có hạn giải quyết trong khoảng thời gian đã chọn, theo tình trạng phiếu xin lỗi.")
-        .datasource(CLICKHOUSE)
-        .with_target(ClickHouseQuery(APOLOGY_STATUS_SQL))
-        .span(8)
-        .height(10)
-    )
-    board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Danh sách hồ sơ trễ hạn")
-        .description(
-            "Hồ sơ của đơn vị đã giải quyết trễ hạn hoặc đang quá hạn, có hạn giải quyết trong khoảng thời gian đã chọn; "
-            "hồ sơ chưa có phiếu xin lỗi ở trên. Tình trạng quá hạn là tại lần thay đổi cuối của hồ sơ."
-        )
-        .datasource(CLICKHOUSE)
-        .with_target(ClickHouseQuery(LATE_CASES_SQL))
-        .span(16)
-        .height(10)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Lịch sử tỷ lệ các chỉ số (ảnh chụp định kỳ)")
-        .description("Tỷ lệ từng chỉ số của đơn vị theo các ảnh chụp định kỳ lưu trong ClickHouse (bảng indicator_snapshots).")
-        .datasource(CLICKHOUSE)
-        .with_target(ClickHouseQuery(HISTORY_SQL).time_series())
-        .unit(PERCENT)
-        .min(0)
-        .max(1)
-        .span(24)
-        .height(8)
-    )
+    board = board.with_panel(_panel(
+        Table, ids, "Tình trạng phiếu xin lỗi của hồ sơ trễ hạn",
+        "Hồ sơ trễ hạn (đã giải quyết trễ hoặc đang quá hạn) có hạn giải quyết trong khoảng thời gian đã chọn, theo tình trạng phiếu xin lỗi.",
+        ClickHouseQuery(APOLOGY_STATUS_SQL), span=8, height=10, datasource=CLICKHOUSE,
+    ))
+    board = board.with_panel(_panel(
+        Table, ids, "Danh sách hồ sơ trễ hạn",
+        "Hồ sơ của đơn vị đã giải quyết trễ hạn hoặc đang quá hạn, có hạn giải quyết trong khoảng thời gian đã chọn; "
+        "hồ sơ chưa có phiếu xin lỗi ở trên. Tình trạng quá hạn là tại lần thay đổi cuối của hồ sơ.",
+        ClickHouseQuery(LATE_CASES_SQL), span=16, height=10, datasource=CLICKHOUSE,
+    ))
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Lịch sử tỷ lệ các chỉ số (ảnh chụp định kỳ)",
+        "Tỷ lệ từng chỉ số của đơn vị theo các ảnh chụp định kỳ lưu trong ClickHouse (bảng indicator_snapshots).",
+        ClickHouseQuery(HISTORY_SQL).time_series(), span=24, height=8, datasource=CLICKHOUSE,
+    ).unit(PERCENT).min(0).max(1))
     return board
 
 
@@ -510,15 +446,12 @@ def sectors(targets: Targets) -> Dashboard:
 
     board = board.with_row(Row("Lĩnh vực dưới chỉ tiêu"))
     board = board.with_panel(
-        Table()
-        .id(ids())
-        .title("Lĩnh vực dưới chỉ tiêu hiện nay")
-        .description(
+        _panel(
+            Table, ids, "Lĩnh vực dưới chỉ tiêu hiện nay",
             "Các cặp lĩnh vực × chỉ số không đạt chỉ tiêu của lĩnh vực trong kỳ đã chọn, mẫu số ít nhất "
-            f"{targets.min_volume}."
+            f"{targets.min_volume}.",
+            prom(below_target_expr(targets, scope, overridden), instant=True, table=True), span=12, height=9,
         )
-        .datasource(PROMETHEUS)
-        .with_target(prom(below_target_expr(targets, scope, overridden), instant=True, table=True))
         .with_transformation(
             dm.DataTransformerConfig(
                 id_val="organize",
@@ -530,24 +463,13 @@ def sectors(targets: Targets) -> Dashboard:
         )
         .mappings([dm.ValueMap({i: dm.ValueMappingResult(text=NAMES_VI[i]) for i in INDICATORS})])
         .override_by_name("Tỷ lệ", [dm.DynamicConfigValue("unit", PERCENT), dm.DynamicConfigValue("decimals", 1)])
-        .span(12)
-        .height(9)
     )
-    board = board.with_panel(
-        BarGauge()
-        .id(ids())
-        .title("Số hồ sơ tiếp nhận theo lĩnh vực")
-        .description("Hồ sơ tiếp nhận trong kỳ đã chọn (mẫu số của chỉ số số hóa khi tiếp nhận), theo lĩnh vực.")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f'sort_desc({DENOMINATOR}{{indicator="digitized",{scope}}})', "{{sector}}", instant=True))
-        .unit("short")
-        .thresholds(neutral_thresholds())
-        .orientation(cm.VizOrientation.HORIZONTAL)
-        .display_mode(cm.BarGaugeDisplayMode.BASIC)
-        .reduce_options(last_value())
-        .span(12)
-        .height(9)
-    )
+    board = board.with_panel(_bars(_panel(
+        BarGauge, ids, "Số hồ sơ tiếp nhận theo lĩnh vực",
+        "Hồ sơ tiếp nhận trong kỳ đã chọn (mẫu số của chỉ số số hóa khi tiếp nhận), theo lĩnh vực.",
+        prom(f'sort_desc({DENOMINATOR}{{indicator="digitized",{scope}}})', "{{sector}}", instant=True),
+        span=12, height=9,
+    ).unit("short").thresholds(neutral_thresholds())))
 
     board = board.with_row(Row("Các chỉ số theo lĩnh vực so với chỉ tiêu"))
     for indicator in (i for i in INDICATORS if i not in SECTORLESS):
@@ -558,24 +480,10 @@ def sectors(targets: Targets) -> Dashboard:
             description += " Chỉ tiêu riêng: " + ", ".join(
                 f"{s} {target_text(*targets.target_for(indicator, s))}" for s in special
             ) + "."
-        panel = (
-            BarGauge()
-            .id(ids())
-            .title(NAMES_VI[indicator])
-            .description(description)
-            .datasource(PROMETHEUS)
-            .with_target(prom(f'sort_desc({RATIO}{{indicator="{indicator}",{scope}}})', "{{sector}}", instant=True))
-            .unit(PERCENT)
-            .decimals(1)
-            .min(0)
-            .max(1)
-            .thresholds(target_thresholds(op, value))
-            .orientation(cm.VizOrientation.HORIZONTAL)
-            .display_mode(cm.BarGaugeDisplayMode.BASIC)
-            .reduce_options(last_value())
-            .span(8)
-            .height(8)
-        )
+        panel = _bars(_ratio(_panel(
+            BarGauge, ids, NAMES_VI[indicator], description,
+            prom(f'sort_desc({RATIO}{{indicator="{indicator}",{scope}}})', "{{sector}}", instant=True), span=8, height=8,
+        ), (op, value)))
         for sector in special:
             panel = panel.override_by_name(sector, threshold_override(*targets.target_for(indicator, sector)))
         board = board.with_panel(panel)
@@ -609,168 +517,76 @@ def operations(targets: Targets) -> Dashboard:
 
     board = board.with_row(Row("Tình trạng"))
     board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Worker đang chạy")
-        .description("Prometheus thu thập được /metrics của từng worker (1 = đang chạy, 0 = không trả lời).")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"up{{{worker}}}", "{{instance}}", instant=True))
+        _panel(
+            Stat, ids, "Worker đang chạy",
+            "Prometheus thu thập được /metrics của từng worker (1 = đang chạy, 0 = không trả lời).",
+            prom(f"up{{{worker}}}", "{{instance}}", instant=True), span=6, height=4,
+        )
         .mappings([dm.ValueMap({"0": dm.ValueMappingResult(text="Ngừng", color="red"), "1": dm.ValueMappingResult(text="Đang chạy", color="green")})])
         .thresholds(up_thresholds())
         .color_mode(cm.BigValueColorMode.BACKGROUND)
         .graph_mode(cm.BigValueGraphMode.NONE)
         .reduce_options(last_value())
-        .span(6)
-        .height(4)
     )
+    for title, description, query, thresholds in (
+        ("Độ trễ tiêu thụ Kafka", "Tổng số thông điệp đầu vào đang chờ worker xử lý (consumer lag), mọi phân vùng.",
+         prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True), neutral_thresholds()),
+        ("Lỗi ghi ClickHouse (1 giờ)", "Số lần ghi vào ClickHouse thất bại (được thử lại) trong một giờ qua.",
+         prom("sum(increase(tthc_clickhouse_write_errors_total[1h]))", "Lỗi ghi", instant=True), count_thresholds()),
+    ):
+        board = board.with_panel(_short(_panel(Stat, ids, title, description, query, span=6, height=4), thresholds))
     board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Độ trễ tiêu thụ Kafka")
-        .description("Tổng số thông điệp đầu vào đang chờ worker xử lý (consumer lag), mọi phân vùng.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True))
-        .unit("short")
-        .thresholds(neutral_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
-    )
-    board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Lỗi ghi ClickHouse (1 giờ)")
-        .description("Số lần ghi vào ClickHouse thất bại (được thử lại) trong một giờ qua.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[1h]))", "Lỗi ghi", instant=True))
-        .unit("short")
-        .thresholds(count_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
-    )
-    board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Đồng hồ xử lý T")
-        .description("Thời điểm T mà các chỉ số được tính tới (đồng hồ thực, hoặc thời điểm sự kiện mới nhất khi phát lại).")
-        .datasource(PROMETHEUS)
-        .with_target(prom("max(tthc_clock_seconds) * 1000", "T", instant=True))
-        .unit("dateTimeAsIso")
-        .thresholds(neutral_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
+        _short(_panel(
+            Stat, ids, "Đồng hồ xử lý T",
+            "Thời điểm T mà các chỉ số được tính tới (đồng hồ thực, hoặc thời điểm sự kiện mới nhất khi phát lại).",
+            prom("max(tthc_clock_seconds) * 1000", "T", instant=True), span=6, height=4,
+        ), neutral_thresholds()).unit("dateTimeAsIso")
     )
 
     board = board.with_row(Row("Luồng sự kiện"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Sự kiện mỗi giây theo kết quả")
-        .description("accepted: hợp lệ; invalid: không hợp lệ (vào hàng đợi lỗi DLQ); duplicate: trùng lặp.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (outcome) (rate(tthc_events_total[$__rate_interval]))", "{{outcome}}"))
-        .unit("ops")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Sự kiện không hợp lệ theo lý do (mỗi giây)")
-        .description("Mã lý do từ chối: xem docs/events.md.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (reason) (rate(tthc_invalid_events_total[$__rate_interval]))", "{{reason}}"))
-        .unit("ops")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        BarGauge()
-        .id(ids())
-        .title("Sự kiện không hợp lệ theo lý do (trong khoảng thời gian)")
-        .description("Tổng số thông điệp bị từ chối theo lý do trong khoảng thời gian đã chọn.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sort_desc(sum by (reason) (increase(tthc_invalid_events_total[$__range])))", "{{reason}}", instant=True))
-        .unit("short")
-        .thresholds(neutral_thresholds())
-        .orientation(cm.VizOrientation.HORIZONTAL)
-        .display_mode(cm.BarGaugeDisplayMode.BASIC)
-        .reduce_options(last_value())
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Độ trễ tiêu thụ Kafka theo phân vùng")
-        .description("Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"))
-        .unit("short")
-        .span(12)
-        .height(8)
-    )
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Sự kiện mỗi giây theo kết quả",
+        "accepted: hợp lệ; invalid: không hợp lệ (vào hàng đợi lỗi DLQ); duplicate: trùng lặp.",
+        prom("sum by (outcome) (rate(tthc_events_total[$__rate_interval]))", "{{outcome}}"), span=12, height=8,
+    ).unit("ops"))
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Sự kiện không hợp lệ theo lý do (mỗi giây)", "Mã lý do từ chối: xem docs/events.md.",
+        prom("sum by (reason) (rate(tthc_invalid_events_total[$__rate_interval]))", "{{reason}}"), span=12, height=8,
+    ).unit("ops"))
+    board = board.with_panel(_bars(_panel(
+        BarGauge, ids, "Sự kiện không hợp lệ theo lý do (trong khoảng thời gian)",
+        "Tổng số thông điệp bị từ chối theo lý do trong khoảng thời gian đã chọn.",
+        prom("sort_desc(sum by (reason) (increase(tthc_invalid_events_total[$__range])))", "{{reason}}", instant=True),
+        span=12, height=8,
+    ).unit("short").thresholds(neutral_thresholds())))
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Độ trễ tiêu thụ Kafka theo phân vùng", "Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.",
+        prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"), span=12, height=8,
+    ).unit("short"))
 
     board = board.with_row(Row("Độ trễ"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Thời gian xử lý một thông điệp (phân vị)")
-        .description("Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong worker: trung vị, p95, p99.")
-        .datasource(PROMETHEUS)
-        .targets(_quantiles("tthc_processing_seconds"))
-        .unit("s")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Độ trễ đầu cuối (phân vị)")
-        .description("Từ thời điểm thông điệp vào Kafka đến khi dữ liệu được ghi vào ClickHouse: trung vị, p95, p99.")
-        .datasource(PROMETHEUS)
-        .targets(_quantiles("tthc_event_latency_seconds"))
-        .unit("s")
-        .span(12)
-        .height(8)
-    )
+    for title, description, metric in (
+        ("Thời gian xử lý một thông điệp (phân vị)",
+         "Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong worker: trung vị, p95, p99.", "tthc_processing_seconds"),
+        ("Độ trễ đầu cuối (phân vị)",
+         "Từ thời điểm thông điệp vào Kafka đến khi dữ liệu được ghi vào ClickHouse: trung vị, p95, p99.",
+         "tthc_event_latency_seconds"),
+    ):
+        board = board.with_panel(_panel(TimeSeries, ids, title, description, *_quantiles(metric), span=12, height=8).unit("s"))
 
     board = board.with_row(Row("ClickHouse và thu thập số liệu"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Dòng ghi vào ClickHouse mỗi giây theo bảng")
-        .description("Số dòng ghi vào từng bảng ClickHouse mỗi giây.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (table) (rate(tthc_clickhouse_rows_written_total[$__rate_interval]))", "{{table}}"))
-        .unit("ops")
-        .span(8)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Lỗi ghi ClickHouse")
-        .description("Số lần ghi thất bại (được thử lại) trong mỗi khoảng.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[$__rate_interval]))", "Lỗi ghi"))
-        .unit("short")
-        .thresholds(count_thresholds())
-        .span(8)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Thời gian thu thập /metrics")
-        .description("Thời gian Prometheus cần để đọc /metrics của từng worker (các chỉ số được tính khi đọc).")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"))
-        .unit("s")
-        .span(8)
-        .height(8)
-    )
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Dòng ghi vào ClickHouse mỗi giây theo bảng", "Số dòng ghi vào từng bảng ClickHouse mỗi giây.",
+        prom("sum by (table) (rate(tthc_clickhouse_rows_written_total[$__rate_interval]))", "{{table}}"), span=8, height=8,
+    ).unit("ops"))
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Lỗi ghi ClickHouse", "Số lần ghi thất bại (được thử lại) trong mỗi khoảng.",
+        prom("sum(increase(tthc_clickhouse_write_errors_total[$__rate_interval]))", "Lỗi ghi"), span=8, height=8,
+    ).unit("short").thresholds(count_thresholds()))
+    board = board.with_panel(_panel(
+        TimeSeries, ids, "Thời gian thu thập /metrics",
+        "Thời gian Prometheus cần để đọc /metrics của từng worker (các chỉ số được tính khi đọc).",
+        prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"), span=8, height=8,
+    ).unit("s"))
     return board
 
