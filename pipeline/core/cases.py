@@ -26,6 +26,7 @@ from bisect import insort
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
+from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
 from pipeline.core.outcomes import Outcome, make_outcome
 
 if TYPE_CHECKING:  # pragma: no cover - the contract module is only needed for typing
@@ -56,8 +57,6 @@ UNKNOWN_SECTOR = "unknown"
 STATE_VERSION = 1
 #: late-after time of an open case that is late at any clock (two supplement requests)
 LATE_ALWAYS = -(1 << 62)
-
-from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US  # noqa: E402 (issue 12)
 
 _FINISH_TYPES = frozenset(("resolved", "stopped", "withdrawn"))
 

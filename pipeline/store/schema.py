@@ -1,52 +1,8 @@
-"""ClickHouse tables of the pipeline (idempotent DDL).
+"""ClickHouse tables of the pipeline (idempotent DDL, so an old data directory keeps working).
 
-Tables are created in the client's current database (``default`` for chDB unless
-the DSN names another, the DSN's database for a server).
-
-Exactly-once *effects*: after a crash the worker writes again what it had written
-since its last commit, so every table the worker fills is a ``ReplacingMergeTree``
-whose sorting key is the row's identity. Duplicates collapse at merge time; **every
-read of these tables uses ``FINAL``** so the answer is exact before merges.
-
-Nullable vs defaults (one rule everywhere): a column is ``Nullable`` exactly when the
-value can be absent — a field that the event type does not carry, an optional field
-that was left out, a time that has not happened yet. Absent is ``NULL``, never ``''``
-or ``0``. Columns that always have a value (ids, counters, flags) are not Nullable.
-All times are UTC: ``DateTime64(6, 'UTC')`` for event times (µs, as in the contract),
-``DateTime64(3, 'UTC')`` for the pipeline's own bookkeeping times.
-
-Tables and their identities:
-
-``case_events``
-    one row per accepted event; ``ORDER BY (case_id, event_id)`` — the identity is
-    the event id (unique across cases: the worker accepts an id once), and placing
-    ``case_id`` first keeps a case's events together for the per-case queries (the
-    batch indicators group by case). ``raw`` is the canonical JSON of
-    ``CaseEvent.to_record()`` (sorted keys, compact, UTF-8) — never the producer's
-    bytes, so unknown extra fields are never stored. No partitioning, so ``FINAL``
-    always sees both copies of a re-written row.
-``invalid_events``
-    one row per rejected Kafka message; ``ORDER BY (topic, kafka_partition,
-    kafka_offset)`` — the message's coordinates (the topic is part of the identity
-    so that renaming ``TTHC_TOPIC`` never collapses two different messages).
-    ``raw`` keeps the original bytes as text: the UTF-8 text itself when the bytes
-    are valid UTF-8 (``raw_encoding = 'utf8'``), otherwise standard base64
-    (``raw_encoding = 'base64'``); an absent value (tombstone) is ``''`` / ``'none'``.
-    ``kafka_key`` is the key decoded as UTF-8 (invalid bytes replaced by U+FFFD),
-    NULL without a key.
-``cases``
-    ``ReplacingMergeTree(version) ORDER BY case_id`` — one row per case, its current
-    derived state; the row with the highest ``version`` wins.
-``units``
-    the registry of units (``deploy/units.csv``), ``ORDER BY (unit_id, valid_from)``.
-``unknown_unit_events`` (a view)
-    accepted events whose ``unit_id`` has no ``units`` row valid on the event's local
-    date (``pipeline.store.units.UNKNOWN_UNIT_EVENTS_SQL``).
-``indicator_snapshots``
-    periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
-    indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
-    written twice after a crash is stored once (reads without ``FINAL`` are no worse
-    than with a plain MergeTree).
+Every table the worker fills is a ``ReplacingMergeTree`` keyed by the row's identity and
+read with ``FINAL``: a write repeated after a crash is stored once. The identities and the
+Nullable rule are in docs/internals.md ("The tables").
 """
 
 from __future__ import annotations
