@@ -42,8 +42,8 @@ LAYERS: dict[str, set[str]] = {
 
 # project modules that may import project modules inside a function, and why
 FUNCTION_IMPORTS_ALLOWED = {
-    "pipeline.cli": "each command imports only its own stack (Faust, chDB, matplotlib, the Grafana SDK "
-                    "together take seconds; `sql` and `--help` should not pay for them)",
+    "pipeline.cli": "each command imports only its own stack: importing every command's modules takes "
+                    "~7 s here against 0.5 s for the CLI alone (Faust, chDB, matplotlib, the Grafana SDK)",
 }
 
 
