@@ -45,7 +45,7 @@ def diff_outcomes(old: Iterable[Outcome], new: Iterable[Outcome]) -> list[tuple[
     k_new = new if isinstance(new, list) else list(new)
     if k_old == k_new:  # the common case: the event changed nothing countable
         return []
-    # Drop the common prefix and suffix (case_outcomes lists outcomes in a stable
+    # Drop the common prefix and suffix (case_outcomes_and_open lists outcomes in a stable
     # order, so usually only a few remain); the multiset difference is unchanged.
     lo, ln = len(k_old), len(k_new)
     m = min(lo, ln)

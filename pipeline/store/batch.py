@@ -13,7 +13,7 @@ One SQL query does the work (docs/indicators.md, followed rule by rule):
    effective due, on time, early (local dates in UTC+7 by integer arithmetic), apology
    before finish; then the case's outcomes as one array of
    ``(indicator, unit, sector, time_us, hit)``, exactly those of
-   ``pipeline.core.cases.case_outcomes`` at clock T, plus ``on_time_766``: a finished
+   ``pipeline.core.cases.case_outcomes_and_open`` at clock T, plus ``on_time_766``: a finished
    case's ``on_time`` at its finish, and for a case open at T one outcome at time T
    (so in every window) that is a hit when it has at most one supplement request and
    its effective due at T (pauses so far, an open pause counted up to T) is ≥ T.
