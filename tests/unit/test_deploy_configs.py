@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import load_settings
+from pipeline.config import UserError, load_settings
+from pipeline.infra import prometheus
 from pipeline.infra.prometheus import (
     ALERTMANAGER_CONFIG,
     RULES_DIR,
@@ -138,3 +139,11 @@ def test_production_webhooks_reach_a_service_of_the_layout() -> None:
         # the service's sidecar listens on that port (the logger itself binds 127.0.0.1)
         listening = [s for s in services.values() if s.get("network_mode") == f"service:{host}"]
         assert any(f"TCP-LISTEN:{port}," in " ".join(s["command"]) for s in listening), url
+
+
+def test_a_config_without_the_compose_webhook_cannot_be_rendered_for_infra(tmp_path, monkeypatch) -> None:
+    edited = tmp_path / "alertmanager.yml"
+    edited.write_text(ALERTMANAGER_CONFIG.read_text().replace(prometheus.COMPOSE_WEBHOOK, "http://bridge:9000/"))
+    monkeypatch.setattr(prometheus, "ALERTMANAGER_CONFIG", edited)
+    with pytest.raises(UserError, match="no webhook at http://webhook-log:5001/"):
+        prometheus.render_alertmanager_config(load_settings(environ={}))
