@@ -19,6 +19,7 @@ of the changelog.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from dataclasses import dataclass
@@ -38,6 +39,15 @@ CLOCK_KEY = b"\xff\xffclock"
 #: key, in the local cache only, of the last changelog offset it holds
 _OFFSET_KEY = b"\xff\xffoffset"
 _MAX_BATCH_BYTES = 900_000  # below the broker's default message.max.bytes (1 MiB)
+_STOP_TIMEOUT_S = 10.0  # stopping a failed producer
+
+
+class Fenced(Exception):
+    """The changelog refused writes to ``partitions``: another worker owns them now."""
+
+    def __init__(self, partitions) -> None:
+        self.partitions = frozenset(partitions)
+        super().__init__(f"partitions {sorted(self.partitions)} are fenced: another worker owns them now")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +97,34 @@ class CaseStore:
             pass
         finally:
             await admin.close()
-        self._producer = AIOKafkaProducer(
+        await self._start_producer()
+
+    async def _start_producer(self) -> None:
+        producer = AIOKafkaProducer(
             **self.client_options,
             acks="all",
             enable_idempotence=True,
             max_batch_size=_MAX_BATCH_BYTES + 100_000,
             linger_ms=0,
         )
-        await self._producer.start()
+        await producer.start()
+        self._producer = producer
+
+    async def renew_producer(self) -> None:
+        """Replace the producer after a failed commit. The producer is idempotent; after a
+        broker restart it can be left with sequence numbers the broker no longer accepts
+        (``OutOfOrderSequenceNumber``), which aiokafka never clears: every retry would
+        fail for ever. The next commit writes the same records again on the new one (a
+        compacted topic: the same keys and values)."""
+        old, self._producer = self._producer, None
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.stop(), _STOP_TIMEOUT_S)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:  # noqa: BLE001 - the old producer is abandoned either way
+                pass
+        await self._start_producer()
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -189,7 +219,9 @@ class CaseStore:
         """Write changed records (and each partition's clock) to the changelog, wait
         for the broker, then to the local cache. Returns the number of records."""
         producer = self._producer
-        assert producer is not None, "CaseStore.start() first"
+        if producer is None:  # a renewal failed to start one: try again now
+            await self._start_producer()
+            producer = self._producer
         futures = []
         per_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for partition in set(changes) | set(clocks):
