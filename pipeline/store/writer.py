@@ -20,7 +20,7 @@ import base64
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
 
@@ -374,21 +374,22 @@ class FactWriter:
         self,
         rows: Sequence[Any],
         *,
-        version: int | None = None,
+        version: int | Callable[[CaseSummary], int] | None = None,
         updated_at_us: int | None = None,
     ) -> int:
         """``rows``: :class:`CaseRow` dicts (see its table of keys and defaults) or
         ``pipeline.core.cases.CaseSummary`` objects (converted by :func:`case_row`).
 
         ``version`` / ``updated_at_us`` apply to rows that do not carry their own
-        (a summary never does: ``version`` is then required).
+        (a summary never does: ``version`` is then required; for summaries it may be a
+        function of the summary, e.g. ``pipeline.stream.checkpoint.case_version``).
         """
         now_ms = _now_us() // 1000
         summary_updated_ms = now_ms if updated_at_us is None else _to_ms(updated_at_us)
         data = []
         for r in rows:
             if type(r) is CaseSummary and version is not None:  # the worker's rows: straight to columns
-                data.append(_summary_values(r, int(version), summary_updated_ms))
+                data.append(_summary_values(r, version(r) if callable(version) else int(version), summary_updated_ms))
                 continue
             if not isinstance(r, Mapping):
                 if version is None:

@@ -101,6 +101,7 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
         raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
     try:
         partitions = range(settings.partitions)
+        await store.own(partitions)  # the writer of every partition: a worker still running is fenced
         for partition in partitions:
             await store.recover(partition)
         # the records already held count for dedupe exactly as in the worker
@@ -114,7 +115,7 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
         async def write_facts(flush: Flush) -> None:
             writer.write_events(flush.events)
             writer.write_invalid(flush.invalid)
-            writer.write_cases(flush.cases, version=flush.version)
+            writer.write_cases(flush.cases, version=flush.case_version)
 
         # no messages to ack: the rejected lines are in invalid_events
         checkpoint = Checkpoint(write_facts=write_facts, store=store, repository=repository,
@@ -174,6 +175,6 @@ async def _chunk(lines, result, processor, repository, checkpoint, settings, sou
         cases=[case_summary(case.state, now_us) for case in cases.values()],
         records=records,
         clocks=dict(live.partition_clock),
-        version=time.time_ns(),
+        written_ms=time.time_ns() // 1_000_000,
     ))
     result.cases += sum(len(r) for r in records.values())

@@ -35,6 +35,19 @@ from pipeline.stream.retry import RETRY, ProblemBoard, RetryPolicy
 from pipeline.stream.state import CaseStore, Fenced
 
 FACTS, RECORDS = "ClickHouse write", "changelog write"
+#: above every ``cases`` version written before (wall-clock nanoseconds, below 2**61)
+CASE_VERSION_BASE = 1 << 63
+_COUNT_BITS, _TIME_BITS = 21, 42  # event count up to 2,097,151; milliseconds until 2109
+
+
+def case_version(event_count: int, written_ms: int) -> int:
+    """The ``cases`` row version (``ReplacingMergeTree(version)``: the highest wins): the
+    case's event count first, the write time second. A case only gains events, so a row
+    written late from an older state (a worker that lost the partition and does not know
+    it yet writes its facts before its fenced changelog write) never replaces a row of
+    the case's newer state; between rows of the same events the later write wins."""
+    count = min(event_count, (1 << _COUNT_BITS) - 1)
+    return CASE_VERSION_BASE | count << _TIME_BITS | (written_ms & ((1 << _TIME_BITS) - 1))
 
 
 @dataclass
@@ -47,9 +60,12 @@ class Flush:
     cases: list[CaseSummary] = field(default_factory=list)
     records: dict[int, dict[str, bytes]] = field(default_factory=dict)
     clocks: dict[int, int] = field(default_factory=dict)
-    version: int = 0  # of the cases rows (the highest version of a case wins)
+    written_ms: int = 0  # wall time of the write: the second part of each case row's version
     upto: int = 0  # the last batch it covers (the engine's batch seq; 0: none)
     fenced: frozenset[int] = frozenset()  # partitions whose records another owner fenced off
+
+    def case_version(self, summary: CaseSummary) -> int:
+        return case_version(summary.event_count, self.written_ms)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.invalid or self.cases or self.records or self.upto)

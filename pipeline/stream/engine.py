@@ -53,6 +53,8 @@ from pipeline.targets_file import load_targets
 
 log = logging.getLogger("pipeline.worker")
 PENDING_MAX_BATCHES = 4  # rows of this many full batches wait at most for a running flush
+FENCED = "fenced"  # the problem shown while partitions were lost to another worker
+FENCED_REJOIN_S = 120.0  # a fenced worker not assigned anew within this time stops
 
 
 def _now_us() -> int:
@@ -109,6 +111,7 @@ class Engine:
         self.processed = 0
         self.writing = 0
         self.failure: str | None = None
+        self.fenced: frozenset[int] = frozenset()  # partitions lost to another worker, until the next assignment
         self.batches: asyncio.Queue = asyncio.Queue()
         self._flush_task: asyncio.Future | None = None
         self._tasks: set[asyncio.Future] = set()
@@ -188,6 +191,11 @@ class Engine:
         try:
             await self.store_started.wait()
             started = time.monotonic()
+            async with self.flush_lock:  # no commit while the writers change
+                if generation != self.generation:
+                    return
+                # first fence any earlier owner, then read: the recovery sees all it committed
+                await self.store.own(partitions)
             for partition in sorted(partitions):
                 stats = await self.store.recover(partition)
                 log.info("partition %d: %d changelog records recovered", partition, stats.records)
@@ -214,6 +222,9 @@ class Engine:
             # again and again (a full collection over millions of rows costs seconds)
             self.gc.freeze()
             self.partitions = partitions
+            if self.fenced:
+                self.fenced = frozenset()
+                self.problems.recovered(FENCED)
             self.rebuilds += 1
             self.last_rebuild_s = time.monotonic() - started
             self.view_ready.set()
@@ -338,7 +349,7 @@ class Engine:
                 cases=[case_summary(case.state, now_us) for case in batch.cases.values()],
                 records=records,
                 clocks={p: live.partition_clock[p] for p in records if p in live.partition_clock},
-                version=time.time_ns(),
+                written_ms=time.time_ns() // 1_000_000,
                 upto=batch.last_seq,
             )
             await self.checkpoint.commit(flush)
@@ -350,9 +361,34 @@ class Engine:
 
     async def _acknowledge(self, flush: Flush) -> None:
         """The engine's end of the checkpoint: the Faust process settles the dead letters
-        and acks every batch up to ``flush.upto`` (``Worker._settle``)."""
-        if flush.upto:
-            await self.link.send(channel.Flushed(flush.upto))
+        and acks every batch up to ``flush.upto`` (``Worker._settle``), except the
+        messages of partitions fenced off, and then rejoins the group."""
+        if flush.fenced:
+            self._drop_fenced(flush.fenced)
+        if flush.upto or flush.fenced:
+            await self.link.send(channel.Flushed(flush.upto, flush.fenced))
+
+    def _drop_fenced(self, partitions: frozenset[int]) -> None:
+        """Another worker owns ``partitions`` now (its writer fenced this one's): their
+        records are not written, their messages not acked, and the live view, which
+        counts them in, is neither exported nor used until the next assignment rebuilds
+        it from the changelog (the Faust process rejoins the group for that)."""
+        self.fenced |= partitions
+        self.partitions = self.partitions - partitions
+        self.view_ready.clear()
+        self.generation += 1  # a rebuild under way is for an assignment that is over
+        text = (f"partitions {sorted(self.fenced)} were taken over by another worker: "
+                "their state is dropped, the worker rejoins its group")
+        log.error("fenced: %s", text)
+        self.problems.failing(FENCED, text)
+        self._spawn(self._await_assignment(self.generation))
+
+    async def _await_assignment(self, generation: int) -> None:
+        """A fenced worker that gets no new assignment stops (its supervisor restarts it)."""
+        await asyncio.sleep(FENCED_REJOIN_S)
+        if self.generation == generation and self.fenced:
+            await self.fail(f"fenced from partitions {sorted(self.fenced)} and no new assignment "
+                            f"within {FENCED_REJOIN_S:.0f}s")
 
     # -- gauges, snapshots, answers --------------------------------------------------
     def clock_us(self) -> int:
@@ -406,6 +442,7 @@ class Engine:
             "flushing": self.flush_lock.locked(),
             "rebuilding": self.rebuilding,
             "partitions": sorted(self.partitions),
+            "fenced": sorted(self.fenced),
             "rebuilds": self.rebuilds,
             "last_rebuild_seconds": self.last_rebuild_s,
             "problems": self.problems.entries(),

@@ -56,7 +56,7 @@ class FactStore:
         for table, rows, write in (
             ("case_events", flush.events, writer.write_events),
             ("invalid_events", flush.invalid, writer.write_invalid),
-            ("cases", flush.cases, lambda rows: writer.write_cases(rows, version=flush.version)),
+            ("cases", flush.cases, lambda rows: writer.write_cases(rows, version=flush.case_version)),
         ):
             if rows:
                 write(rows)
