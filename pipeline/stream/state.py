@@ -169,13 +169,19 @@ class CaseStore:
         stale = set()
         for partition in sorted(self._failed | (self._owned - set(self._producers))):
             await self._drop_producer(partition)
-            fresh = await self._start_producer(partition)
             expected = self._ends.get(partition)
+            # read before the new epoch (so a new owner is not fenced by a stale worker),
+            # and again after it (nothing may have slipped in between)
             since = None if expected is None else await self._committed_since(partition, expected)
+            fresh = None
+            if since == 0:
+                fresh = await self._start_producer(partition)
+                since = await self._committed_since(partition, expected)
             if since != 0:
                 log.error("partition %d: %s committed changelog records after this worker's last write "
                           "(offset %s): another worker wrote; fenced", partition, since, expected)
-                await _stop_quietly(fresh)
+                if fresh is not None:
+                    await _stop_quietly(fresh)
                 self._disown(partition)
                 stale.add(partition)
                 continue
