@@ -169,7 +169,7 @@ async def _chunk(lines, result, processor, repository, checkpoint, settings, sou
     now_us = live.event_time or wall_now_us
     live.prune_ids(now_us)  # ids older than the dedupe retention, as the worker does daily
     records = repository.take_staged()
-    await checkpoint.commit(Flush(
+    flush = await checkpoint.commit(Flush(
         events=events,
         invalid=invalid,
         cases=[case_summary(case.state, now_us) for case in cases.values()],
@@ -177,4 +177,7 @@ async def _chunk(lines, result, processor, repository, checkpoint, settings, sou
         clocks=dict(live.partition_clock),
         written_ms=time.time_ns() // 1_000_000,
     ))
+    if flush.fenced:  # a worker of the group took the partitions back: its records win
+        raise UserError(f"partitions {sorted(flush.fenced)} of {settings.app_id} were taken by a running worker; "
+                        "stop the workers of the group and run backfill again")
     result.cases += sum(len(r) for r in records.values())

@@ -13,7 +13,10 @@ answered again (after a rejoin, for the partitions it then holds).
 The heartbeat is aiokafka's (``GroupCoordinator._do_heartbeat``, in Faust's consumer
 thread): its answers are observed by wrapping that method on the running coordinator.
 A heartbeat answered "rebalancing" counts: the partitions move only after this member
-joined the new generation (and revoked them first) or was dropped from it.
+joined the new generation (and revoked them first) or was dropped from it. A completed
+rebalance counts too, as sent when it began (the revocation callback runs before
+aiokafka sends its JoinGroup), so the series come back with the new assignment rather
+than at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Membership:
         self.session_timeout_s = session_timeout_s
         self._confirmed_sent: float | None = None  # monotonic send time of the last answered heartbeat
         self._watched: Any = None
+        self._joining_since: float | None = None
 
     @property
     def bound_s(self) -> float:
@@ -67,9 +71,16 @@ class Membership:
 
         coordinator._do_heartbeat = observed_heartbeat
 
-    def forget(self) -> None:
-        """Not confirmed until the next answered heartbeat (after a fence, a rejoin)."""
-        self._confirmed_sent = None
+    def joining(self) -> None:
+        """A rebalance begins (the revocation callback, before aiokafka sends JoinGroup)."""
+        self._joining_since = time.monotonic()
+
+    def joined(self) -> None:
+        """The group answered JoinGroup and SyncGroup (the assignment callback): that is
+        a confirmation sent no earlier than the rebalance began."""
+        if self._joining_since is not None:
+            self.confirmed(self._joining_since)
+            self._joining_since = None
 
 
 def consumer_coordinator(app: Any) -> Any:

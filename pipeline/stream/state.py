@@ -337,18 +337,24 @@ class CaseStore:
         if clock is not None:
             items.append((CLOCK_KEY, str(clock).encode()))
         sent = []  # (delivery future, records in the batch)
-        async with producer.transaction():
-            batch, size, count = producer.create_batch(), 0, 0
-            for key, value in items:
-                if size and size + len(key) + len(value) > _MAX_BATCH_BYTES:
-                    sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
-                    batch, size, count = producer.create_batch(), 0, 0
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"case record too large for one changelog message ({len(value)} bytes)")
-                size += len(key) + len(value)
-                count += 1
-            sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
-            offsets = [((await future).offset, n) for future, n in sent]
+        try:
+            async with producer.transaction():
+                batch, size, count = producer.create_batch(), 0, 0
+                for key, value in items:
+                    if size and size + len(key) + len(value) > _MAX_BATCH_BYTES:
+                        sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
+                        batch, size, count = producer.create_batch(), 0, 0
+                    if batch.append(key=key, value=value, timestamp=None) is None:
+                        raise ValueError(f"case record too large for one changelog message ({len(value)} bytes)")
+                    size += len(key) + len(value)
+                    count += 1
+                sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
+                offsets = [((await future).offset, n) for future, n in sent]
+        except BaseException:
+            for future, _ in sent:  # the failure is the one raised: the others' are the same
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
         first_of_last, in_last = offsets[-1]  # a batch holds consecutive offsets from its first
         # the commit marker follows the last record: the end a read_committed reader sees
         self._ends[partition] = first_of_last + in_last + 1

@@ -271,6 +271,7 @@ class Worker:
 
     # -- assignment ----------------------------------------------------------------
     async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
+        self.membership.joining()  # the consumer joins the group again after this returns
         # The engine writes what it holds while this worker still owns the partitions,
         # and the acks are done before Faust goes on (the next owner starts from them).
         if not self.linked.is_set() or self.failure:
@@ -279,6 +280,7 @@ class Worker:
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
         self.membership.watch(consumer_coordinator(app))
+        self.membership.joined()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
         await self._send(channel.Assign(partitions))
 

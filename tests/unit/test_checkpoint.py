@@ -83,3 +83,17 @@ def test_exports_only_within_the_session_after_an_answered_heartbeat():
     assert not membership.current()
     membership.watch(coordinator)  # watched once: the wrapper is not wrapped again
     assert coordinator._do_heartbeat.__name__ == "observed_heartbeat"
+
+
+def test_a_completed_rebalance_confirms_as_of_its_beginning():
+    membership = Membership(session_timeout_s=6.0)
+    membership.joined()  # an assignment without a revocation before it (the first one): nothing known
+    assert not membership.current()
+    membership.joining()
+    membership.joined()
+    assert membership.current()
+    membership._confirmed_sent = None
+    membership.joining()
+    membership._joining_since -= membership.bound_s + 1  # the rebalance began longer ago than the bound
+    membership.joined()
+    assert not membership.current()
