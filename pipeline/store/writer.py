@@ -20,7 +20,7 @@ import base64
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
+from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
 
@@ -238,11 +238,16 @@ class FactWriter:
             )
         return self._insert("invalid_events", data, INVALID_EVENT_COLUMNS)
 
-    def write_cases(self, rows: Sequence[CaseSummary], *, version: int, updated_at_us: int | None = None) -> int:
+    def write_cases(
+        self, rows: Sequence[CaseSummary], *, version: int | Callable[[CaseSummary], int],
+        updated_at_us: int | None = None,
+    ) -> int:
         """One ``cases`` row per ``pipeline.core.cases.CaseSummary``, at ``version`` (the
-        highest version of a case wins) and ``updated_at_us`` (default: now)."""
+        highest version of a case wins; a function of the summary, e.g.
+        ``pipeline.stream.checkpoint.case_version``, or one number) and ``updated_at_us``
+        (default: now)."""
         updated_ms = _now_us() // 1000 if updated_at_us is None else _to_ms(updated_at_us)
-        data = [_summary_values(r, int(version), updated_ms) for r in rows]
+        data = [_summary_values(r, version(r) if callable(version) else int(version), updated_ms) for r in rows]
         return self._insert("cases", data, CASE_COLUMNS)
 
     def write_snapshots(

@@ -3,8 +3,8 @@
 A year of the province (millions of events) through the broker goes at the worker's
 rate; this path skips the broker's per-message work and Faust's. Each line is
 processed by the worker's own ``Processor`` (same contract, dedupe, attribution,
-case logic), then, per chunk and in the worker's flush order, the facts go to
-ClickHouse and the changed case records to the worker's changelog (and its local
+case logic), then each chunk goes through the worker's own ``Checkpoint``: the facts to
+ClickHouse, then the changed case records to the worker's changelog (and its local
 cache). The worker, started afterwards, recovers those records and rebuilds its
 live view from them like after any restart.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -40,10 +40,14 @@ from pipeline.store.client import connect
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
+from pipeline.stream.checkpoint import Checkpoint, Flush
+from pipeline.stream.guard import Problems
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
+from pipeline.stream.retry import RETRY
 
 CHUNK_LINES = 20_000
+BACKFILL_RETRY = replace(RETRY, attempts=5)  # a command line ends: a write failing this often stops it
 
 
 @dataclass
@@ -97,6 +101,7 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
         raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
     try:
         partitions = range(settings.partitions)
+        await store.own(partitions)  # the writer of every partition: a worker still running is fenced
         for partition in partitions:
             await store.recover(partition)
         # the records already held count for dedupe exactly as in the worker
@@ -106,6 +111,15 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
                          wall_now_us=time.time_ns() // 1000):
             pass
         repository = CachedRepository(store)
+
+        async def write_facts(flush: Flush) -> None:
+            writer.write_events(flush.events)
+            writer.write_invalid(flush.invalid)
+            writer.write_cases(flush.cases, version=flush.case_version)
+
+        # no messages to ack: the rejected lines are in invalid_events
+        checkpoint = Checkpoint(write_facts=write_facts, store=store, repository=repository,
+                                problems=Problems(), policy=BACKFILL_RETRY)
         registry = UnitRegistry(load_units(settings.units_file))
         processor = Processor(repository, live, event_clock=True, unit_label=registry.label)
         result = BackfillResult()
@@ -117,17 +131,17 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
             for line in lines:
                 batch.append(line)
                 if len(batch) >= chunk:
-                    await _chunk(batch, result, processor, repository, store, writer, settings, source, bar)
+                    await _chunk(batch, result, processor, repository, checkpoint, settings, source, bar)
                     batch = []
             if batch:
-                await _chunk(batch, result, processor, repository, store, writer, settings, source, bar)
+                await _chunk(batch, result, processor, repository, checkpoint, settings, source, bar)
     finally:
         await store.stop()
     result.seconds = time.monotonic() - started
     return result
 
 
-async def _chunk(lines, result, processor, repository, store, writer, settings, source, bar) -> None:
+async def _chunk(lines, result, processor, repository, checkpoint, settings, source, bar) -> None:
     events, invalid, cases = [], [], {}
     wall_now_us = time.time_ns() // 1000
     for raw in lines:
@@ -154,11 +168,16 @@ async def _chunk(lines, result, processor, repository, store, writer, settings, 
     live = processor.live
     now_us = live.event_time or wall_now_us
     live.prune_ids(now_us)  # ids older than the dedupe retention, as the worker does daily
-    # the worker's flush order: facts, then the records (the truth), then the cache
-    writer.write_events(events)
-    writer.write_invalid(invalid)
-    writer.write_cases([case_summary(case.state, now_us) for case in cases.values()], version=time.time_ns())
     records = repository.take_staged()
-    await store.commit(records, dict(live.partition_clock))
-    repository.committed(records)
+    flush = await checkpoint.commit(Flush(
+        events=events,
+        invalid=invalid,
+        cases=[case_summary(case.state, now_us) for case in cases.values()],
+        records=records,
+        clocks=dict(live.partition_clock),
+        written_ms=time.time_ns() // 1_000_000,
+    ))
+    if flush.fenced:  # a worker of the group took the partitions back: its records win
+        raise UserError(f"partitions {sorted(flush.fenced)} of {settings.app_id} were taken by a running worker; "
+                        "stop the workers of the group and run backfill again")
     result.cases += sum(len(r) for r in records.values())

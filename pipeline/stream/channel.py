@@ -62,9 +62,12 @@ class Done(NamedTuple):
 
 
 class Flushed(NamedTuple):
-    """Every batch up to ``upto`` is written (facts, then case records): ack them."""
+    """Every batch up to ``upto`` is written (facts, then case records): ack them, except
+    the messages of ``fenced`` partitions (another worker owns them now: never acked here,
+    and the worker rejoins its group)."""
 
     upto: int
+    fenced: frozenset = frozenset()
 
 
 class Revoked(NamedTuple):

@@ -4,13 +4,14 @@ Faust (see ``worker.py`` for the Faust process, ``channel.py`` for the link).
 Per batch (in the order the Faust process sent them): process each message (the live
 view changes at once), buffer the ClickHouse rows and the changed case records, answer
 ``Done`` (what was skipped or rejected). A flush (every ``TTHC_BATCH_SIZE`` messages or
-``TTHC_FLUSH_INTERVAL`` seconds) writes the rows, then the case records to their
-changelog (``state.CaseStore``, the one durable truth), and only then answers
-``Flushed``: the Faust process acks the messages then, so committed offsets never run
-ahead of the facts or the truth. On every assignment the engine recovers the records of
-its partitions and rebuilds the live view from them before it processes a message.
-ClickHouse calls run on one dedicated thread: the chDB engine is in-process and its
-client is synchronous.
+``TTHC_FLUSH_INTERVAL`` seconds) hands them to the ``Checkpoint`` (``checkpoint.py``:
+facts, then case records, then ``Flushed`` so the Faust process settles dead letters
+and acks). On every assignment the engine recovers the records of its partitions and
+rebuilds the live view from them before it processes a message.
+
+The parts around it: ``facts.FactStore`` (the ClickHouse thread), ``answers.Answers``
+(the questions of the Faust process), ``gcpolicy.FreezePolicy`` (the collector kept off
+the live state).
 
 Started by the Faust process with its end of a socket pair; it stops when that end
 closes (and the kernel kills it if its parent dies), so it never outlives the worker.
@@ -21,31 +22,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
-import gc
 import logging
 import os
 import signal
 import socket
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import uvloop
 
-from pipeline.config import Settings, UserError
+from pipeline.config import Settings
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
 from pipeline.core.targets import Targets
 from pipeline.core.view import indicator_figures
-from pipeline.secrets import install_log_redaction, redact
-from pipeline.store.client import connect, describe_dsn
-from pipeline.store.readonly import ClientRunner, json_safe
-from pipeline.store.schema import ensure_schema
-from pipeline.store.units import load_units, sync_units
-from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
-from pipeline.stream import channel
-from pipeline.stream.guard import Problems, commit_renewing
+from pipeline.secrets import install_log_redaction
+from pipeline.store.units import load_units
+from pipeline.store.writer import AcceptedEvent, InvalidRow
+from pipeline.stream import channel, gcpolicy
+from pipeline.stream.answers import Answers
+from pipeline.stream.checkpoint import Checkpoint, Flush
+from pipeline.stream.facts import FactStore
+from pipeline.stream.guard import Problems
 from pipeline.stream.labels import bound_figures
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
@@ -53,10 +52,9 @@ from pipeline.stream.repository import CachedRepository, case_store, new_live_st
 from pipeline.targets_file import load_targets
 
 log = logging.getLogger("pipeline.worker")
-RETRY_MAX_S = 30.0
-GC_THRESHOLD = 100_000  # allocations between young-generation collections (CPython: 700; see _freeze_state)
 PENDING_MAX_BATCHES = 4  # rows of this many full batches wait at most for a running flush
-FULL_GC_INTERVAL_S = 1800.0  # a full collection of the frozen state (see Engine._freeze_state)
+FENCED = "fenced"  # the problem shown while partitions were lost to another worker
+FENCED_REJOIN_S = 120.0  # a fenced worker not assigned anew within this time stops
 
 
 def _now_us() -> int:
@@ -87,11 +85,15 @@ class Engine:
         self.metrics = WorkerMetrics(self._current_figures)
         self.exposition = LiveExposition(targets)
         self.problems = Problems()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
-        self.client = None
-        self.writer: FactWriter | None = None
+        self.facts = FactStore(settings, self.metrics)
         self.store = case_store(settings)
         self.repository = CachedRepository(self.store)
+        self.checkpoint = Checkpoint(
+            write_facts=self.facts.write, store=self.store, repository=self.repository, problems=self.problems,
+            acknowledge=self._acknowledge, on_facts_failure=lambda _exc: self.metrics.write_errors.inc(),
+        )
+        self.answers = Answers(self)
+        self.gc = gcpolicy.FreezePolicy()
         self.live = new_live_state(settings, 0)
         registry = UnitRegistry(load_units(settings.units_file))
         self.processor = Processor(
@@ -99,7 +101,6 @@ class Engine:
         )
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
-        self.ready = False  # ClickHouse open
         self.store_started = asyncio.Event()
         self.view_ready = asyncio.Event()  # the live state matches the assignment
         self.partitions: frozenset[int] = frozenset()  # partitions the live state covers
@@ -110,10 +111,10 @@ class Engine:
         self.processed = 0
         self.writing = 0
         self.failure: str | None = None
+        self.fenced: frozenset[int] = frozenset()  # partitions lost to another worker, until the next assignment
         self.batches: asyncio.Queue = asyncio.Queue()
         self._flush_task: asyncio.Future | None = None
         self._tasks: set[asyncio.Future] = set()
-        self._last_full_gc = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> None:
@@ -158,24 +159,12 @@ class Engine:
         finally:
             os._exit(1)
 
-    async def _in_store_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
-
     async def _start_store(self) -> None:
-        def start() -> None:
-            self.client = connect(self.settings.effective_clickhouse_dsn)
-            ensure_schema(self.client)
-            self.writer = FactWriter(self.client)
-            sync_units(self.client, load_units(self.settings.units_file))
-
         try:
-            await self._in_store_thread(start)
+            await self.facts.start()
         except Exception as exc:  # no store, no worker: stop with the reason
             log.error("error: cannot open ClickHouse: %s", exc)
             await self.fail(f"cannot open ClickHouse: {exc}")
-            return
-        self.ready = True
-        log.info("ClickHouse ready at %s", describe_dsn(self.settings.effective_clickhouse_dsn))
 
     async def _start_state(self) -> None:
         try:
@@ -202,6 +191,11 @@ class Engine:
         try:
             await self.store_started.wait()
             started = time.monotonic()
+            async with self.flush_lock:  # no commit while the writers change
+                if generation != self.generation:
+                    return
+                # first fence any earlier owner, then read: the recovery sees all it committed
+                await self.store.own(partitions)
             for partition in sorted(partitions):
                 stats = await self.store.recover(partition)
                 log.info("partition %d: %d changelog records recovered", partition, stats.records)
@@ -226,8 +220,11 @@ class Engine:
             self.repository.clear()
             # the rebuilt state is long-lived: keep the cyclic collector from walking it
             # again and again (a full collection over millions of rows costs seconds)
-            self._freeze_state()
+            self.gc.freeze()
             self.partitions = partitions
+            if self.fenced:
+                self.fenced = frozenset()
+                self.problems.recovered(FENCED)
             self.rebuilds += 1
             self.last_rebuild_s = time.monotonic() - started
             self.view_ready.set()
@@ -335,79 +332,63 @@ class Engine:
                 next_snapshot = time.monotonic() + self.settings.snapshot_interval
                 await self._write_snapshots()
 
+    # -- the flush: the checkpoint writes what the batches buffered -------------------
     async def flush(self) -> None:
-        """Write the buffered rows, then the changed case records, then say so."""
         async with self.flush_lock:
             batch, self.pending = self.pending, _Pending()
             records = self.repository.take_staged()
-            clocks = {p: self.live.partition_clock[p] for p in records if p in self.live.partition_clock}
             if not batch.count and not records:
                 return
             self.writing = len(batch)
-            while not self.ready:
-                await asyncio.sleep(0.2)
+            await self.facts.wait_ready()
             now_us = self.clock_us()
-            version = time.time_ns()
-            case_rows = [case_summary(case.state, now_us) for case in batch.cases.values()]
-            await self._retrying("ClickHouse write", self._in_store_thread, self._write_batch, batch, case_rows, version)
-            await self._retrying("changelog write", commit_renewing, self.store, records, clocks)
-            self.repository.committed(records)
+            live = self.live
+            flush = Flush(
+                events=batch.events,
+                invalid=batch.invalid,
+                cases=[case_summary(case.state, now_us) for case in batch.cases.values()],
+                records=records,
+                clocks={p: live.partition_clock[p] for p in records if p in live.partition_clock},
+                written_ms=time.time_ns() // 1_000_000,
+                upto=batch.last_seq,
+            )
+            await self.checkpoint.commit(flush)
             written = time.time()
             for timestamp in batch.timestamps:
                 self.metrics.latency.observe(max(0.0, written - timestamp))
-            if batch.last_seq:
-                await self.link.send(channel.Flushed(batch.last_seq))
             self.writing = 0
-            self._freeze_state()
+            self.gc.freeze()
 
-    def _freeze_state(self) -> None:
-        """Keep the cyclic collector off the state that has survived a flush.
+    async def _acknowledge(self, flush: Flush) -> None:
+        """The engine's end of the checkpoint: the Faust process settles the dead letters
+        and acks every batch up to ``flush.upto`` (``Worker._settle``), except the
+        messages of partitions fenced off, and then rejoins the group."""
+        if flush.fenced:
+            self._drop_fenced(flush.fenced)
+        if flush.upto or flush.fenced:
+            await self.link.send(channel.Flushed(flush.upto, flush.fenced))
 
-        The live state grows by a few objects per event and lives for days; left to the
-        collector, every full collection walks all of it again (measured: a fifth of the
-        engine's CPU on the throughput load). So after each flush everything alive is
-        frozen (``gc.freeze``), without a collection first: walking the objects made
-        since the last flush cost 40-100 ms per flush, 8-10 us per event (BENCHMARKS.md).
-        Frozen objects are still freed by reference counting; only reference cycles
-        (garbage the collector alone frees) wait for the next full pass, every
-        ``FULL_GC_INTERVAL_S``. The per-event paths make none: a rejected event's
-        exception holds no frame of its own, and the rows of a ClickHouse insert are
-        released when it returns (``FactWriter``); the pass logs what it found."""
-        now = time.monotonic()
-        if now - self._last_full_gc >= FULL_GC_INTERVAL_S:
-            self._last_full_gc = now
-            gc.unfreeze()
-            found = gc.collect()
-            log.info("full garbage collection in %.2fs (%d unreachable objects)", time.monotonic() - now, found)
-        gc.freeze()
+    def _drop_fenced(self, partitions: frozenset[int]) -> None:
+        """Another worker owns ``partitions`` now (its writer fenced this one's): their
+        records are not written, their messages not acked, and the live view, which
+        counts them in, is neither exported nor used until the next assignment rebuilds
+        it from the changelog (the Faust process rejoins the group for that)."""
+        self.fenced |= partitions
+        self.partitions = self.partitions - partitions
+        self.view_ready.clear()
+        self.generation += 1  # a rebuild under way is for an assignment that is over
+        text = (f"partitions {sorted(self.fenced)} were taken over by another worker: "
+                "their state is dropped, the worker rejoins its group")
+        log.error("fenced: %s", text)
+        self.problems.failing(FENCED, text)
+        self._spawn(self._await_assignment(self.generation))
 
-    async def _retrying(self, what: str, fn, *args) -> None:
-        """Await ``fn(*args)`` until it succeeds; the messages stay unacked meanwhile."""
-        delay = 0.5
-        while True:
-            try:
-                await fn(*args)
-                self.problems.recovered(what)
-                return
-            except Exception as exc:
-                self.problems.failing(what, exc)
-                if what.startswith("ClickHouse"):
-                    self.metrics.write_errors.inc()
-                log.exception("%s failed; retrying in %.1fs", what, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-
-    def _write_batch(self, batch: _Pending, case_rows: list, version: int) -> None:
-        writer = self.writer
-        for table, rows, write in (
-            ("case_events", batch.events, writer.write_events),
-            ("invalid_events", batch.invalid, writer.write_invalid),
-            ("cases", case_rows, lambda rows: writer.write_cases(rows, version=version)),
-        ):
-            if rows:
-                write(rows)
-                self.metrics.rows_written.labels(table).inc(len(rows))
-                self.metrics.inserts.labels(table).inc()
+    async def _await_assignment(self, generation: int) -> None:
+        """A fenced worker that gets no new assignment stops (its supervisor restarts it)."""
+        await asyncio.sleep(FENCED_REJOIN_S)
+        if self.generation == generation and self.fenced:
+            await self.fail(f"fenced from partitions {sorted(self.fenced)} and no new assignment "
+                            f"within {FENCED_REJOIN_S:.0f}s")
 
     # -- gauges, snapshots, answers --------------------------------------------------
     def clock_us(self) -> int:
@@ -415,7 +396,7 @@ class Engine:
             return self.live.view.clock_us
         return _now_us()
 
-    def _view_at_clock(self):
+    def view_at_clock(self):
         """(view, open-case counts, on_time_766 open part) at the clock, or None while
         the live state is being rebuilt: what both the exporter and the snapshots read."""
         if not self.view_ready.is_set():
@@ -425,7 +406,7 @@ class Engine:
         return view, self.live.open_cases.counts(view.clock_us, view.units()), self.live.extra_at(view.clock_us)
 
     def _current_figures(self) -> LiveFigures | None:
-        current = self._view_at_clock()
+        current = self.view_at_clock()
         if current is None:
             return None
         view, open_counts, extra = current
@@ -436,43 +417,24 @@ class Engine:
         )
 
     async def _write_snapshots(self) -> None:
-        if not self.ready:
+        if not self.facts.ready:
             return
         current = self._current_figures()
         if current is None or not current.indicators:
             return
         try:
-            await self._in_store_thread(self.writer.write_snapshots, current.indicators, current.clock_us)
+            await self.facts.write_snapshots(current.indicators, current.clock_us)
         except Exception as exc:  # a failed snapshot is skipped (counted, shown), never fatal
             self.metrics.write_errors.inc()
             self.problems.failing("ClickHouse write", exc)
             log.error("snapshot write failed; skipped: %s", exc)
-            return
-        self.metrics.rows_written.labels("indicator_snapshots").inc(len(current.indicators))
-        self.metrics.inserts.labels("indicator_snapshots").inc()
 
     async def _answer(self, ask: channel.Ask) -> None:
-        try:
-            if ask.what == "metrics":
-                current = self._view_at_clock()
-                live_text = self.exposition.render(*current) if current is not None else ""
-                value = (self.metrics.render(live_text), self.clock_us())
-            elif ask.what == "health":
-                value = self._health()
-            elif ask.what == "sql":
-                value = await self._sql(*ask.args)
-            else:
-                raise ValueError(f"unknown question {ask.what!r}")
-        except UserError as exc:
-            await self.link.send(channel.Answer(ask.request, error=redact(str(exc)), user_error=True))
-        except Exception as exc:  # the engine's own message, one line
-            await self.link.send(channel.Answer(ask.request, error=redact(str(exc).strip().splitlines()[0][:500])))
-        else:
-            await self.link.send(channel.Answer(ask.request, value))
+        await self.link.send(await self.answers.answer(ask))
 
-    def _health(self) -> dict:
+    def health(self) -> dict:
         return {
-            "ready": self.ready and self.view_ready.is_set(),
+            "ready": self.facts.ready and self.view_ready.is_set(),
             "failure": self.failure,
             "clock_us": self.clock_us(),
             "processed": self.processed,
@@ -480,17 +442,11 @@ class Engine:
             "flushing": self.flush_lock.locked(),
             "rebuilding": self.rebuilding,
             "partitions": sorted(self.partitions),
+            "fenced": sorted(self.fenced),
             "rebuilds": self.rebuilds,
             "last_rebuild_seconds": self.last_rebuild_s,
             "problems": self.problems.entries(),
         }
-
-    async def _sql(self, sql: str, parameters, limits: dict):
-        if not self.ready:
-            raise UserError("the worker is still starting; try again in a moment")
-        runner = ClientRunner(self.client, settings=limits)
-        columns, rows = await self._in_store_thread(runner.query, sql, parameters)
-        return columns, json_safe(rows)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -520,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent(args.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the Faust process decides when to stop (it closes the link)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-    gc.set_threshold(GC_THRESHOLD, 20, 100)
+    gcpolicy.configure()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
     install_log_redaction()

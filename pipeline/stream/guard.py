@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.errors import one_line as _one_line
 from pipeline.secrets import redact
+from pipeline.stream.retry import RETRY
 
 __all__ = ["DeadLetter", "DeadLetters", "WorkerGuard", "PROBE_INTERVAL"]
 
@@ -43,7 +44,6 @@ log = logging.getLogger("pipeline.worker")
 PROBE_INTERVAL = 2.0  # seconds between broker probes
 PROBE_TIMEOUT = 5.0
 SEND_TIMEOUT = 10.0  # one dead-letter send or delivery wait before it counts as failed
-RETRY_MAX_S = 10.0
 KAFKA, DEAD_LETTERS = "kafka", "dead-letter topic"
 
 
@@ -192,7 +192,7 @@ class DeadLetters:
                 await asyncio.sleep(0.01)
             if letter.future is None and letter.error is None:
                 await self._produce(letter)
-        delay = 0.5
+        delays = RETRY.delays()
         todo = letters
         while True:
             failed = []
@@ -218,34 +218,10 @@ class DeadLetters:
                 f"{len(failed)} rejected message(s) not written to {self.topic} "
                 f"(nothing acked past them; retrying): {_one_line(error)}",
             )
+            delay = next(delays)
             log.error("dead-letter topic %s: %d not delivered (%s); retrying in %.1fs",
                       self.topic, len(failed), _one_line(error), delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
             for letter in failed:
                 await self._produce(letter)
             todo = failed
-
-
-async def commit_renewing(store: Any, changes: Any, clocks: Any) -> int:
-    """``store.commit`` (the case changelog, ``state.CaseStore``), on a fresh producer
-    after any failure.
-
-    The changelog producer is idempotent; after a broker restart it can be left with
-    sequence numbers the broker no longer accepts (``OutOfOrderSequenceNumber``), which
-    aiokafka never clears: every retry would fail forever. So a failed commit drops the
-    producer, and the next attempt starts the store's producer anew (a new producer id)
-    before writing the same records again (a compacted topic: the same keys and values)."""
-    if store._producer is None:
-        await store.start()
-    try:
-        return await store.commit(changes, clocks)
-    except Exception:
-        old, store._producer = store._producer, None
-        if old is not None:
-            try:
-                await asyncio.wait_for(old.stop(), SEND_TIMEOUT)
-            except BaseException as exc:  # noqa: BLE001 - the old producer is abandoned either way
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-        raise

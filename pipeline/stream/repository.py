@@ -30,6 +30,7 @@ def case_store(settings: Settings) -> CaseStore:
         client_options=kafka_clients.aiokafka_options(settings),
         replication=kafka_clients.topic_policy(settings).replication,
         topic_configs=kafka_clients.topic_configs(settings),
+        transactional_prefix=f"{settings.app_id}-cases",  # partition N's writer: <app id>-cases-pN
     )
 
 

@@ -43,6 +43,7 @@ from pipeline.stream import channel
 from pipeline.stream.metrics import CONTENT_TYPE
 from pipeline.stream.registry_metrics import install_registry_metrics
 from pipeline.stream import guard as faults, webguard
+from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
 from pipeline.store.client import describe_dsn
 from pipeline.secrets import install_log_redaction, redact
 
@@ -84,6 +85,7 @@ class Worker:
         self.guard = faults.WorkerGuard(kafka_clients.aiokafka_options(settings), settings.dlq_topic, self.registry,
                                         lambda: self.app.producer)
         self.failure: str | None = None
+        self.membership = Membership(settings.session_timeout)  # exports only while confirmed
         self.engine_clock_us = 0  # the engine's clock, as of its last answer
         self.link: channel.Link | None = None
         self.linked = asyncio.Event()
@@ -255,15 +257,21 @@ class Worker:
                     )
             elif isinstance(message, channel.Flushed):
                 await dead_letters.settle(dead_letters.take())
-                ack = self._stream.ack
+                ack, fenced = self._stream.ack, message.fenced
                 for seq in sorted(s for s in self.unacked if s <= message.upto):
                     for event in self.unacked.pop(seq):
+                        if fenced and event.message.partition in fenced:
+                            continue  # another worker owns it now: it reads this message again
                         await ack(event)
+                if fenced:
+                    log.error("partitions %s fenced by another worker; rejoining the group", sorted(fenced))
+                    request_rejoin(self.app)
             elif isinstance(message, channel.Revoked):
                 self._resolve(channel.Answer(message.request))
 
     # -- assignment ----------------------------------------------------------------
     async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
+        self.membership.joining()  # the consumer joins the group again after this returns
         # The engine writes what it holds while this worker still owns the partitions,
         # and the acks are done before Faust goes on (the next owner starts from them).
         if not self.linked.is_set() or self.failure:
@@ -271,6 +279,8 @@ class Worker:
         await self._request(channel.Revoke, None)
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
+        self.membership.watch(consumer_coordinator(app))
+        self.membership.joined()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
         await self._send(channel.Assign(partitions))
 
@@ -307,7 +317,11 @@ class Worker:
 
     # -- HTTP ----------------------------------------------------------------------
     async def _metrics_page(self, web, request):
-        text, self.engine_clock_us = await self._ask("metrics")
+        # the indicator series only while the group membership is confirmed (checked
+        # again once the engine answered): never summed with a new owner's
+        text, self.engine_clock_us = await self._ask("metrics", self.membership.current())
+        if not self.membership.current():
+            text, _ = await self._ask("metrics", False)
         return web.bytes(generate_latest(self.registry) + text, content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):
@@ -334,6 +348,9 @@ class Worker:
                 "flushing": engine.get("flushing", False),
                 "rebuilding": engine.get("rebuilding", False),
                 "partitions": engine.get("partitions", []),
+                "fenced": engine.get("fenced", []),
+                "membership_confirmed": self.membership.current(),
+                "last_heartbeat_seconds": self.membership.since_s(),
                 "rebuilds": engine.get("rebuilds", 0),
                 "last_rebuild_seconds": engine.get("last_rebuild_seconds"),
             },

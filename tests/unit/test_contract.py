@@ -133,7 +133,7 @@ def test_branch_conditions_agree_with_the_schema():
 
 def test_checking_an_event_makes_no_reference_cycle():
     """The engine freezes what is alive after each flush and collects cycles rarely
-    (pipeline.stream.engine, _freeze_state): a cycle per rejected event would keep its
+    (pipeline.stream.gcpolicy.FreezePolicy): a cycle per rejected event would keep its
     exception's frames, and through them the whole batch, until then."""
     import gc
 
