@@ -32,6 +32,10 @@ Tables and their identities:
     ``raw`` keeps the original bytes as text: the UTF-8 text itself when the bytes
     are valid UTF-8 (``raw_encoding = 'utf8'``), otherwise standard base64
     (``raw_encoding = 'base64'``); an absent value (tombstone) is ``''`` / ``'none'``.
+    Bounded: at most the first ``contract.rejected.STORED_RAW_MAX`` (1 MiB) bytes,
+    cut at a UTF-8 character boundary; ``raw_size`` is the original's size in bytes
+    (NULL on rows written before it existed) and ``raw_sha256`` its hex SHA-256 when
+    ``raw`` was cut (``''`` when ``raw`` is whole).
     ``kafka_key`` is the key decoded as UTF-8 (invalid bytes replaced by U+FFFD),
     NULL without a key.
 ``cases``
@@ -100,6 +104,8 @@ INVALID_EVENT_COLUMNS: tuple[str, ...] = (
     "detail",
     "raw",
     "raw_encoding",
+    "raw_size",
+    "raw_sha256",
     "received_at",
 )
 
@@ -190,6 +196,8 @@ CREATE TABLE IF NOT EXISTS invalid_events
     detail          String,
     raw             String,
     raw_encoding    LowCardinality(String),
+    raw_size        Nullable(UInt64),
+    raw_sha256      String DEFAULT '',
     received_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
@@ -275,6 +283,8 @@ _ADDED_COLUMNS: tuple[str, ...] = (
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
+    "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_size Nullable(UInt64) AFTER raw_encoding",
+    "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_sha256 String DEFAULT '' AFTER raw_size",
 )
 
 

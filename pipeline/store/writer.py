@@ -24,6 +24,7 @@ from typing import Any, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
 
+from pipeline.contract.rejected import STORED_RAW_MAX, excerpt
 from pipeline.core.cases import CaseSummary
 from pipeline.store.schema import (
     CASE_COLUMNS,
@@ -47,6 +48,7 @@ __all__ = [
 WRITE_TABLES = ("case_events", "invalid_events", "cases", "indicator_snapshots")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+STORED_KEY_MAX = 4096  # bytes of a rejected message's key kept in invalid_events.kafka_key
 
 
 def to_us(value: Any) -> int | None:
@@ -95,7 +97,9 @@ class AcceptedEvent(NamedTuple):
 class InvalidRow:
     """One rejected Kafka message, as it goes into ``invalid_events``.
 
-    ``key`` and ``raw`` are the message's original bytes (``None`` when absent).
+    ``key`` and ``raw`` are the message's original bytes (``None`` when absent); the
+    writer keeps at most ``STORED_RAW_MAX`` bytes of ``raw`` (with its size and hash)
+    and ``STORED_KEY_MAX`` of ``key``.
     """
 
     topic: str
@@ -307,13 +311,24 @@ def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit
     )
 
 
-def _invalid_raw(raw: bytes | None) -> tuple[str, str]:
+class StoredRaw(NamedTuple):
+    """What ``invalid_events`` keeps of a rejected value (``contract.rejected.excerpt``)."""
+
+    text: str  # the kept bytes as UTF-8 text, or base64
+    encoding: str  # utf8 | base64 | none
+    size: int  # the original's size in bytes
+    sha256: str  # of the original when the text holds only its first bytes, else ""
+
+
+def _invalid_raw(raw: bytes | None) -> StoredRaw:
     if raw is None:
-        return "", "none"
+        return StoredRaw("", "none", 0, "")
+    kept = excerpt(raw, STORED_RAW_MAX)
     try:
-        return bytes(raw).decode("utf-8"), "utf8"
+        text, encoding = kept.data.decode("utf-8"), "utf8"
     except UnicodeDecodeError:
-        return base64.b64encode(bytes(raw)).decode("ascii"), "base64"
+        text, encoding = base64.b64encode(kept.data).decode("ascii"), "base64"
+    return StoredRaw(text, encoding, kept.size, kept.sha256 or "")
 
 
 def _field(row: Any, name: str, default: Any = None) -> Any:
@@ -362,12 +377,11 @@ class FactWriter:
         now_ms = _now_us() // 1000
         data = []
         for r in rows:
-            raw, encoding = _invalid_raw(r.raw)
-            key = None if r.key is None else bytes(r.key).decode("utf-8", errors="replace")
+            raw = _invalid_raw(r.raw)
+            key = None if r.key is None else excerpt(r.key, STORED_KEY_MAX).data.decode("utf-8", errors="replace")
             received = now_ms if r.received_at_us is None else r.received_at_us // 1000
-            data.append(
-                (r.topic, int(r.partition), int(r.offset), key, r.reason, r.detail or "", raw, encoding, received)
-            )
+            data.append((r.topic, int(r.partition), int(r.offset), key, r.reason, r.detail or "", raw.text,
+                         raw.encoding, raw.size, raw.sha256, received))
         return self._insert("invalid_events", data, INVALID_EVENT_COLUMNS)
 
     def write_cases(

@@ -257,6 +257,51 @@ def test_invalid_rows_keep_bytes_and_are_idempotent(clean):
     assert got[2][2] == "\ufffd" and got[2][4:] == ("", "none")
 
 
+def test_invalid_rows_are_bounded_with_the_original_size_and_hash(clean):
+    """Issue 20: a rejected value is kept whole up to 1 MiB; a larger one is cut (at a
+    UTF-8 boundary) with its size and SHA-256; a huge key is cut too."""
+    import hashlib
+
+    from pipeline.contract.rejected import STORED_RAW_MAX
+    from pipeline.store.writer import STORED_KEY_MAX
+
+    big = ("é" * (STORED_RAW_MAX // 2 + 7)).encode()  # 2-byte characters: a cut in the middle of one is moved
+    near = b"x" * 1_000_108  # the issue's message: under 1 MiB, kept whole
+    rows = [
+        InvalidRow("t", 0, 1, b"k" * (STORED_KEY_MAX * 3), "too_large", "big", big),
+        InvalidRow("t", 0, 2, b"HS-1", "too_large", "near", near),
+        InvalidRow("t", 0, 3, None, "not_utf8", "bad", b"\xff" * (STORED_RAW_MAX + 10)),
+    ]
+    FactWriter(clean).write_invalid(rows)
+    got = clean.query(
+        "SELECT kafka_offset, length(kafka_key), raw, raw_encoding, raw_size, raw_sha256 "
+        "FROM invalid_events FINAL ORDER BY kafka_offset"
+    ).result_rows
+    offset, key_len, raw, encoding, size, sha = got[0]
+    assert key_len == STORED_KEY_MAX and encoding == "utf8" and size == len(big)
+    assert set(raw) == {"é"} and STORED_RAW_MAX - 3 <= len(raw.encode()) <= STORED_RAW_MAX
+    assert sha == hashlib.sha256(big).hexdigest()
+    assert got[1][2:] == (near.decode(), "utf8", len(near), "")
+    _o, _k, raw, encoding, size, sha = got[2]
+    assert encoding == "base64" and len(base64.b64decode(raw)) == STORED_RAW_MAX
+    assert size == STORED_RAW_MAX + 10 and sha == hashlib.sha256(b"\xff" * (STORED_RAW_MAX + 10)).hexdigest()
+
+
+def test_invalid_events_of_an_earlier_version_get_the_size_and_hash_columns(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old_invalid")
+    other.command("CREATE TABLE invalid_events (topic LowCardinality(String), kafka_partition Int32, "
+                  "kafka_offset Int64, kafka_key Nullable(String), reason LowCardinality(String), detail String, "
+                  "raw String, raw_encoding LowCardinality(String), received_at DateTime64(3, 'UTC')) "
+                  "ENGINE = ReplacingMergeTree ORDER BY (topic, kafka_partition, kafka_offset)")
+    other.command("INSERT INTO invalid_events VALUES ('t', 0, 1, NULL, 'invalid_json', 'old', '{x', 'utf8', now64())")
+    ensure_schema(other)
+    FactWriter(other).write_invalid([InvalidRow("t", 0, 2, None, "invalid_json", "new", b"{y")])
+    got = other.query("SELECT kafka_offset, raw, raw_size, raw_sha256 FROM invalid_events FINAL "
+                      "ORDER BY kafka_offset").result_rows
+    assert got == [(1, "{x", None, ""), (2, "{y", 2, "")]
+    ch.command("DROP DATABASE tthc_old_invalid SYNC")
+
+
 def test_cases_latest_version_wins_and_summaries_are_accepted(clean):
     ch = clean
     from pipeline.core.cases import CaseState, case_summary
