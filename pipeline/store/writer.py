@@ -26,6 +26,7 @@ import orjson
 
 from pipeline.contract.rejected import STORED_RAW_MAX, excerpt
 from pipeline.core.cases import CaseSummary
+from pipeline.core.sectors import public_sector
 from pipeline.store.schema import (
     CASE_COLUMNS,
     CASE_EVENT_COLUMNS,
@@ -85,12 +86,14 @@ def canonical_json(record: Mapping[str, Any]) -> str:
 
 
 class AcceptedEvent(NamedTuple):
-    """An accepted event to store, where it came from, and the unit it is attributed to."""
+    """An accepted event to store, where it came from, and the unit (and a received's
+    sector) it is attributed to."""
 
     event: Any
     partition: int
     offset: int
     unit_label: str | None = None
+    sector_label: str | None = None  # None: the event's own sector (core.sectors)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +214,7 @@ def case_row(summary: Any, *, version: int, updated_at_us: int | None = None) ->
     return CaseRow(
         case_id=summary.case_id,
         unit_id=summary.unit or "",
-        sector=summary.sector,
+        sector=public_sector(summary.sector),
         procedure_code=summary.procedure_code,
         channel=summary.channel,
         status=summary.status,
@@ -263,18 +266,21 @@ def _summary_values(s: CaseSummary, version: int, updated_ms: int) -> tuple:
     :func:`case_row` and ``write_cases``' conversion of its keys give, without the
     dict between them (a test holds the two paths equal)."""
     return (
-        s.case_id, s.unit or "", s.sector, s.procedure_code, s.channel, s.status,
+        s.case_id, s.unit or "", public_sector(s.sector), s.procedure_code, s.channel, s.status,
         s.received_at_us, s.due_at_us, s.effective_due_us, s.finished_at_us,
         s.finish_type, s.on_time, s.early, s.supplement_requests, s.paused_us / 1_000_000,
         s.has_apology, s.overdue, s.event_count, version, updated_ms,
     )
 
 
-def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None) -> tuple:
+def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None,
+              sector_label: str | None = None) -> tuple:
     """The ``case_events`` row of one ``CaseEvent`` (columns: ``CASE_EVENT_COLUMNS``).
 
     ``unit_label``: the unit the event is attributed to (its ``unit_id`` when the
     registry has it in force at the event's time, else ``unknown``); default unit_id.
+    ``sector_label``: a received's sector as attributed (``unknown`` outside the
+    registry, ``core.sectors``); default the event's sector.
 
     A type-specific column is NULL when the event's ``fields`` lacks it (another
     event type, or an optional field left out).
@@ -308,6 +314,7 @@ def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit
         int(offset),
         ingested_at_ms,
         event.unit_id if unit_label is None else unit_label,
+        get("sector") if sector_label is None else sector_label,
     )
 
 
@@ -370,7 +377,8 @@ class FactWriter:
     def write_events(self, rows: Sequence[tuple]) -> int:
         """``rows``: ``AcceptedEvent`` (or ``(CaseEvent, partition, offset)``) per accepted event."""
         ingested_ms = _now_us() // 1000
-        data = [event_row(row[0], row[1], row[2], ingested_ms, row[3] if len(row) > 3 else None) for row in rows]
+        data = [event_row(row[0], row[1], row[2], ingested_ms, row[3] if len(row) > 3 else None,
+                          row[4] if len(row) > 4 else None) for row in rows]
         return self._insert("case_events", data, CASE_EVENT_COLUMNS)
 
     def write_invalid(self, rows: Sequence[InvalidRow]) -> int:

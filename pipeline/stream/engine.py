@@ -36,6 +36,7 @@ import uvloop
 from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
+from pipeline.core.sectors import SectorLabels
 from pipeline.core.targets import Targets
 from pipeline.core.view import indicator_figures
 from pipeline.secrets import install_log_redaction, redact
@@ -46,7 +47,7 @@ from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
 from pipeline.stream import channel
 from pipeline.stream.guard import Problems, commit_renewing
-from pipeline.stream.labels import bound_figures
+from pipeline.stream.labels import bound_figures, registered_sectors
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
@@ -95,7 +96,8 @@ class Engine:
         self.live = new_live_state(settings, 0)
         registry = UnitRegistry(load_units(settings.units_file))
         self.processor = Processor(
-            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label
+            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label,
+            sectors=SectorLabels(registered_sectors()),  # sectors outside the registry mapped at the door
         )
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
@@ -301,7 +303,7 @@ class Engine:
                 if outcome == ACCEPTED and result.unit_label != ev.unit_id:
                     unknown += 1
                 cases[(partition, ev.case_id)] = result.case
-                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label))
+                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label, result.sector_label))
             timestamps.append(timestamp)
             handled += 1
         pending.count += handled

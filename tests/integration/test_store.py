@@ -25,6 +25,7 @@ from pipeline.reports.indicator_table import HEADERS, format_indicator_table
 from pipeline.store.batch import batch_indicators
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
+from pipeline.store import schema as schema_module
 from pipeline.store.schema import TABLES, VIEWS, ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow, canonical_json
@@ -984,3 +985,32 @@ def test_batch_attributes_events_to_the_unit_label_stored_with_them(clean, targe
     assert not any(unit == "TYPO-UNIT" for _, unit, _, _ in got)
     stored = clean.query("SELECT unit_id, unit_label FROM case_events FINAL ORDER BY case_id").result_rows
     assert stored == [("TYPO-UNIT", "unknown"), (UA, UA)]  # the fact keeps what was sent
+
+
+def test_batch_counts_a_sector_outside_the_registry_under_unknown_with_the_held_outcomes(clean, targets):
+    """Issue 20: the worker stores, beside the sector as sent, the sector label (``unknown``
+    outside the registry); the batch counts the sector scope by that label, so it gives
+    the live export's ``unknown`` figures (unregistered and held together)."""
+    events = Events()
+    t = T - 2 * D
+    sent = events.received("S1", UA, t, sector="xx_invented", due=t + 3 * D, digitized=True)
+    kept = events.received("S2", UA, t, sector="ho_tich", due=t + 3 * D)
+    FactWriter(clean).write_events([AcceptedEvent(sent, 0, 1, UA, "unknown"), AcceptedEvent(kept, 0, 2, UA)])
+    got = by_key(run(clean, targets, windows=("7d",)))
+    assert got[("digitized", "all", "unknown", "7d")] == (1, 1)
+    assert got[("digitized", "all", "ho_tich", "7d")] == (0, 1)
+    assert got[("digitized", UA, "all", "7d")] == (1, 2)
+    assert not any(sector == "xx_invented" for _, _, sector, _ in got)
+    stored = clean.query("SELECT sector, sector_label FROM case_events FINAL ORDER BY case_id").result_rows
+    assert stored == [("xx_invented", "unknown"), ("ho_tich", "ho_tich")]  # the fact keeps what was sent
+
+
+def test_case_events_of_an_earlier_version_get_a_sector_label_equal_to_the_sector(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old_events")
+    other.command("CREATE TABLE case_events (event_id String, sector LowCardinality(Nullable(String))) "
+                  "ENGINE = ReplacingMergeTree ORDER BY event_id")
+    other.command("INSERT INTO case_events VALUES ('e1', 'xx_old'), ('e2', NULL)")
+    other.command(next(ddl for ddl in schema_module._ADDED_COLUMNS if "sector_label" in ddl))
+    got = other.query("SELECT event_id, sector_label FROM case_events ORDER BY event_id").result_rows
+    assert got == [("e1", "xx_old"), ("e2", None)]  # old rows: the code as stored, as the batch showed before
+    ch.command("DROP DATABASE tthc_old_events SYNC")
