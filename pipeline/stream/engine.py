@@ -484,6 +484,7 @@ class Engine:
             "partitions": sorted(self.partitions),
             "rebuilds": self.rebuilds,
             "last_rebuild_seconds": self.last_rebuild_s,
+            "view_scopes": len(self.live.view),  # bounded by the registries (issue 20)
             "problems": self.problems.entries(),
         }
 

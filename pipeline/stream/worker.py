@@ -342,6 +342,7 @@ class Worker:
                 "partitions": engine.get("partitions", []),
                 "rebuilds": engine.get("rebuilds", 0),
                 "last_rebuild_seconds": engine.get("last_rebuild_seconds"),
+                "view_scopes": engine.get("view_scopes", 0),
             },
             engine.get("problems", []),
         ))
