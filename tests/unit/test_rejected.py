@@ -115,3 +115,15 @@ def test_a_dead_letter_topic_too_small_for_the_letters_is_refused_in_one_line():
         kafka_clients.check_dlq_limit("t.dlq", 16)
     text = str(refused.value)
     assert "\n" not in text and "t.dlq" in text and "max.message.bytes" in text
+
+
+def test_the_docs_quote_the_limits_of_the_code():
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.contract.rejected import STORED_RAW_MAX
+
+    events = (PROJECT_ROOT / "docs" / "events.md").read_text(encoding="utf-8")
+    internals = (PROJECT_ROOT / "docs" / "internals.md").read_text(encoding="utf-8")
+    for number in (DEAD_LETTER_MAX_BYTES, EXCERPT_BYTES, DEAD_LETTER_KEY_MAX, STORED_RAW_MAX, MAX_MESSAGE_BYTES):
+        assert f"{number:,}" in events, number
+    for number in (DEAD_LETTER_MAX_BYTES, EXCERPT_BYTES, DLQ_MAX_MESSAGE_BYTES, STORED_RAW_MAX):
+        assert f"{number:,}" in internals, number
