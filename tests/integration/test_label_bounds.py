@@ -156,7 +156,7 @@ def test_100k_invented_sector_and_unit_codes_keep_memory_and_scrape_bounded(infr
         worker.stop()
     print(f"\n[bounds] worker RSS at start {rss_start:.0f} MB")
     for name, seconds, rss, scrape_s, series, scopes in phases:
-        print(f"[bounds] after 100,000 {name} receiveds ({seconds:.1f}s): RSS {rss:.0f} MB, slowest of 5 "
+        print(f"[bounds] after {INVENTED:,} {name} receiveds ({seconds:.1f}s): RSS {rss:.0f} MB, slowest of 5 "
               f"/metrics scrapes {scrape_s * 1000:.0f} ms, {series:,} exported indicator series, "
               f"{scopes:,} view scopes")
     (_, _, rss_normal, _, series_normal, scopes_normal), (_, _, rss_invented, _, series_invented, scopes_invented) \
