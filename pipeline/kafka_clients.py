@@ -12,7 +12,9 @@ TLS and the replication of the topics we create are configured once (``TTHC_KAFK
 * :func:`preflight` — one metadata request with those options before a command
   starts: unreachable brokers and refused credentials become one ``error:`` line, and
   ``auto`` replication is resolved from the number of brokers the cluster reports;
-* :func:`topic_configs` — ``min.insync.replicas`` for the topics we create.
+* :func:`topic_configs` — ``min.insync.replicas`` for the topics we create;
+  :func:`dlq_topic_configs` adds the dead-letter topic's ``max.message.bytes``, and
+  :func:`check_dlq_limit` reads it back from the cluster at a worker's start.
 
 The password is read from ``TTHC_KAFKA_SASL_PASSWORD`` or the file named by
 ``TTHC_KAFKA_SASL_PASSWORD_FILE`` and goes only into the client objects: no message
@@ -32,6 +34,7 @@ from typing import Any, Iterator
 
 from pipeline.config import ConfigError, Settings, UserError
 from pipeline.errors import one_line
+from pipeline.contract.rejected import DEAD_LETTER_MAX_BYTES, DLQ_MAX_MESSAGE_BYTES
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
@@ -203,6 +206,9 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_credentials": faust_credentials(settings),
         "topic_replication_factor": topic_policy(settings).replication,
         "producer_acks": -1,  # acks=all: the dead letters must survive a broker's loss too
+        # the producer writes only the dead letters: its limit equals the dead-letter
+        # topic's (dlq_topic_configs), 15x the largest letter (contract.rejected)
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
     }
 
 
@@ -237,6 +243,47 @@ def topic_policy(settings: Settings, brokers: int | None = None) -> TopicPolicy:
 
 def topic_configs(settings: Settings) -> dict[str, str]:
     return {"min.insync.replicas": str(topic_policy(settings).min_insync)}
+
+
+def dlq_topic_configs(settings: Settings) -> dict[str, str]:
+    """The dead-letter topic's configs: :func:`topic_configs` and its own
+    ``max.message.bytes`` (``DLQ_MAX_MESSAGE_BYTES``, set on purpose rather than left
+    to the broker's default), which every dead letter fits (``contract.rejected``)."""
+    return {**topic_configs(settings), "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}
+
+
+async def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
+    """The topic's ``max.message.bytes`` as the cluster reports it (its own or the
+    broker's default), None when the cluster does not say."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings), request_timeout_ms=PREFLIGHT_TIMEOUT_MS)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})])
+    finally:
+        await admin.close()
+    for response in responses:
+        for resource in response.resources:
+            error_code, _message, _type, name, entries = resource[:5]
+            if error_code == 0 and name == topic:
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+    return None
+
+
+def check_dlq_limit(topic: str, limit: int | None) -> None:
+    """UserError (one line) when the dead-letter topic refuses letters as large as
+    ``contract.rejected`` makes them: every rejection would then block the acks."""
+    if limit is not None and limit < DEAD_LETTER_MAX_BYTES:
+        raise UserError(
+            f"the dead-letter topic {topic} accepts messages of at most {limit:,} bytes (max.message.bytes); "
+            f"dead letters need up to {DEAD_LETTER_MAX_BYTES:,}: raise it (the worker creates it with "
+            f"{DLQ_MAX_MESSAGE_BYTES:,})"
+        )
 
 
 # -- preflight -------------------------------------------------------------------------

@@ -237,13 +237,20 @@ def expected_indicators(
     at=None,
     windows=ALL_WINDOWS,
     hold_retention_days: float = 35,
+    sectors=None,
 ) -> dict[tuple[str, str, str, str], tuple[int, int]]:
-    """{(indicator, unit, sector, window): (numerator, denominator)}, denominators > 0."""
+    """{(indicator, unit, sector, window): (numerator, denominator)}, denominators > 0.
+
+    ``sectors``: the registered sector codes; when given, a sector outside them counts
+    in the sector scope ``unknown`` (with the held outcomes), as the worker exports and
+    stores it. None: every sector as the events carry it."""
     if isinstance(windows, str):
         windows = tuple(w.strip() for w in windows.split(","))
     clock, outcomes = all_outcomes(events, at, hold_retention_days)
     counts: dict[tuple[str, str, str, str], list[int]] = {}
     for indicator, unit, sector, t, hit in outcomes:
+        if sectors is not None and sector not in ("", "unknown") and sector not in sectors:
+            sector = "unknown"
         scopes = [(unit, "all"), ("all", "all")]
         if sector != "":
             scopes.append(("all", sector))

@@ -246,6 +246,12 @@ class CaseEvent:
         return CaseEvent(self.event_id, self.event_type, self.case_id, unit_id, self.occurred_at_us, self.source,
                          self.fields)
 
+    def with_sector(self, sector: str) -> "CaseEvent":
+        """The same event with ``fields["sector"]`` = ``sector`` (the worker maps a
+        ``received``'s sector outside the registry, ``core.sectors``)."""
+        return CaseEvent(self.event_id, self.event_type, self.case_id, self.unit_id, self.occurred_at_us, self.source,
+                         {**self.fields, "sector": sector})
+
     def to_record(self) -> dict:
         """The canonical JSON-able dict: contract fields only, timestamps as
         ``...Z`` with 6 fractional digits, ``source`` only when not None."""

@@ -268,11 +268,13 @@ def _up_kafka(settings: Settings, services: dict[str, Service], nodes: list[Brok
         _say(f"{name}: {what}")
     clients = kafka_clients.preflight(clients)
     policy = kafka_clients.topic_policy(clients)
-    created = kafka.ensure_topics(
-        clients.kafka_bootstrap, [settings.topic, settings.dlq_topic], settings.partitions,
-        replication=policy.replication, configs=kafka_clients.topic_configs(clients),
-        client_options=kafka_clients.kafka_python_options(clients),
-    )
+    created = []
+    for topic, configs in ((settings.topic, kafka_clients.topic_configs(clients)),
+                           (settings.dlq_topic, kafka_clients.dlq_topic_configs(clients))):
+        created += kafka.ensure_topics(
+            clients.kafka_bootstrap, [topic], settings.partitions, replication=policy.replication, configs=configs,
+            client_options=kafka_clients.kafka_python_options(clients),
+        )
     if created:
         _say(f"kafka: created topics {', '.join(created)} ({settings.partitions} partitions, "
              f"replication {policy.replication}, min.insync.replicas {policy.min_insync})")

@@ -78,7 +78,7 @@ ev AS
         case_id,
         unit_label AS unit_id,  -- the unit attributed at ingestion ('unknown' outside the registry)
         toUnixTimestamp64Micro(occurred_at) AS t,
-        CAST(ifNull(sector, '') AS String) AS sector_s,
+        CAST(ifNull(sector_label, '') AS String) AS sector_s,  -- attributed at ingestion ('unknown' outside the registry)
         CAST(ifNull(channel, '') AS String) AS channel_s,
         CAST(ifNull(online_mode, '') AS String) AS mode_s,
         toUnixTimestamp64Micro(due_at) AS due_us,

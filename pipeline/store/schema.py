@@ -47,6 +47,7 @@ CASE_EVENT_COLUMNS: tuple[str, ...] = (
     "kafka_offset",
     "ingested_at",
     "unit_label",
+    "sector_label",
 )
 
 INVALID_EVENT_COLUMNS: tuple[str, ...] = (
@@ -58,6 +59,8 @@ INVALID_EVENT_COLUMNS: tuple[str, ...] = (
     "detail",
     "raw",
     "raw_encoding",
+    "raw_size",
+    "raw_sha256",
     "received_at",
 )
 
@@ -115,6 +118,7 @@ CREATE TABLE IF NOT EXISTS case_events
     unit_label          LowCardinality(String) DEFAULT unit_id,
     procedure_code      Nullable(String),
     sector              LowCardinality(Nullable(String)),
+    sector_label        LowCardinality(Nullable(String)) DEFAULT sector,
     channel             LowCardinality(Nullable(String)),
     online_mode         LowCardinality(Nullable(String)),
     due_at              Nullable(DateTime64(6, 'UTC')),
@@ -148,6 +152,8 @@ CREATE TABLE IF NOT EXISTS invalid_events
     detail          String,
     raw             String,
     raw_encoding    LowCardinality(String),
+    raw_size        Nullable(UInt64),
+    raw_sha256      String DEFAULT '',
     received_at     DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
@@ -228,9 +234,13 @@ VIEWS: tuple[str, ...] = ("unknown_unit_events",)
 #: columns added after a table's first release (no-ops on a table that has them)
 _ADDED_COLUMNS: tuple[str, ...] = (
     "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS unit_label LowCardinality(String) DEFAULT unit_id AFTER source",
+    "ALTER TABLE case_events ADD COLUMN IF NOT EXISTS sector_label LowCardinality(Nullable(String)) DEFAULT sector "
+    "AFTER sector",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
+    "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_size Nullable(UInt64) AFTER raw_encoding",
+    "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_sha256 String DEFAULT '' AFTER raw_size",
 )
 
 

@@ -24,7 +24,9 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence, TypedDict
 
 import orjson
 
+from pipeline.contract.rejected import STORED_RAW_MAX, excerpt
 from pipeline.core.cases import CaseSummary
+from pipeline.core.sectors import public_sector
 from pipeline.store.schema import (
     CASE_COLUMNS,
     CASE_EVENT_COLUMNS,
@@ -45,6 +47,7 @@ __all__ = [
 WRITE_TABLES = ("case_events", "invalid_events", "cases", "indicator_snapshots")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+STORED_KEY_MAX = 4096  # bytes of a rejected message's key kept in invalid_events.kafka_key
 
 
 def to_us(value: Any) -> int | None:
@@ -81,19 +84,23 @@ def canonical_json(record: Mapping[str, Any]) -> str:
 
 
 class AcceptedEvent(NamedTuple):
-    """An accepted event to store, where it came from, and the unit it is attributed to."""
+    """An accepted event to store, where it came from, and the unit (and a received's
+    sector) it is attributed to."""
 
     event: Any
     partition: int
     offset: int
     unit_label: str | None = None
+    sector_label: str | None = None  # None: the event's own sector (core.sectors)
 
 
 @dataclass(frozen=True, slots=True)
 class InvalidRow:
     """One rejected Kafka message, as it goes into ``invalid_events``.
 
-    ``key`` and ``raw`` are the message's original bytes (``None`` when absent).
+    ``key`` and ``raw`` are the message's original bytes (``None`` when absent); the
+    writer keeps at most ``STORED_RAW_MAX`` bytes of ``raw`` (with its size and hash)
+    and ``STORED_KEY_MAX`` of ``key``.
     """
 
     topic: str
@@ -127,18 +134,21 @@ def _summary_values(s: CaseSummary, version: int, updated_ms: int) -> tuple:
     """The ``cases`` row of a ``CaseSummary`` in ``CASE_COLUMNS`` order (the one mapping from
     a case's summary to its row; ``paused_seconds`` in seconds, ``version``: the highest wins)."""
     return (
-        s.case_id, s.unit or "", s.sector, s.procedure_code, s.channel, s.status,
+        s.case_id, s.unit or "", public_sector(s.sector), s.procedure_code, s.channel, s.status,
         s.received_at_us, s.due_at_us, s.effective_due_us, s.finished_at_us,
         s.finish_type, s.on_time, s.early, s.supplement_requests, s.paused_us / 1_000_000,
         s.has_apology, s.overdue, s.event_count, version, updated_ms,
     )
 
 
-def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None) -> tuple:
+def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit_label: str | None = None,
+              sector_label: str | None = None) -> tuple:
     """The ``case_events`` row of one ``CaseEvent`` (columns: ``CASE_EVENT_COLUMNS``).
 
     ``unit_label``: the unit the event is attributed to (its ``unit_id`` when the
     registry has it in force at the event's time, else ``unknown``); default unit_id.
+    ``sector_label``: a received's sector as attributed (``unknown`` outside the
+    registry, ``core.sectors``); default the event's sector.
 
     A type-specific column is NULL when the event's ``fields`` lacks it (another
     event type, or an optional field left out).
@@ -172,16 +182,28 @@ def event_row(event: Any, partition: int, offset: int, ingested_at_ms: int, unit
         int(offset),
         ingested_at_ms,
         event.unit_id if unit_label is None else unit_label,
+        get("sector") if sector_label is None else sector_label,
     )
 
 
-def _invalid_raw(raw: bytes | None) -> tuple[str, str]:
+class StoredRaw(NamedTuple):
+    """What ``invalid_events`` keeps of a rejected value (``contract.rejected.excerpt``)."""
+
+    text: str  # the kept bytes as UTF-8 text, or base64
+    encoding: str  # utf8 | base64 | none
+    size: int  # the original's size in bytes
+    sha256: str  # of the original when the text holds only its first bytes, else ""
+
+
+def _invalid_raw(raw: bytes | None) -> StoredRaw:
     if raw is None:
-        return "", "none"
+        return StoredRaw("", "none", 0, "")
+    kept = excerpt(raw, STORED_RAW_MAX)
     try:
-        return bytes(raw).decode("utf-8"), "utf8"
+        text, encoding = kept.data.decode("utf-8"), "utf8"
     except UnicodeDecodeError:
-        return base64.b64encode(bytes(raw)).decode("ascii"), "base64"
+        text, encoding = base64.b64encode(kept.data).decode("ascii"), "base64"
+    return StoredRaw(text, encoding, kept.size, kept.sha256 or "")
 
 
 def _field(row: Any, name: str, default: Any = None) -> Any:
@@ -223,19 +245,19 @@ class FactWriter:
     def write_events(self, rows: Sequence[tuple]) -> int:
         """``rows``: ``AcceptedEvent`` (or ``(CaseEvent, partition, offset)``) per accepted event."""
         ingested_ms = _now_us() // 1000
-        data = [event_row(row[0], row[1], row[2], ingested_ms, row[3] if len(row) > 3 else None) for row in rows]
+        data = [event_row(row[0], row[1], row[2], ingested_ms, row[3] if len(row) > 3 else None,
+                          row[4] if len(row) > 4 else None) for row in rows]
         return self._insert("case_events", data, CASE_EVENT_COLUMNS)
 
     def write_invalid(self, rows: Sequence[InvalidRow]) -> int:
         now_ms = _now_us() // 1000
         data = []
         for r in rows:
-            raw, encoding = _invalid_raw(r.raw)
-            key = None if r.key is None else bytes(r.key).decode("utf-8", errors="replace")
+            raw = _invalid_raw(r.raw)
+            key = None if r.key is None else excerpt(r.key, STORED_KEY_MAX).data.decode("utf-8", errors="replace")
             received = now_ms if r.received_at_us is None else r.received_at_us // 1000
-            data.append(
-                (r.topic, int(r.partition), int(r.offset), key, r.reason, r.detail or "", raw, encoding, received)
-            )
+            data.append((r.topic, int(r.partition), int(r.offset), key, r.reason, r.detail or "", raw.text,
+                         raw.encoding, raw.size, raw.sha256, received))
         return self._insert("invalid_events", data, INVALID_EVENT_COLUMNS)
 
     def write_cases(

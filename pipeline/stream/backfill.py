@@ -36,12 +36,14 @@ from pipeline.config import Settings, UserError
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
 from pipeline.contract.events import message_key
+from pipeline.core.sectors import SectorLabels
 from pipeline.store.client import connect
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
 from pipeline.stream.checkpoint import Checkpoint, Flush
 from pipeline.stream.guard import Problems
+from pipeline.stream.labels import registered_sectors
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
 from pipeline.stream.retry import RETRY
@@ -121,7 +123,8 @@ async def _backfill(settings: Settings, path: Path, chunk: int) -> BackfillResul
         checkpoint = Checkpoint(write_facts=write_facts, store=store, repository=repository,
                                 problems=Problems(), policy=BACKFILL_RETRY)
         registry = UnitRegistry(load_units(settings.units_file))
-        processor = Processor(repository, live, event_clock=True, unit_label=registry.label)
+        processor = Processor(repository, live, event_clock=True, unit_label=registry.label,
+                              sectors=SectorLabels(registered_sectors()))
         result = BackfillResult()
         source = f"backfill:{path.name}"
         with path.open("rb") as lines, tqdm(
@@ -163,7 +166,7 @@ async def _chunk(lines, result, processor, repository, checkpoint, settings, sou
                 assert outcome.outcome == ACCEPTED
                 result.accepted += 1
             cases[(partition, outcome.event.case_id)] = outcome.case
-            events.append(AcceptedEvent(outcome.event, partition, -number, outcome.unit_label))
+            events.append(AcceptedEvent(outcome.event, partition, -number, outcome.unit_label, outcome.sector_label))
         bar.update(len(raw))
     live = processor.live
     now_us = live.event_time or wall_now_us

@@ -35,6 +35,7 @@ import uvloop
 from pipeline.config import Settings
 from pipeline.core.cases import case_summary
 from pipeline.core.registry import UnitRegistry
+from pipeline.core.sectors import SectorLabels
 from pipeline.core.targets import Targets
 from pipeline.core.view import indicator_figures
 from pipeline.secrets import install_log_redaction
@@ -45,7 +46,7 @@ from pipeline.stream.answers import Answers
 from pipeline.stream.checkpoint import Checkpoint, Flush
 from pipeline.stream.facts import FactStore
 from pipeline.stream.guard import Problems
-from pipeline.stream.labels import bound_figures
+from pipeline.stream.labels import bound_figures, registered_sectors
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
@@ -97,7 +98,8 @@ class Engine:
         self.live = new_live_state(settings, 0)
         registry = UnitRegistry(load_units(settings.units_file))
         self.processor = Processor(
-            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label
+            self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label,
+            sectors=SectorLabels(registered_sectors()),  # sectors outside the registry mapped at the door
         )
         self.pending = _Pending()
         self.flush_lock = asyncio.Lock()
@@ -298,7 +300,7 @@ class Engine:
                 if outcome == ACCEPTED and result.unit_label != ev.unit_id:
                     unknown += 1
                 cases[(partition, ev.case_id)] = result.case
-                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label))
+                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label, result.sector_label))
             timestamps.append(timestamp)
             handled += 1
         pending.count += handled
@@ -445,6 +447,7 @@ class Engine:
             "fenced": sorted(self.fenced),
             "rebuilds": self.rebuilds,
             "last_rebuild_seconds": self.last_rebuild_s,
+            "view_scopes": len(self.live.view),  # bounded by the registries (issue 20)
             "problems": self.problems.entries(),
         }
 

@@ -14,7 +14,9 @@
 The problems: ``kafka`` (the broker does not answer), ``ClickHouse write`` and
 ``changelog write`` (the worker's flush retrying them), ``dead-letter topic``.
 
-:class:`DeadLetters` sends each rejected message to ``<topic>.dlq`` and, at the flush,
+:class:`DeadLetters` sends each rejected message to ``<topic>.dlq`` (as
+``contract.rejected.dead_letter`` shapes it: an oversized value cut to an excerpt, so a
+letter always fits the topic's limit) and, at the flush,
 waits until every dead letter of the batch is *delivered* before the batch's messages
 are acked: a delivery that fails (the topic refuses writes, the broker is gone) is sent
 again with back-off until it succeeds, and meanwhile nothing of the batch (nor after
@@ -35,6 +37,7 @@ from aiokafka import AIOKafkaClient
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pipeline.errors import one_line as _one_line
+from pipeline.contract.rejected import dead_letter
 from pipeline.secrets import redact
 from pipeline.stream.retry import RETRY
 
@@ -147,14 +150,10 @@ class DeadLetters:
     batch: list[DeadLetter] = field(default_factory=list)
 
     def _letter(self, message: Any, reason: str, detail: str) -> DeadLetter:
-        headers = [
-            ("tthc-reason", reason.encode()),
-            ("tthc-detail", detail.encode("utf-8", errors="replace")[:1000]),
-            ("tthc-source-topic", message.topic.encode()),
-            ("tthc-source-partition", str(message.partition).encode()),
-            ("tthc-source-offset", str(message.offset).encode()),
-        ]
-        letter = DeadLetter(message.key, message.value or b"", headers)
+        # bounded (an excerpt of an oversized value): it always fits the topic (issue 20)
+        record = dead_letter(message.key, message.value, reason=reason, detail=detail, topic=message.topic,
+                             partition=message.partition, offset=message.offset)
+        letter = DeadLetter(record.key, record.value, record.headers)
         self.batch.append(letter)
         self.guard.dead_letters_unwritten.inc()
         return letter

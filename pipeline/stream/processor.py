@@ -30,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, OpenCase, case_outcomes_and_open
 from pipeline.core.outcomes import Outcome, diff_outcomes
+from pipeline.core.sectors import SectorLabels
 from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
 
@@ -177,6 +178,7 @@ class Result:
     detail: str | None = None
     case: StoredCase | None = None
     unit_label: str | None = None  # the unit the event is attributed to (else "unknown")
+    sector_label: str | None = None  # a received's sector as stored with it ("unknown" outside the registry)
 
 
 class Processor:
@@ -189,14 +191,18 @@ class Processor:
         *,
         event_clock: bool,
         unit_label: Callable[[str, int], str] | None = None,
+        sectors: SectorLabels | None = None,
     ) -> None:
         """``unit_label(unit_id, occurred_at_us)``: the unit an event is attributed to —
         its own when the registry has it in force then, else ``unknown`` (bounded
-        label values); None: every unit as given (unit tests)."""
+        label values); None: every unit as given (unit tests). ``sectors``: the sector
+        registry; a received's code outside it is mapped before the case record and
+        the view see it (``core.sectors``); None: every sector as given (unit tests)."""
         self.repository = repository
         self.live = live
         self.event_clock = event_clock
         self.unit_label = unit_label
+        self.sectors = sectors
 
     def process(self, message: RawMessage, *, wall_now_us: int) -> Result:
         try:
@@ -205,10 +211,12 @@ class Processor:
             return Result(INVALID, reason=exc.reason, detail=exc.detail)
 
         label = self.unit_label(event.unit_id, event.occurred_at_us) if self.unit_label else event.unit_id
+        sector = event.fields.get("sector")
+        sector_label = sector if self.sectors is None else self.sectors.public(sector)
         case = self.repository.get(message.partition, event.case_id)
         if case is not None and event.event_id in case.state:
             if case.offsets.get(event.event_id) == message.offset:
-                return Result(REDELIVERED, event=event, case=case, unit_label=label)
+                return Result(REDELIVERED, event=event, case=case, unit_label=label, sector_label=sector_label)
             return Result(DUPLICATE, event=event)
         live = self.live
         known = live.ids.get(event.event_id)
@@ -218,6 +226,8 @@ class Processor:
         if case is None:
             case = StoredCase(CaseState.new(event.case_id))
         attributed = event if label == event.unit_id else event.with_unit(label)
+        if sector is not None and self.sectors is not None and sector_label != sector:
+            attributed = attributed.with_sector(self.sectors.live(sector))  # bounded state (issue 20)
         before, after = case.add(attributed, message.offset)
         live.view.apply_all(diff_outcomes(before, after))
         live.set_open(case)
@@ -226,7 +236,7 @@ class Processor:
         self.repository.put(message.partition, case)
         if self.event_clock:
             live.view.advance(live.event_time)
-        return Result(ACCEPTED, event=event, case=case, unit_label=label)
+        return Result(ACCEPTED, event=event, case=case, unit_label=label, sector_label=sector_label)
 
 
 def rebuild(

@@ -147,7 +147,7 @@ class Worker:
         raw = dict(key_serializer="raw", value_serializer="raw", partitions=s.partitions, internal=True,
                    config=kafka_clients.topic_configs(s))
         self.topic = app.topic(s.topic, **raw)
-        self.dlq = app.topic(s.dlq_topic, **raw)
+        self.dlq = app.topic(s.dlq_topic, **dict(raw, config=kafka_clients.dlq_topic_configs(s)))
         # tthc_unit_info and tthc_consumer_lag (pipeline/stream/registry_metrics.py)
         install_registry_metrics(self.registry, app, topic=s.topic, units_file=s.units_file, clock_us=self.clock_us)
         app.agent(self.topic, name="process-case-events")(self._agent)
@@ -170,6 +170,12 @@ class Worker:
     async def _start_link(self) -> None:
         try:
             await self.dlq.maybe_declare()  # now, with the replication policy (not the broker's defaults on first use)
+            limit = await kafka_clients.topic_max_message_bytes(self.settings, self.settings.dlq_topic)
+            kafka_clients.check_dlq_limit(self.settings.dlq_topic, limit)  # every dead letter must fit (issue 20)
+        except Exception as exc:
+            await self._fail(f"dead-letter topic {self.settings.dlq_topic}: {type(exc).__name__}: {exc}")
+            return
+        try:
             self.link = await channel.Link.open(self._engine_socket)
             await self.link.send(self.settings)
         except Exception as exc:
@@ -353,6 +359,7 @@ class Worker:
                 "last_heartbeat_seconds": self.membership.since_s(),
                 "rebuilds": engine.get("rebuilds", 0),
                 "last_rebuild_seconds": engine.get("last_rebuild_seconds"),
+                "view_scopes": engine.get("view_scopes", 0),
             },
             engine.get("problems", []),
         ))

@@ -114,6 +114,8 @@ class DeadLetter:
     offset: int
     reason: str
     detail: str
+    value: bytes = b""  # the letter's value (the message's, or an excerpt of it)
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def read_dead_letters(settings: Settings, count: int, timeout: float = 120) -> list[DeadLetter]:
@@ -135,7 +137,8 @@ def read_dead_letters(settings: Settings, count: int, timeout: float = 120) -> l
                     for r in records:
                         h = {k: v.decode("utf-8", "replace") for k, v in r.headers}
                         letters.append(DeadLetter(int(h["tthc-source-partition"]), int(h["tthc-source-offset"]),
-                                                  h["tthc-reason"], h["tthc-detail"]))
+                                                  h["tthc-reason"], h["tthc-detail"], r.value or b"",
+                                                  tuple(r.headers)))
                 if len(letters) >= count and not batches:
                     break
             return letters

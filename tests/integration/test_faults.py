@@ -7,6 +7,10 @@ The flood of hostile messages is in test_faults_flood.py.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import hashlib
+import json
 import os
 import subprocess
 import time
@@ -28,7 +32,7 @@ from tests.integration.faultkit import (
     prometheus_query,
     read_dead_letters,
 )
-from tests.integration.workerproc import WorkerProcess, isolated_settings
+from tests.integration.workerproc import WorkerProcess, isolated_settings, sql_json
 
 pytestmark = pytest.mark.integration
 
@@ -212,5 +216,56 @@ def test_dead_letter_topic_refusing_writes_blocks_acks_until_the_rejection_lands
         assert_exact(worker, settings, expected)
         assert committed_offsets(settings) == end_offsets(settings)
         print(f"[dlq] writable again: rejections delivered and offsets moving in {recovered:.1f}s")
+    finally:
+        worker.stop()
+
+
+def test_one_megabyte_message_never_blocks_the_acks(infra):
+    """Issue 20, finding 2: a 1,000,108-byte message (under the broker's limit, over the
+    contract's and over Faust's producer default) followed by 10,000 valid ones. Before,
+    its dead letter (the whole message) was refused by the producer and retried forever,
+    and nothing was acked again. Now: every valid one acked and counted exactly, the big
+    one whole in invalid_events and a 4 KiB excerpt with its size and hash in the DLQ."""
+    from pipeline.contract.rejected import DLQ_MAX_MESSAGE_BYTES, EXCERPT_BYTES
+    from pipeline.kafka_clients import topic_max_message_bytes
+
+    full = build_scenario(seed=35, cases=2500, malformed_rate=0.0, duplicate_rate=0.0)
+    assert len(full.lines) == len(full.valid_events) >= 10_000  # one valid event per line, in order
+    scenario = dataclasses.replace(full, lines=full.lines[:10_000], valid_events=full.valid_events[:10_000])
+    expected = Expected.of(scenario)
+    settings = isolated_settings(infra, "bigdlq", clock="event")
+    big = json.dumps({"schema_version": 1, "event_id": "big-1", "event_type": "received", "case_id": "big-1",
+                      "note": "y" * 999_950}).encode()
+    big += b" " * (1_000_108 - len(big))  # trailing JSON whitespace up to the issue's size
+    assert len(big) == 1_000_108
+    items = [(b"big-1", big)] + [(json.loads(line)["case_id"].encode(), line) for line in scenario.lines]
+    worker = WorkerProcess(settings).start()
+    try:
+        # the worker created its dead-letter topic with the limit set on purpose, and read it back
+        assert asyncio.run(topic_max_message_bytes(settings, settings.dlq_topic)) == DLQ_MAX_MESSAGE_BYTES
+        sent = Stopwatch()
+        placed = produce_raw(settings, items)
+        worker.wait_processed(len(items), timeout=600)
+        ends = end_offsets(settings)
+        worker.wait_for(lambda: committed_offsets(settings) == ends, 120, "every message acked (committed = end)")
+        acked_s = sent.seconds()
+        assert_exact(worker, settings, expected)
+        assert worker.counter("tthc_events_total", outcome="accepted") == 10_000
+        assert worker.counter("tthc_invalid_events_total", reason="too_large") == 1
+        assert worker.counter("tthc_events_total", outcome="invalid") == 1
+        assert worker.counter("tthc_dead_letters_unwritten") == 0
+        assert worker.counter("tthc_dead_letter_errors_total") == 0
+        rows = sql_json(settings, "SELECT kafka_partition AS p, kafka_offset AS o, reason, length(raw) AS n, "
+                                  "raw_size, raw_sha256 FROM invalid_events FINAL")
+        assert [(int(r["p"]), int(r["o"]), r["reason"], int(r["n"]), int(r["raw_size"]), r["raw_sha256"])
+                for r in rows] == [(*placed[0], "too_large", len(big), len(big), "")]  # kept whole (under 1 MiB)
+        letters = read_dead_letters(settings, 1, timeout=60)
+        assert [(d.partition, d.offset, d.reason) for d in letters] == [(*placed[0], "too_large")]
+        headers = dict(letters[0].headers)
+        assert letters[0].value == big[:EXCERPT_BYTES]
+        assert headers["tthc-original-size"] == b"1000108" and headers["tthc-truncated"] == b"value"
+        assert headers["tthc-original-sha256"] == hashlib.sha256(big).hexdigest().encode()
+        print(f"\n[bigdlq] a 1,000,108-byte message + 10,000 valid: all processed and acked {acked_s:.1f}s after "
+              f"the first send; exact (gauges = oracle = batch) {sent.seconds():.1f}s after it")
     finally:
         worker.stop()

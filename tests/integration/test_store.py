@@ -26,6 +26,7 @@ from pipeline.reports.indicator_table import HEADERS, format_indicator_table
 from pipeline.store.batch import batch_indicators
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
+from pipeline.store import schema as schema_module
 from pipeline.store.schema import TABLES, VIEWS, ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow, canonical_json
@@ -256,6 +257,51 @@ def test_invalid_rows_keep_bytes_and_are_idempotent(clean):
     assert got[1][2] is None
     assert got[1][4:] == (base64.b64encode(b"\xff\xfe{}").decode(), "base64")
     assert got[2][2] == "\ufffd" and got[2][4:] == ("", "none")
+
+
+def test_invalid_rows_are_bounded_with_the_original_size_and_hash(clean):
+    """Issue 20: a rejected value is kept whole up to 1 MiB; a larger one is cut (at a
+    UTF-8 boundary) with its size and SHA-256; a huge key is cut too."""
+    import hashlib
+
+    from pipeline.contract.rejected import STORED_RAW_MAX
+    from pipeline.store.writer import STORED_KEY_MAX
+
+    big = ("é" * (STORED_RAW_MAX // 2 + 7)).encode()  # 2-byte characters: a cut in the middle of one is moved
+    near = b"x" * 1_000_108  # the issue's message: under 1 MiB, kept whole
+    rows = [
+        InvalidRow("t", 0, 1, b"k" * (STORED_KEY_MAX * 3), "too_large", "big", big),
+        InvalidRow("t", 0, 2, b"HS-1", "too_large", "near", near),
+        InvalidRow("t", 0, 3, None, "not_utf8", "bad", b"\xff" * (STORED_RAW_MAX + 10)),
+    ]
+    FactWriter(clean).write_invalid(rows)
+    got = clean.query(
+        "SELECT kafka_offset, length(kafka_key), raw, raw_encoding, raw_size, raw_sha256 "
+        "FROM invalid_events FINAL ORDER BY kafka_offset"
+    ).result_rows
+    offset, key_len, raw, encoding, size, sha = got[0]
+    assert key_len == STORED_KEY_MAX and encoding == "utf8" and size == len(big)
+    assert set(raw) == {"é"} and STORED_RAW_MAX - 3 <= len(raw.encode()) <= STORED_RAW_MAX
+    assert sha == hashlib.sha256(big).hexdigest()
+    assert got[1][2:] == (near.decode(), "utf8", len(near), "")
+    _o, _k, raw, encoding, size, sha = got[2]
+    assert encoding == "base64" and len(base64.b64decode(raw)) == STORED_RAW_MAX
+    assert size == STORED_RAW_MAX + 10 and sha == hashlib.sha256(b"\xff" * (STORED_RAW_MAX + 10)).hexdigest()
+
+
+def test_invalid_events_of_an_earlier_version_get_the_size_and_hash_columns(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old_invalid")
+    other.command("CREATE TABLE invalid_events (topic LowCardinality(String), kafka_partition Int32, "
+                  "kafka_offset Int64, kafka_key Nullable(String), reason LowCardinality(String), detail String, "
+                  "raw String, raw_encoding LowCardinality(String), received_at DateTime64(3, 'UTC')) "
+                  "ENGINE = ReplacingMergeTree ORDER BY (topic, kafka_partition, kafka_offset)")
+    other.command("INSERT INTO invalid_events VALUES ('t', 0, 1, NULL, 'invalid_json', 'old', '{x', 'utf8', now64())")
+    ensure_schema(other)
+    FactWriter(other).write_invalid([InvalidRow("t", 0, 2, None, "invalid_json", "new", b"{y")])
+    got = other.query("SELECT kafka_offset, raw, raw_size, raw_sha256 FROM invalid_events FINAL "
+                      "ORDER BY kafka_offset").result_rows
+    assert got == [(1, "{x", None, ""), (2, "{y", 2, "")]
+    ch.command("DROP DATABASE tthc_old_invalid SYNC")
 
 
 def test_cases_latest_version_wins_and_summaries_are_accepted(clean):
@@ -912,3 +958,32 @@ def test_batch_attributes_events_to_the_unit_label_stored_with_them(clean, targe
     assert not any(unit == "TYPO-UNIT" for _, unit, _, _ in got)
     stored = clean.query("SELECT unit_id, unit_label FROM case_events FINAL ORDER BY case_id").result_rows
     assert stored == [("TYPO-UNIT", "unknown"), (UA, UA)]  # the fact keeps what was sent
+
+
+def test_batch_counts_a_sector_outside_the_registry_under_unknown_with_the_held_outcomes(clean, targets):
+    """Issue 20: the worker stores, beside the sector as sent, the sector label (``unknown``
+    outside the registry); the batch counts the sector scope by that label, so it gives
+    the live export's ``unknown`` figures (unregistered and held together)."""
+    events = Events()
+    t = T - 2 * D
+    sent = events.received("S1", UA, t, sector="xx_invented", due=t + 3 * D, digitized=True)
+    kept = events.received("S2", UA, t, sector="ho_tich", due=t + 3 * D)
+    FactWriter(clean).write_events([AcceptedEvent(sent, 0, 1, UA, "unknown"), AcceptedEvent(kept, 0, 2, UA)])
+    got = by_key(run(clean, targets, windows=("7d",)))
+    assert got[("digitized", "all", "unknown", "7d")] == (1, 1)
+    assert got[("digitized", "all", "ho_tich", "7d")] == (0, 1)
+    assert got[("digitized", UA, "all", "7d")] == (1, 2)
+    assert not any(sector == "xx_invented" for _, _, sector, _ in got)
+    stored = clean.query("SELECT sector, sector_label FROM case_events FINAL ORDER BY case_id").result_rows
+    assert stored == [("xx_invented", "unknown"), ("ho_tich", "ho_tich")]  # the fact keeps what was sent
+
+
+def test_case_events_of_an_earlier_version_get_a_sector_label_equal_to_the_sector(ch):
+    other = connect(f"chdb://{ch.path}?database=tthc_old_events")
+    other.command("CREATE TABLE case_events (event_id String, sector LowCardinality(Nullable(String))) "
+                  "ENGINE = ReplacingMergeTree ORDER BY event_id")
+    other.command("INSERT INTO case_events VALUES ('e1', 'xx_old'), ('e2', NULL)")
+    other.command(next(ddl for ddl in schema_module._ADDED_COLUMNS if "sector_label" in ddl))
+    got = other.query("SELECT event_id, sector_label FROM case_events ORDER BY event_id").result_rows
+    assert got == [("e1", "xx_old"), ("e2", None)]  # old rows: the code as stored, as the batch showed before
+    ch.command("DROP DATABASE tthc_old_events SYNC")
