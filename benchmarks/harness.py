@@ -104,7 +104,7 @@ def load_into_broker(settings: Settings, path: Path, chunk: int = 20_000) -> flo
     returns messages/s. An aiokafka producer with large batches, so the loads stay short."""
     from aiokafka import AIOKafkaProducer
 
-    from pipeline.feed.replay import message_key
+    from pipeline.contract.events import message_key
 
     create_topics(settings)
     lines = path.read_bytes().splitlines()

@@ -352,7 +352,7 @@ def restart(base: Settings, seed: int, events: int, timeout: float) -> dict:
 
 def contract(seed: int, events: int) -> dict:
     from pipeline.contract.events import InvalidEvent, parse_event
-    from pipeline.feed.replay import message_key
+    from pipeline.contract.events import message_key
 
     lines = load.history_file(seed, events).path.read_bytes().splitlines()
     keys = [message_key(line) for line in lines]

@@ -255,7 +255,7 @@ def dlq_topic_configs(settings: Settings) -> dict[str, str]:
 async def topic_max_message_bytes(settings: Settings, topic: str) -> int | None:
     """The topic's ``max.message.bytes`` as the cluster reports it (its own or the
     broker's default), None when the cluster does not say."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin import AIOKafkaAdminClient  # lazy: only the worker reads a topic's limit
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(**aiokafka_options(settings), request_timeout_ms=PREFLIGHT_TIMEOUT_MS)
