@@ -116,9 +116,10 @@ class Settings:
     clock: str = "wall"
     web_port: int = 6066
     web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/stream/webguard.py)
-    sql_max_seconds: float = 120.0  # POST /sql: the engine's max_execution_time
-    sql_max_rows: int = 1_000_000  # POST /sql: max_result_rows
-    sql_max_bytes: int = 512 * 1024 * 1024  # POST /sql: max_result_bytes
+    sql_max_seconds: float = 30.0  # POST /sql: the engine's max_execution_time
+    sql_max_rows: int = 100_000  # POST /sql: max_result_rows
+    sql_max_bytes: int = 64 * 1024 * 1024  # POST /sql: max_result_bytes
+    sql_max_memory: int = 1024 * 1024 * 1024  # POST /sql: max_memory_usage
     prometheus_port: int = 19090
     alertmanager_port: int = 19093
     webhook_port: int = 5001  # where the local Alertmanager's webhook receivers post
@@ -191,6 +192,7 @@ _PARSERS = {
     "sql_max_seconds": positive_float,
     "sql_max_rows": positive_int,
     "sql_max_bytes": positive_int,
+    "sql_max_memory": positive_int,
     "prometheus_port": _port,
     "alertmanager_port": _port,
     "webhook_port": _port,

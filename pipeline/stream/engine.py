@@ -40,7 +40,7 @@ from pipeline.core.targets import Targets
 from pipeline.core.view import indicator_figures
 from pipeline.secrets import install_log_redaction, redact
 from pipeline.store.client import connect, describe_dsn
-from pipeline.store.readonly import ClientRunner, json_safe
+from pipeline.store.sqlreader import SqlReader
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import AcceptedEvent, FactWriter, InvalidRow
@@ -88,6 +88,7 @@ class Engine:
         self.exposition = LiveExposition(targets)
         self.problems = Problems()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self.sql_reader = SqlReader(settings.effective_clickhouse_dsn)  # POST /sql: never on the writer's thread
         self.client = None
         self.writer: FactWriter | None = None
         self.store = case_store(settings)
@@ -485,12 +486,10 @@ class Engine:
             "problems": self.problems.entries(),
         }
 
-    async def _sql(self, sql: str, parameters, limits: dict):
+    async def _sql(self, sql: str, parameters, limits: dict, wait_seconds: float):
         if not self.ready:
             raise UserError("the worker is still starting; try again in a moment")
-        runner = ClientRunner(self.client, settings=limits)
-        columns, rows = await self._in_store_thread(runner.query, sql, parameters)
-        return columns, json_safe(rows)
+        return await self.sql_reader.query(sql, parameters, limits, wait_seconds)
 
 
 def _die_with_parent(parent: int) -> None:

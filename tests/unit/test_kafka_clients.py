@@ -22,6 +22,7 @@ from pipeline.kafka_clients import (
     topic_configs,
     topic_policy,
 )
+from pipeline.secrets import redact
 
 SECRET = "pw-Xy9=ab/c+d!"
 
@@ -86,12 +87,21 @@ def test_security_settings_that_do_not_fit_are_one_line_errors(tmp_path):
         _settings(TTHC_KAFKA_REPLICATION="three")
 
 
-def test_password_file_gives_its_first_line_and_errors_never_quote_it(tmp_path):
+def test_password_file_is_one_line_and_errors_never_quote_it(tmp_path):
     secret = tmp_path / "password"
-    secret.write_text(SECRET + "\nignored\n")
+    secret.write_text(SECRET + "\n\n")
     settings = _settings(TTHC_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", TTHC_KAFKA_SASL_USERNAME="u",
                          TTHC_KAFKA_SASL_PASSWORD_FILE=str(secret))
     assert kafka_python_options(settings)["sasl_plain_password"] == SECRET
+    assert redact(f"failed with {SECRET}") == "failed with ***"  # what is used is what is redacted
+    # issue 20: the client used the first line while the redactor remembered the whole file
+    secret.write_text(SECRET + "\nsecond-line\n")
+    with pytest.raises(ConfigError, match="holds 2 non-empty lines; a secret is one line") as info:
+        kafka_python_options(settings)
+    assert SECRET not in str(info.value) and "\n" not in str(info.value)
+    secret.write_text("ab\n")  # too short to redact: refused
+    with pytest.raises(ConfigError, match="shorter than 4 characters"):
+        kafka_python_options(settings)
     secret.write_text("")
     with pytest.raises(ConfigError, match="is empty"):
         kafka_python_options(settings)
