@@ -48,6 +48,7 @@ __all__ = [
     "ensure_sql_token",
     "is_loopback",
     "parse_sql_body",
+    "sql_limits",
     "sql_token",
     "sql_token_path",
     "web_access",
@@ -215,7 +216,7 @@ def sql_token(settings: Settings, environ: Mapping[str, str] | None = None) -> s
 
 def _allowed_hosts(web_host: str) -> frozenset[str]:
     hosts = {"localhost", "127.0.0.1", "::1", _host_name(web_host)}
-    if web_host in ("0.0.0.0", "::", ""):
+    if web_host in ("0.0.0.0", "::", "*", ""):
         hosts.discard(web_host)
         name = socket.gethostname().lower()
         hosts |= {name, name.split(".")[0]}
@@ -238,5 +239,9 @@ def web_access(settings: Settings, environ: Mapping[str, str] | None = None) -> 
         if made:
             print(f"worker: POST /sql needs the bearer token now written to {sql_token_path(settings).resolve()} "
                   "(mode 600; the sql command reads it from there)", flush=True)
-    limits = SqlLimits(settings.sql_max_seconds, settings.sql_max_rows, settings.sql_max_bytes, settings.sql_max_memory)
-    return WebAccess(settings.web_host, token, limits, _allowed_hosts(settings.web_host))
+    return WebAccess(settings.web_host, token, sql_limits(settings), _allowed_hosts(settings.web_host))
+
+
+def sql_limits(settings: Settings) -> SqlLimits:
+    """The bounds of one ``POST /sql`` query (``TTHC_SQL_MAX_*``)."""
+    return SqlLimits(settings.sql_max_seconds, settings.sql_max_rows, settings.sql_max_bytes, settings.sql_max_memory)
