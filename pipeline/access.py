@@ -5,7 +5,7 @@ worker runs that process is the worker: the query then goes to the worker's
 ``POST /sql`` on 127.0.0.1. When no worker answers, the command opens the engine
 itself. With an ``http(s)://`` DSN the command talks to the ClickHouse server.
 Either way the query is checked to be read-only here *and* runs with the engine's
-``readonly=1`` setting.
+``readonly=1`` setting and the bounds of ``TTHC_SQL_MAX_*`` (``webguard.sql_limits``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pipeline.config import Settings, UserError
 from pipeline.safetext import csv_row, terminal_text
 from pipeline.store.batch import parse_windows  # one parser of --window, also batch_indicators'
 from pipeline.store.readonly import QueryRunner, check_read_only, json_safe
-from pipeline.stream.webguard import sql_token
+from pipeline.stream.webguard import sql_limits, sql_token
 
 FORMATS = ("json", "table", "csv")
 
@@ -85,8 +85,9 @@ def open_runner(settings: Settings) -> QueryRunner:
                     f"{settings.web_url} (a worker still starting?); try again in a moment"
                 ) from None
             raise
-        return ClientRunner(client)
-    return ClientRunner(connect(settings.effective_clickhouse_dsn))
+        return ClientRunner(client, settings=sql_limits(settings).settings())
+    # the same bounds as POST /sql, whichever way the query goes (a server enforces them per query)
+    return ClientRunner(connect(settings.effective_clickhouse_dsn), settings=sql_limits(settings).settings())
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:
