@@ -6,7 +6,7 @@ worker runs that process is the worker: the query then goes to the worker's
 ``POST /sql`` on 127.0.0.1. When no worker answers, the command opens the engine
 itself. With an ``http(s)://`` DSN the command talks to the ClickHouse server.
 Either way the query is checked to be read-only here *and* runs with the engine's
-``readonly=1`` setting.
+``readonly=1`` setting and the bounds of ``TTHC_SQL_MAX_*`` (``webguard.sql_limits``).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import urllib.request
 from typing import Any, Sequence
 
 from pipeline.config import Settings, UserError
-from pipeline.secrets import read_secret
+from pipeline.safetext import csv_row, terminal_text
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryRunner, check_read_only, json_safe
+from pipeline.stream.webguard import sql_limits, sql_token
 
 FORMATS = ("json", "table", "csv")
 
@@ -29,16 +30,19 @@ FORMATS = ("json", "table", "csv")
 class WorkerRunner:
     """Runs read-only queries through a live worker's HTTP endpoint."""
 
-    def __init__(self, base_url: str, timeout: float = 300.0) -> None:
+    def __init__(self, base_url: str, token: str | None, timeout: float = 300.0) -> None:
         self.url = f"{base_url}/sql"
+        self.token = token  # TTHC_SQL_TOKEN(_FILE), else the worker's generated one (webguard.sql_token)
         self.timeout = timeout
+
+    def __repr__(self) -> str:  # never the token
+        return f"WorkerRunner({self.url!r})"
 
     def query(self, sql: str, parameters: dict | None = None) -> tuple[list[str], list[tuple]]:
         body = json.dumps({"query": sql, "parameters": parameters or {}}).encode()
         headers = {"Content-Type": "application/json"}
-        token = read_secret("TTHC_SQL_TOKEN")
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -65,7 +69,7 @@ class WorkerRunner:
 def open_runner(settings: Settings) -> QueryRunner:
     """The way to reach the stored facts right now (see the module docstring)."""
     if settings.embedded_clickhouse:
-        worker = WorkerRunner(settings.web_url)
+        worker = WorkerRunner(settings.web_url, sql_token(settings))
         if worker.alive():
             return worker
         try:
@@ -77,8 +81,9 @@ def open_runner(settings: Settings) -> QueryRunner:
                     f"{settings.web_url} (a worker still starting?); try again in a moment"
                 ) from None
             raise
-        return ClientRunner(client)
-    return ClientRunner(connect(settings.effective_clickhouse_dsn))
+        return ClientRunner(client, settings=sql_limits(settings).settings())
+    # the same bounds as POST /sql, whichever way the query goes (a server enforces them per query)
+    return ClientRunner(connect(settings.effective_clickhouse_dsn), settings=sql_limits(settings).settings())
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:
@@ -87,11 +92,12 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_fo
         return json.dumps([dict(zip(columns, row)) for row in rows], ensure_ascii=False, indent=1)
     if output_format == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return buffer.getvalue().rstrip("\n")
-    texts = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
+        writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180; a \r or \n in a value is quoted
+        writer.writerow(csv_row(columns))  # formula-looking text neutralised (pipeline/safetext.py)
+        writer.writerows(csv_row(row) for row in rows)
+        return buffer.getvalue().removesuffix("\r\n")
+    columns = [terminal_text(str(c)) for c in columns]  # no control character reaches the terminal
+    texts = [[("NULL" if v is None else terminal_text(str(v))) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in texts]) for i, c in enumerate(columns)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines.append("-+-".join("-" * w for w in widths))

@@ -118,9 +118,10 @@ class Settings:
     clock: Annotated[str, _choice("wall", "event")] = "wall"
     web_port: Port = 6066
     web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/stream/webguard.py)
-    sql_max_seconds: float = 120.0  # POST /sql: the engine's max_execution_time
-    sql_max_rows: int = 1_000_000  # POST /sql: max_result_rows
-    sql_max_bytes: int = 512 * 1024 * 1024  # POST /sql: max_result_bytes
+    sql_max_seconds: float = 30.0  # POST /sql: the engine's max_execution_time
+    sql_max_rows: int = 100_000  # POST /sql: max_result_rows
+    sql_max_bytes: int = 64 * 1024 * 1024  # POST /sql: max_result_bytes
+    sql_max_memory: int = 1024 * 1024 * 1024  # POST /sql: max_memory_usage
     prometheus_port: Port = 19090
     alertmanager_port: Port = 19093
     webhook_port: Port = 5001  # where the local Alertmanager's webhook receivers post

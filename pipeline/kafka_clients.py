@@ -35,6 +35,7 @@ from typing import Any, Iterator
 from pipeline.config import ConfigError, Settings, UserError
 from pipeline.errors import one_line
 from pipeline.contract.rejected import DEAD_LETTER_MAX_BYTES, DLQ_MAX_MESSAGE_BYTES
+from pipeline.secrets import secret_text
 
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 TLS_PROTOCOLS = ("SSL", "SASL_SSL")
@@ -100,12 +101,14 @@ def bootstrap_servers(settings: Settings) -> str:
 
 # -- security ------------------------------------------------------------------------
 def sasl_password(settings: Settings) -> str:
-    """The SCRAM password: ``TTHC_KAFKA_SASL_PASSWORD``, else the first line of the file
-    ``TTHC_KAFKA_SASL_PASSWORD_FILE`` names. Errors never quote it."""
+    """The SCRAM password: ``TTHC_KAFKA_SASL_PASSWORD``, else the file
+    ``TTHC_KAFKA_SASL_PASSWORD_FILE`` names (one line: ``secrets.secret_text``, the
+    rule every secret follows, so the password used is the one redacted). Errors never
+    quote it."""
     if settings.kafka_sasl_password and settings.kafka_sasl_password_file:
         raise ConfigError("set TTHC_KAFKA_SASL_PASSWORD or TTHC_KAFKA_SASL_PASSWORD_FILE, not both")
     if settings.kafka_sasl_password:
-        return settings.kafka_sasl_password
+        return secret_text("TTHC_KAFKA_SASL_PASSWORD", settings.kafka_sasl_password)
     if settings.kafka_sasl_password_file:
         path = Path(settings.kafka_sasl_password_file).expanduser()
         try:
@@ -113,10 +116,7 @@ def sasl_password(settings: Settings) -> str:
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
             raise ConfigError(f"cannot read TTHC_KAFKA_SASL_PASSWORD_FILE {path}: {reason}") from None
-        password = text.splitlines()[0] if text.strip() else ""
-        if not password:
-            raise ConfigError(f"TTHC_KAFKA_SASL_PASSWORD_FILE {path} is empty")
-        return password
+        return secret_text("TTHC_KAFKA_SASL_PASSWORD", text, str(path))
     return ""
 
 

@@ -3,6 +3,10 @@
 A secret ``TTHC_X`` is given either as the variable itself or as ``TTHC_X_FILE``, the
 path of a file holding it (Docker/Kubernetes secrets, systemd credentials); the file's
 content is stripped of surrounding whitespace. Both at once is a configuration error.
+A secret is one line (a file with two non-empty lines is refused, so what is used is
+exactly what is redacted) of at least :data:`MIN_CHARS` characters (a shorter one is
+refused: it could not be redacted without wrecking every log line). Every secret of the
+pipeline is read through :func:`secret_text`, the one rule.
 
 Every secret value read here is remembered in :data:`KNOWN`, and :func:`redact` replaces
 each of them (and a password in any URL) by ``***``. The worker runs every log record,
@@ -26,22 +30,40 @@ from urllib.parse import quote, urlparse, urlunparse
 
 from pipeline.errors import ConfigError
 
-__all__ = ["KNOWN", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction", "with_password"]
+__all__ = ["KNOWN", "MIN_CHARS", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction",
+           "secret_text", "with_password"]
 
 SECRET_NAMES = ("TTHC_SQL_TOKEN", "TTHC_CLICKHOUSE_PASSWORD", "TTHC_KAFKA_SASL_PASSWORD")
 KNOWN: set[str] = set()
 MASK = "***"
+MIN_CHARS = 4
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
 
 
 def remember(value: str | None) -> str | None:
     """Treat ``value`` as a secret from now on (too short to be one: ignored)."""
-    if value and len(value) >= 4:
+    if value and len(value) >= MIN_CHARS:
         KNOWN.add(value)
         encoded = quote(value, safe="")
         if encoded != value:
             KNOWN.add(encoded)
     return value
+
+
+def secret_text(name: str, text: str, source: str | None = None) -> str:
+    """The secret ``name`` given as ``text`` (read from the file ``source``, if any):
+    stripped, one line, at least :data:`MIN_CHARS` characters, and remembered.
+    ``ConfigError`` (never quoting it) otherwise."""
+    where = f"{name}_FILE: {source}" if source is not None else name
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ConfigError(f"{where} is empty" if source is not None else f"{name} must not be empty")
+    if len(lines) > 1:
+        raise ConfigError(f"{where} holds {len(lines)} non-empty lines; a secret is one line")
+    value = text.strip()
+    if len(value) < MIN_CHARS:
+        raise ConfigError(f"{where}: the secret is shorter than {MIN_CHARS} characters (too short to keep out of logs)")
+    return remember(value)
 
 
 def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
@@ -53,18 +75,14 @@ def read_secret(name: str, environ: Mapping[str, str] | None = None) -> str | No
         raise ConfigError(f"set {name} or {name}_FILE, not both")
     if path is not None:
         try:
-            value = Path(path).expanduser().read_text(encoding="utf-8").strip()
+            text = Path(path).expanduser().read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or type(exc).__name__
             raise ConfigError(f"{name}_FILE: cannot read {path} ({reason})") from None
-        if not value:
-            raise ConfigError(f"{name}_FILE: {path} is empty")
-        return remember(value)
+        return secret_text(name, text, path)
     if direct is None:
         return None
-    if not direct.strip():
-        raise ConfigError(f"{name} must not be empty")
-    return remember(direct.strip())
+    return secret_text(name, direct)
 
 
 def with_password(dsn: str, password: str | None) -> str:
@@ -75,7 +93,7 @@ def with_password(dsn: str, password: str | None) -> str:
     except ValueError:
         return dsn
     if parsed.password:
-        remember(parsed.password)
+        secret_text("the password in TTHC_CLICKHOUSE_DSN", parsed.password)
     remember(password)
     if not password or parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
         return dsn

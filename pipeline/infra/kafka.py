@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -184,19 +185,37 @@ def ensure_formatted(
         id_file.parent.mkdir(parents=True, exist_ok=True)
         id_file.write_text(_new_cluster_id() + "\n")
     cluster_id = id_file.read_text().strip()
-    argv = [java, "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",  # not the full config dump
+    args = ["-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",  # not the full config dump
             "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format",
             "--cluster-id", cluster_id, "--config", str(config)]
     if security.protocol in SASL_PROTOCOLS:
         check_scram_text(security.username, security.password)
-        # the password is on this command line for the second the tool runs (the tool
-        # reads it nowhere else); the tool's output goes to the log and never quotes it
-        argv += ["--add-scram", f"{security.mechanism}=[name={security.username},password={security.password}]"]
+        # the tool takes the password nowhere but in its arguments: they go in a Java
+        # argument file (mode 0600, deleted after the run), so no command line shows it
+        args += ["--add-scram", f"{security.mechanism}=[name={security.username},password={security.password}]"]
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        result = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    arg_file = config.parent / "storage-format.args"
+    arg_file.unlink(missing_ok=True)
+    try:
+        _write_private(arg_file, "".join(_java_arg(a) + "\n" for a in args))
+        with log_file.open("ab") as log:
+            result = subprocess.run([java, f"@{arg_file}"], stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+    finally:
+        arg_file.unlink(missing_ok=True)
     if result.returncode != 0:
         raise UserError(f"formatting the Kafka storage failed; see {log_file}")
+
+
+def _java_arg(text: str) -> str:
+    """One argument of a Java ``@argfile``, quoted (a ``#`` outside quotes starts a comment)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
 
 
 def ensure_tls_files(directory: Path, log_file: Path) -> tuple[Path, Path]:

@@ -28,6 +28,7 @@ from pipeline.reports.charts import distribution_svg, trend_svg
 from pipeline.reports.data import IndicatorFigure, ReportData
 from pipeline.reports.period import LOCAL_TZ
 from pipeline.store.sectors import load_sectors
+from pipeline.safetext import csv_row
 
 __all__ = ["ReportFiles", "write_report", "vn_number", "vn_percent", "vn_date", "print_pdf", "CHROMIUM"]
 
@@ -107,8 +108,8 @@ def _env() -> Environment:
 def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
+        writer.writerow(csv_row(header))
+        writer.writerows(csv_row(row) for row in rows)  # formula-looking text neutralised (pipeline/safetext.py)
     return path
 
 

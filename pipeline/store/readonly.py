@@ -2,16 +2,11 @@
 
 Two independent guards (defence in depth):
 
-1. :func:`check_read_only` looks at the statement itself: after removing comments
-   (``-- …``, ``# …`` and ``#!…`` as ClickHouse reads them, nested
-   ``/* … */``) and leading whitespace and
-   parentheses, the first keyword must be ``SELECT``, ``WITH``, ``SHOW``,
-   ``DESCRIBE``/``DESC`` or ``EXPLAIN``; a ``;`` followed by anything but whitespace
-   or comments (a second statement) is refused, and so is ``INTO OUTFILE`` (it writes
-   a file on the client side, which for the embedded engine is this machine, and
-   the engine's read-only mode does not stop it). String literals (``'…'``,
-   ``$$…$$``, ``$tag$…$tag$``) and quoted identifiers (``"…"``, ```…```) are
-   skipped, so a ``;`` or ``--`` inside them changes nothing.
+1. :func:`check_read_only` (``sqlcheck.py``) looks at the statement itself: one
+   statement that reads the project's tables and nothing else (no table function but
+   numbers/zeros, no ``system`` database, ``DESCRIBE``/``SHOW`` of plain table names
+   only, no ``SETTINGS``/``FORMAT``/``INTO OUTFILE``), every text it cannot fully
+   read refused.
 2. :class:`ClientRunner` runs every query with the ClickHouse setting
    ``readonly = 1``, so the engine refuses writes, DDL and setting changes too.
 
@@ -25,106 +20,19 @@ and drops that handle after any engine error.
 
 from __future__ import annotations
 
-import re
 import threading
 from datetime import date, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.config import UserError
 from pipeline.errors import one_line
+from pipeline.store.sqlcheck import ALLOWED, check_read_only
 
-__all__ = ["ALLOWED", "QueryError", "QueryRunner", "ClientRunner", "check_read_only", "strip_sql"]
-
-ALLOWED = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN")
-_PREFIX = "only read-only queries are allowed (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN); got "
-_HEREDOC_RE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
-_WORD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OUTFILE_RE = re.compile(r"\bINTO\s+OUTFILE\b", re.IGNORECASE)
+__all__ = ["ALLOWED", "QueryError", "QueryRunner", "ClientRunner", "check_read_only", "json_safe"]
 
 
 class QueryError(UserError):
     """The engine refused or failed a query (one line, ClickHouse's own message)."""
-
-
-def strip_sql(sql: str) -> str:
-    """``sql`` with comments replaced by a space and every quoted literal or
-    identifier replaced by ``''`` (its position kept, its content dropped).
-
-    Raises ``UserError`` for an unterminated quote or block comment.
-    """
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        c = sql[i]
-        nxt = sql[i + 1] if i + 1 < n else ""
-        if c == "-" and nxt == "-":
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-            out.append(" ")
-        elif c == "#" and nxt in (" ", "!"):  # ClickHouse: only "# " and "#!" open a comment
-            j = sql.find("\n", i)
-            i = n if j < 0 else j
-            out.append(" ")
-        elif c == "/" and nxt == "*":
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if sql.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif sql.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            if depth:
-                raise UserError(_PREFIX + "an unterminated /* comment")
-            out.append(" ")
-        elif c in ("'", '"', "`"):
-            j = i + 1
-            while True:
-                if j >= n:
-                    raise UserError(_PREFIX + f"an unterminated {c} quote")
-                if sql[j] == "\\":
-                    j += 2
-                    continue
-                if sql[j] == c:
-                    if j + 1 < n and sql[j + 1] == c:  # doubled quote inside
-                        j += 2
-                        continue
-                    break
-                j += 1
-            i = j + 1
-            out.append("''")
-        elif c == "$" and (m := _HEREDOC_RE.match(sql, i)) is not None:
-            delim = m.group(0)
-            end = sql.find(delim, m.end())
-            if end < 0:
-                raise UserError(_PREFIX + f"an unterminated {delim} string")
-            i = end + len(delim)
-            out.append("''")
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def check_read_only(sql: str) -> None:
-    """Raise ``UserError`` unless ``sql`` is one read-only statement (module doc)."""
-    if not isinstance(sql, str):
-        raise UserError(_PREFIX + f"a {type(sql).__name__}, not SQL text")
-    skeleton = strip_sql(sql)
-    body = skeleton.strip()
-    while body.endswith(";"):
-        body = body[:-1].rstrip()
-    if ";" in body:
-        raise UserError(_PREFIX + "more than one statement")
-    head = body.lstrip("( \t\r\n\f\v")
-    if not head:
-        raise UserError(_PREFIX + "an empty query")
-    m = _WORD_RE.match(head)
-    word = m.group(0).upper() if m else repr(head[:20])
-    if word not in ALLOWED:
-        raise UserError(_PREFIX + f"{word} …")
-    if _OUTFILE_RE.search(body):
-        raise UserError(_PREFIX + f"{word} … INTO OUTFILE (writes a file)")
 
 
 @runtime_checkable

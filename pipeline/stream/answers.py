@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 from pipeline.config import UserError
 from pipeline.secrets import redact
+from pipeline.store.sqlreader import SqlReader
 from pipeline.stream import channel
 from pipeline.stream.facts import FactStore
 from pipeline.stream.metrics import LiveExposition, WorkerMetrics
@@ -19,6 +20,7 @@ class Answered(Protocol):
     metrics: WorkerMetrics
     exposition: LiveExposition
     facts: FactStore
+    sql_reader: SqlReader
 
     def view_at_clock(self): ...
 
@@ -59,8 +61,7 @@ class Answers:
     async def health(self) -> dict:
         return self.engine.health()
 
-    async def sql(self, sql: str, parameters, limits: dict):
-        facts = self.engine.facts
-        if not facts.ready:
+    async def sql(self, sql: str, parameters, limits: dict, wait_seconds: float):
+        if not self.engine.facts.ready:
             raise UserError("the worker is still starting; try again in a moment")
-        return await facts.query(sql, parameters, limits)
+        return await self.engine.sql_reader.query(sql, parameters, limits, wait_seconds)

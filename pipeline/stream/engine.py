@@ -39,6 +39,7 @@ from pipeline.core.sectors import SectorLabels
 from pipeline.core.targets import Targets
 from pipeline.core.view import indicator_figures
 from pipeline.secrets import install_log_redaction
+from pipeline.store.sqlreader import SqlReader
 from pipeline.store.units import load_units
 from pipeline.store.writer import AcceptedEvent, InvalidRow
 from pipeline.stream import channel, gcpolicy
@@ -87,6 +88,7 @@ class Engine:
         self.exposition = LiveExposition(targets)
         self.problems = Problems()
         self.facts = FactStore(settings, self.metrics)
+        self.sql_reader = SqlReader(settings.effective_clickhouse_dsn)  # POST /sql: never on the writer's thread
         self.store = case_store(settings)
         self.repository = CachedRepository(self.store)
         self.checkpoint = Checkpoint(

@@ -10,7 +10,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.config import Settings
 from pipeline.store.client import connect, describe_dsn
-from pipeline.store.readonly import ClientRunner, json_safe
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter
@@ -68,7 +67,3 @@ class FactStore:
         self.metrics.rows_written.labels("indicator_snapshots").inc(len(indicators))
         self.metrics.inserts.labels("indicator_snapshots").inc()
 
-    async def query(self, sql: str, parameters, limits: dict):
-        runner = ClientRunner(self.client, settings=limits)
-        columns, rows = await self._on_thread(runner.query, sql, parameters)
-        return columns, json_safe(rows)

@@ -369,20 +369,26 @@ class Worker:
 
         class SqlView(faust.web.View):
             async def post(self, request):
-                refusal = worker.web.refusal(request.headers.get("Authorization"))
+                headers = request.headers
+                refusal = worker.web.refusal(headers.get("Authorization"), headers.get("Content-Type"),
+                                             headers.get("Host"))
                 if refusal is not None:
-                    return self.json({"error": refusal}, status=401)
-                body = await request.json()
-                sql = body.get("query", "")
+                    return self.json({"error": refusal.message}, status=refusal.status)
                 try:
-                    check_read_only(sql)
+                    body = webguard.parse_sql_body(await request.read())
+                    check_read_only(body.query)
                     columns, rows = await worker._ask(
-                        "sql", sql, body.get("parameters"), worker.web.limits.settings(), timeout=None
+                        "sql", body.query, body.parameters, worker.web.limits.settings(),
+                        worker.web.limits.wait_seconds, timeout=worker.web.limits.wait_seconds + 1,
                     )
                 except UserError as exc:
                     return self.json({"error": redact(str(exc))}, status=400)
+                except asyncio.TimeoutError:
+                    return self.json({"error": "POST /sql: no answer within "
+                                               f"{worker.web.limits.wait_seconds:g} s"}, status=504)
                 except Exception as exc:  # the engine's own message, one line
-                    return self.json({"error": redact(str(exc).strip().splitlines()[0][:500])}, status=400)
+                    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    return self.json({"error": redact(line[:500])}, status=400)
                 return self.json({"columns": columns, "rows": rows})
 
         return SqlView

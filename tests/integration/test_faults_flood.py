@@ -89,7 +89,8 @@ def test_100k_hostile_messages_interleaved_with_valid_ones(infra):
     rng = random.Random(13)
     scenario = build_scenario(seed=34, cases=800, malformed_rate=0.0)
     expected = Expected.of(scenario)
-    settings = isolated_settings(infra, "flood", clock="event")
+    # sql_max_rows: the check below reads every invalid_events row (100,000) through POST /sql
+    settings = isolated_settings(infra, "flood", clock="event", sql_max_rows=1_000_000)
     valid = [(json.loads(line)["case_id"].encode(), line) for line in scenario.lines]
     bad = [_bad(rng, n) for n in range(BAD)]
     # interleave: the valid lines keep their order, bad ones fall in between

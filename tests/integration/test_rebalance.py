@@ -19,6 +19,7 @@ import pytest
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from pipeline.contract.events import format_time, parse_time
+from pipeline.stream.webguard import sql_token
 from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _streaming
 from tests.integration.workerproc import WorkerProcess, isolated_settings
 from tests.oracle import expected_indicators
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.integration
 def _stored_ids(worker: WorkerProcess) -> set[str]:
     from pipeline.access import WorkerRunner
 
-    _, rows = WorkerRunner(worker.settings.web_url).query("SELECT event_id FROM case_events FINAL")
+    _, rows = WorkerRunner(worker.settings.web_url, sql_token(worker.settings)).query("SELECT event_id FROM case_events FINAL")
     return {row[0] for row in rows}
 
 

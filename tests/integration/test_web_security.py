@@ -90,7 +90,7 @@ def test_sql_needs_the_token_is_bounded_read_only_and_no_secret_leaks(infra, tmp
         for query, marker in (
             ("SELECT number FROM numbers(1000)", "TOO_MANY_ROWS_OR_BYTES"),
             ("SELECT count() FROM numbers(100000000000)", "TIMEOUT_EXCEEDED"),
-            ("SELECT number FROM numbers(1000) SETTINGS max_result_rows = 0", "READONLY"),
+            ("SELECT number FROM numbers(1000) SETTINGS max_result_rows = 0", "SETTINGS"),
         ):
             status, body = _post_sql(url, query, TOKEN)
             assert status == 400 and marker in body["error"], (query, body)
@@ -120,15 +120,16 @@ from pipeline.config import load_settings
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
 from pipeline.store.schema import ensure_schema
-from pipeline.stream.webguard import web_access
+from pipeline.stream.webguard import sql_limits
 
 client = connect(sys.argv[1])
 ensure_schema(client)
-limits = web_access(load_settings()).limits.settings()  # exactly what POST /sql uses
+limits = sql_limits(load_settings()).settings()  # exactly what POST /sql uses
 runner = ClientRunner(client, check=False, settings=limits)  # the statement check bypassed
 for sql in ("INSERT INTO units (unit_id, name_vi, kind, valid_from) VALUES ('Z', 'z', 'commune', '2025-01-01')",
             "CREATE TABLE sneaky (a Int8) ENGINE = Memory", "DROP TABLE case_events",
-            "ALTER TABLE case_events DELETE WHERE 1", "SET readonly = 0"):
+            "ALTER TABLE case_events DELETE WHERE 1", "SET readonly = 0",
+            "SELECT number FROM numbers(10) SETTINGS max_result_rows = 0, readonly = 0"):
     try:
         runner.query(sql)
         print("WROTE", sql)
@@ -145,6 +146,6 @@ def test_the_sql_endpoints_runner_cannot_write_even_without_the_statement_check(
                             timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[:5] == ["REFUSED True"] * 5, result.stdout
-    assert "sneaky" not in lines[5] and "case_events" in lines[5]
-    assert lines[6] == "UNITS 0"
+    assert lines[:6] == ["REFUSED True"] * 6, result.stdout
+    assert "sneaky" not in lines[6] and "case_events" in lines[6]
+    assert lines[7] == "UNITS 0"

@@ -6,25 +6,32 @@ Docker: every file or directory it mounts, builds from or reads exists in the
 repository; every ``TTHC_*`` variable it sets is a setting of ``pipeline/config.py``
 with a valid value; the pieces the README describes are there (three KRaft brokers,
 a ClickHouse server, two or more workers in one consumer group with an ``http://``
-DSN, Prometheus scraping every worker, Grafana with the provisioning mounted).
+DSN, Prometheus scraping every worker, Grafana with the provisioning mounted), and
+``POST /sql`` is never reachable without a token (issue 20, finding 4: a ``socat``
+sidecar once forwarded the compose network to the worker's loopback port).
 """
 
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import fields
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipeline.boards.provision import CONTAINER_DASHBOARDS_DIR, PROVISIONING_DIR
 from pipeline.boards.queries import WORKER_JOB
 from pipeline.config import PROJECT_ROOT, Settings, env_name, load_settings
+from pipeline.secrets import SECRET_NAMES
+from pipeline.stream.webguard import is_loopback, web_access
 from tests.tools import required_tool
 
 COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yml"
-SETTINGS_VARIABLES = {env_name(f.name) for f in fields(Settings)}
+SETTINGS_VARIABLES = {env_name(f.name) for f in fields(Settings)} | set(SECRET_NAMES) | {
+    f"{name}_FILE" for name in SECRET_NAMES}
 
 
 def _compose() -> dict:
@@ -134,14 +141,11 @@ def test_the_layout_has_the_documented_pieces():
     assert all(b in tthc_env["TTHC_KAFKA_BOOTSTRAP"] for b in brokers)
     assert "clickhouse" in services and services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server")
 
-    # Prometheus scrapes every worker (through its sidecar) under the job the boards query.
+    # Prometheus scrapes every worker's own port under the job the boards query.
     prometheus = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
     (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == WORKER_JOB]
-    scraped = {t.split(":")[0] for c in job["static_configs"] for t in c["targets"]}
-    assert scraped == set(workers)
-    for worker in workers:
-        sidecars = [s for s in services.values() if s.get("network_mode") == f"service:{worker}"]
-        assert len(sidecars) == 1, worker
+    scraped = {tuple(t.split(":")) for c in job["static_configs"] for t in c["targets"]}
+    assert scraped == {(w, tthc_env["TTHC_WEB_PORT"]) for w in workers}
     rules_mount = dict(_mounts(services["prometheus"]))["../prometheus/rules"]
     assert prometheus["rule_files"] == [f"{rules_mount}/*.yml"]
 
@@ -152,6 +156,63 @@ def test_the_layout_has_the_documented_pieces():
     assert grafana["../../dashboards"] == CONTAINER_DASHBOARDS_DIR
     assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
     assert "alertmanager" in services
+
+
+def _worker_env(compose: dict, service: dict) -> dict[str, str]:
+    env = _env_file(COMPOSE_DIR / "tthc.env")
+    for env_file in _as_list(service.get("env_file")):
+        env.update(_env_file(COMPOSE_DIR / env_file))
+    env.update({k: _interpolated(str(v)) for k, v in (service.get("environment") or {}).items()})
+    return env
+
+
+def test_sql_is_never_reachable_without_a_token(tmp_path):
+    """Whatever can reach a worker's HTTP port, POST /sql there needs a token that comes
+    from a secret file: no service shares a worker's network namespace (a forwarder such
+    as the old socat sidecar would reach its loopback port), no worker port is published
+    on the host, and each worker bound beyond loopback reads its token from a docker
+    secret, which the worker's own rules (webguard.web_access) then require."""
+    compose = _compose()
+    services = compose["services"]
+    workers = {n: s for n, s in services.items() if s.get("command", [])[-1:] == ["worker"]}
+    assert workers
+    declared = compose.get("secrets") or {}
+    for name, service in services.items():
+        mode = str(service.get("network_mode", ""))
+        assert not mode.startswith(("service:", "container:", "host")), (
+            f"{name} shares the network of {mode}: it could forward to a worker's loopback /sql")
+        command = " ".join(map(str, _as_list(service.get("command")) + _as_list(service.get("entrypoint"))))
+        image = str(service.get("image", ""))
+        assert not re.search(r"socat|nginx|haproxy|envoy|traefik|caddy", image + " " + command), (
+            f"{name}: a forwarder in front of a worker")
+    for name, service in workers.items():
+        assert not service.get("ports"), f"{name} publishes its HTTP on the host"
+        env = _worker_env(compose, service)
+        assert "TTHC_SQL_TOKEN" not in env, f"{name}: a token written in the layout is no secret"
+        settings = load_settings(environ={**env, "TTHC_DATA_DIR": str(tmp_path / name)})
+        if is_loopback(settings.web_host):
+            continue  # loopback only: the worker's generated token guards /sql (webguard)
+        token_file = env.get("TTHC_SQL_TOKEN_FILE", "")
+        assert token_file.startswith("/run/secrets/"), f"{name}: /sql beyond loopback without a token file"
+        secret = token_file.removeprefix("/run/secrets/")
+        assert secret in [s if isinstance(s, str) else s["source"] for s in service.get("secrets", [])], name
+        assert "file" in declared[secret] and not str(declared[secret]["file"]).startswith("/"), secret
+        # the secret file is the operator's, never in the repository
+        assert "/deploy/compose/secrets/" in (PROJECT_ROOT / ".gitignore").read_text()
+        # what the worker does with exactly that environment: /sql refused without the token
+        stand_in = tmp_path / f"{name}-token"
+        stand_in.write_text("a-stand-in-token-0123456789\n")
+        access = web_access(settings, {**env, "TTHC_SQL_TOKEN_FILE": str(stand_in)})
+        # in its container the worker's host name is the service's (what Prometheus and peers use)
+        assert service.get("hostname") == name
+        here = f"{socket.gethostname()}:{settings.web_port}"  # this machine plays the container
+        for authorization in (None, "", "Bearer ", "Bearer wrong-token", "Basic a-stand-in-token-0123456789"):
+            refusal = access.refusal(authorization, "application/json", here)
+            assert refusal is not None and refusal.status == 401, (name, authorization)
+        assert access.refusal("Bearer a-stand-in-token-0123456789", "application/json", here) is None
+        assert access.refusal("Bearer a-stand-in-token-0123456789", "text/plain", here).status == 415
+        with pytest.raises(Exception, match="listens beyond loopback"):
+            web_access(settings, {k: v for k, v in env.items() if k != "TTHC_SQL_TOKEN_FILE"})
 
 
 def test_compose_prometheus_config_passes_promtool():

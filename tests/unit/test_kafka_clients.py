@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli
-from pipeline.config import ConfigError, Settings, UserError, load_settings
+from pipeline.config import PROJECT_ROOT, ConfigError, Settings, UserError, load_settings
 from pipeline.infra import kafka
 from pipeline.kafka_clients import (
     aiokafka_options,
@@ -22,6 +22,8 @@ from pipeline.kafka_clients import (
     topic_configs,
     topic_policy,
 )
+from pipeline.secrets import redact
+from tests.tools import required_tool
 
 SECRET = "pw-Xy9=ab/c+d!"
 
@@ -86,12 +88,21 @@ def test_security_settings_that_do_not_fit_are_one_line_errors(tmp_path):
         _settings(TTHC_KAFKA_REPLICATION="three")
 
 
-def test_password_file_gives_its_first_line_and_errors_never_quote_it(tmp_path):
+def test_password_file_is_one_line_and_errors_never_quote_it(tmp_path):
     secret = tmp_path / "password"
-    secret.write_text(SECRET + "\nignored\n")
+    secret.write_text(SECRET + "\n\n")
     settings = _settings(TTHC_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", TTHC_KAFKA_SASL_USERNAME="u",
                          TTHC_KAFKA_SASL_PASSWORD_FILE=str(secret))
     assert kafka_python_options(settings)["sasl_plain_password"] == SECRET
+    assert redact(f"failed with {SECRET}") == "failed with ***"  # what is used is what is redacted
+    # issue 20: the client used the first line while the redactor remembered the whole file
+    secret.write_text(SECRET + "\nsecond-line\n")
+    with pytest.raises(ConfigError, match="holds 2 non-empty lines; a secret is one line") as info:
+        kafka_python_options(settings)
+    assert SECRET not in str(info.value) and "\n" not in str(info.value)
+    secret.write_text("ab\n")  # too short to redact: refused
+    with pytest.raises(ConfigError, match="shorter than 4 characters"):
+        kafka_python_options(settings)
     secret.write_text("")
     with pytest.raises(ConfigError, match="is empty"):
         kafka_python_options(settings)
@@ -171,3 +182,35 @@ def test_infra_flags(monkeypatch, flags, protocol):
     args = cli._build_parser().parse_args(["infra", "up", "--brokers", "3", *flags])
     settings = cli._settings(args)
     assert (settings.kafka_brokers, settings.kafka_security_protocol) == (3, protocol)
+
+
+def test_the_storage_tool_gets_the_scram_password_in_a_private_file_not_its_arguments(tmp_path):
+    """Issue 20, finding 7: the SCRAM password was in the storage tool's command line (ps
+    shows it). The real JVM and the real tool format a real storage; a wrapper in front of
+    java records the command line it was given and the argument file as it was then."""
+    java = required_tool("java")
+    libs = kafka.ensure_jars(PROJECT_ROOT / "var", tmp_path / "maven.log")  # fetched by make setup
+    wrapper = tmp_path / "java"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$0" "$@" > {tmp_path}/argv.txt\n'
+        f'arg="$1"; stat -c %a "${{arg#@}}" > {tmp_path}/mode.txt; cat "${{arg#@}}" > {tmp_path}/seen.txt\n'
+        f'exec {java} "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    password = "pw#1-" + SECRET
+    settings = _scram()
+    nodes = local_brokers(settings, ("127.0.0.1", 22092))
+    security = kafka.BrokerSecurity("SASL_PLAINTEXT", "SCRAM-SHA-512", "tthc-scram-user", password)
+    config = tmp_path / "server.properties"
+    config.write_text(kafka.server_properties(settings, nodes[0], nodes, tmp_path / "data", security))
+    kafka.ensure_formatted(str(wrapper), libs, config, tmp_path / "cluster-id", tmp_path / "data",
+                           tmp_path / "format.log", security)
+    assert (tmp_path / "data" / "meta.properties").is_file(), (tmp_path / "format.log").read_text()
+    argv = (tmp_path / "argv.txt").read_text()
+    assert password not in argv and len(argv.splitlines()) == 2 and argv.splitlines()[1].startswith("@")
+    assert password in (tmp_path / "seen.txt").read_text()  # the tool got it, from the file
+    assert (tmp_path / "mode.txt").read_text().strip() == "600"
+    assert not list(config.parent.glob("*.args"))  # deleted after the run
+    assert b"tthc-scram-user" in (tmp_path / "data" / "bootstrap.checkpoint").read_bytes()  # the user was created
+    assert password not in (tmp_path / "format.log").read_text()
