@@ -22,7 +22,7 @@ from pipeline.config import Settings, UserError
 from pipeline.safetext import csv_row, terminal_text
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryRunner, check_read_only, json_safe
-from pipeline.stream.webguard import sql_limits, sql_token
+from pipeline.webguard import sql_limits, sql_token
 
 FORMATS = ("json", "table", "csv")
 

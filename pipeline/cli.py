@@ -70,7 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="every alert's for/keep_firing_for, e.g. 30s (demos and tests; not for production)",
     )
 
-    commands.add_parser("webhook-log", help="log the local Alertmanager's notifications (TTHC_WEBHOOK_PORT)")
+    webhook = commands.add_parser("webhook-log", help="log the local Alertmanager's notifications (TTHC_WEBHOOK_PORT)")
+    webhook.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on (the compose layout's container: 0.0.0.0)")
 
     sql = commands.add_parser("sql", help="read-only ad-hoc SQL on the stored facts")
     sql.add_argument("query")
@@ -215,7 +217,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "webhook-log":
         from pipeline.alerting.webhook import run_webhook_log
 
-        return run_webhook_log(settings.webhook_port, settings.data_dir / "logs" / "alerts.jsonl")
+        return run_webhook_log(settings.webhook_port, settings.data_dir / "logs" / "alerts.jsonl", args.host)
     if args.command == "sql":
         from pipeline.access import print_sql
 

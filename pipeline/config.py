@@ -117,7 +117,7 @@ class Settings:
     clickhouse_dsn: MaybeEmpty = ""  # empty: chdb:///<data_dir>/clickhouse
     clock: Annotated[str, _choice("wall", "event")] = "wall"
     web_port: Port = 6066
-    web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/stream/webguard.py)
+    web_host: str = "127.0.0.1"  # beyond loopback only with TTHC_SQL_TOKEN (pipeline/webguard.py)
     sql_max_seconds: float = 30.0  # POST /sql: the engine's max_execution_time
     sql_max_rows: int = 100_000  # POST /sql: max_result_rows
     sql_max_bytes: int = 64 * 1024 * 1024  # POST /sql: max_result_bytes

@@ -101,18 +101,19 @@ def serve(log: WebhookLog, port: int, host: str = "127.0.0.1") -> ThreadingHTTPS
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def run_webhook_log(port: int, file: Path) -> int:
-    """``python -m pipeline webhook-log``: serve until Ctrl-C, printing each alert."""
+def run_webhook_log(port: int, file: Path, host: str = "127.0.0.1") -> int:
+    """``python -m pipeline webhook-log``: serve until Ctrl-C, printing each alert. It holds no
+    secret and answers nothing but its log, so a container may bind it beyond loopback."""
 
     def show(notification: Notification) -> None:
         for line in describe(notification):
             print(line, flush=True)
 
     try:
-        server = serve(WebhookLog(file=file, on_notification=show), port)
+        server = serve(WebhookLog(file=file, on_notification=show), port, host)
     except OSError as exc:
-        raise UserError(f"webhook-log: cannot listen on 127.0.0.1:{port} ({exc.strerror}); set TTHC_WEBHOOK_PORT") from None
-    print(f"webhook-log: listening on http://127.0.0.1:{port}/ (Alertmanager receivers), logging to {file}", flush=True)
+        raise UserError(f"webhook-log: cannot listen on {host}:{port} ({exc.strerror}); set TTHC_WEBHOOK_PORT") from None
+    print(f"webhook-log: listening on http://{host}:{port}/ (Alertmanager receivers), logging to {file}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

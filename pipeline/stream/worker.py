@@ -42,7 +42,8 @@ from pipeline.store.readonly import check_read_only
 from pipeline.stream import channel
 from pipeline.stream.metrics import CONTENT_TYPE
 from pipeline.stream.registry_metrics import install_registry_metrics
-from pipeline.stream import guard as faults, webguard
+from pipeline import webguard
+from pipeline.stream import guard as faults
 from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
 from pipeline.store.client import describe_dsn
 from pipeline.secrets import install_log_redaction, redact

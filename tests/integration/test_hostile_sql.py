@@ -22,7 +22,7 @@ import pytest
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from pipeline.store.sqlcheck import ALLOWED_TABLE_FUNCTIONS, TABLE_FUNCTIONS
-from pipeline.stream.webguard import sql_token
+from pipeline.webguard import sql_token
 from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import pytest
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from pipeline.contract.events import format_time, parse_time
-from pipeline.stream.webguard import sql_token
+from pipeline.webguard import sql_token
 from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _streaming
 from tests.integration.workerproc import WorkerProcess, isolated_settings
 from tests.oracle import expected_indicators

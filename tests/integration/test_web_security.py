@@ -120,7 +120,7 @@ from pipeline.config import load_settings
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner, QueryError
 from pipeline.store.schema import ensure_schema
-from pipeline.stream.webguard import sql_limits
+from pipeline.webguard import sql_limits
 
 client = connect(sys.argv[1])
 ensure_schema(client)

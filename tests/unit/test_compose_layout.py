@@ -25,7 +25,7 @@ from pipeline.boards.provision import CONTAINER_DASHBOARDS_DIR, PROVISIONING_DIR
 from pipeline.boards.queries import WORKER_JOB
 from pipeline.config import PROJECT_ROOT, Settings, env_name, load_settings
 from pipeline.secrets import SECRET_NAMES
-from pipeline.stream.webguard import is_loopback, web_access
+from pipeline.webguard import is_loopback, web_access
 from tests.tools import required_tool
 
 COMPOSE_DIR = PROJECT_ROOT / "deploy" / "compose"

@@ -136,9 +136,10 @@ def test_production_webhooks_reach_a_service_of_the_layout() -> None:
     for url in urls:
         host, port = re.match(r"http://([^:/]+):(\d+)/", url).groups()
         assert host in services, url
-        # the service's sidecar listens on that port (the logger itself binds 127.0.0.1)
-        listening = [s for s in services.values() if s.get("network_mode") == f"service:{host}"]
-        assert any(f"TCP-LISTEN:{port}," in " ".join(s["command"]) for s in listening), url
+        # the logger binds the compose network on that port
+        service = services[host]
+        assert service["command"][-2:] == ["--host", "0.0.0.0"], url
+        assert service["environment"]["TTHC_WEBHOOK_PORT"] == port, url
 
 
 def test_a_config_without_the_compose_webhook_cannot_be_rendered_for_infra(tmp_path, monkeypatch) -> None:

@@ -13,7 +13,7 @@ PIPELINE = Path(__file__).resolve().parents[2] / "pipeline"
 
 # unit (a top-level module or package of `pipeline`) -> the units it may import.
 # Bottom to top; each row names every unit below it that it uses, nothing above it.
-_BASE = {"errors", "contract", "secrets", "config"}
+_BASE = {"errors", "contract", "secrets", "config", "safetext"}
 LAYERS: dict[str, set[str]] = {
     "errors": set(),
     "contract": set(),
@@ -21,20 +21,22 @@ LAYERS: dict[str, set[str]] = {
     "secrets": {"errors"},
     "config": {"errors", "secrets", "contract"},
     "progress": set(),
+    "safetext": set(),
+    "webguard": _BASE,
     "targets_file": _BASE | {"core"},
     "calendar_file": _BASE,
     "store": _BASE | {"core"},
     "kafka_clients": _BASE,
-    "access": _BASE | {"core", "store"},
+    "access": _BASE | {"core", "store", "webguard"},
     "infra": _BASE | {"kafka_clients"},
     "alerting": _BASE | {"core", "targets_file"},
     "boards": _BASE | {"core", "targets_file"},
-    "stream": _BASE | {"core", "store", "kafka_clients", "targets_file", "calendar_file", "progress"},
+    "stream": _BASE | {"core", "store", "kafka_clients", "webguard", "targets_file", "calendar_file", "progress"},
     "reports": _BASE | {"core", "store", "access", "targets_file", "calendar_file", "progress"},
     # the simulator, replay and the sample report: tools above the product, which never imports them
     "feed": _BASE | {"core", "store", "kafka_clients", "infra", "access", "reports", "targets_file",
                      "calendar_file", "progress"},
-    "cli": {"errors", "contract", "core", "secrets", "config", "progress", "targets_file", "calendar_file",
+    "cli": {"errors", "contract", "core", "secrets", "config", "progress", "safetext", "webguard", "targets_file", "calendar_file",
             "store", "kafka_clients", "access", "infra", "alerting", "boards", "stream", "reports", "feed"},
     "__main__": {"cli"},
     "pipeline": set(),  # pipeline/__init__.py

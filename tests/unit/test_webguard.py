@@ -1,4 +1,4 @@
-"""pipeline.stream.webguard and pipeline.secrets: who may query, the bounds, secrets."""
+"""pipeline.webguard and pipeline.secrets: who may query, the bounds, secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from pipeline.config import ConfigError, UserError, load_settings
 from pipeline.secrets import KNOWN, read_secret, redact, remember, with_password, install_log_redaction
 from pipeline.store.readonly import ClientRunner
-from pipeline.stream.webguard import Refusal, SqlRequest, is_loopback, parse_sql_body, sql_token, web_access
+from pipeline.webguard import Refusal, SqlRequest, is_loopback, parse_sql_body, sql_token, web_access
 
 
 class _StubClient:  # a server client: settings travel with each query
