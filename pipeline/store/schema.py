@@ -127,7 +127,7 @@ CASE_COLUMNS: tuple[str, ...] = (
 )
 
 UNIT_COLUMNS: tuple[str, ...] = (
-    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code",
+    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code", "dvcqg_code",
 )
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
@@ -233,7 +233,8 @@ CREATE TABLE IF NOT EXISTS units
     valid_to   Nullable(Date),
     successor  Array(String),
     population Nullable(UInt64),
-    admin_code Nullable(String)
+    admin_code Nullable(String),
+    dvcqg_code Nullable(String)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (unit_id, valid_from)
@@ -275,6 +276,7 @@ _ADDED_COLUMNS: tuple[str, ...] = (
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS successor Array(String) AFTER valid_to",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS population Nullable(UInt64) AFTER successor",
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS dvcqg_code Nullable(String) AFTER admin_code",
 )
 
 
