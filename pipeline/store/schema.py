@@ -42,6 +42,10 @@ Tables and their identities:
 ``unknown_unit_events`` (a view)
     accepted events whose ``unit_id`` has no ``units`` row valid on the event's local
     date (``pipeline.store.units.UNKNOWN_UNIT_EVENTS_SQL``).
+``steps``
+    one row per process step (contract v1.2 ``step`` events), ``ReplacingMergeTree(version)
+    ORDER BY (case_id, step_id)``, filled from ``case_events`` by the materialised view
+    ``steps_from_events`` (``pipeline.store.steps``: the latest event of a step wins).
 ``indicator_snapshots``
     periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
     indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
@@ -50,6 +54,8 @@ Tables and their identities:
 """
 
 from __future__ import annotations
+
+from pipeline.store.steps import STEPS_DDL, STEPS_VIEW_DDL
 
 __all__ = [
     "TABLES",
@@ -259,16 +265,21 @@ ORDER BY (taken_at, indicator, unit, sector, `window`)
 """,
 }
 
+_DDL["steps"] = STEPS_DDL
+
 TABLES: tuple[str, ...] = tuple(_DDL)
 
 
 def _views() -> dict[str, str]:
     from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
 
-    return {"unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}"}
+    return {
+        "unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}",
+        "steps_from_events": STEPS_VIEW_DDL.strip(),
+    }
 
 
-VIEWS: tuple[str, ...] = ("unknown_unit_events",)
+VIEWS: tuple[str, ...] = ("unknown_unit_events", "steps_from_events")
 
 #: columns added after a table's first release (no-ops on a table that has them)
 _ADDED_COLUMNS: tuple[str, ...] = (
