@@ -62,6 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="unit=U,indicator=I,level=0.5 (repeatable): drive one unit's indicator down",
     )
 
+    intake = commands.add_parser(
+        "intake", help="the DVCQG-compatible sync endpoint (TTHC_INTAKE_*), or --file to load a sync log"
+    )
+    intake.add_argument("--file", help="a sync log: one DVCQG request body per line; exits once all are in Kafka")
+
     rules = commands.add_parser("rules", help="write the Prometheus rules generated from the targets file")
     rules.add_argument("--out", help="directory (default: deploy/prometheus/rules)")
     rules.add_argument(
@@ -200,6 +205,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
         )
         return 0
+    if args.command == "intake":
+        from pipeline.intake.server import run_file, run_intake
+
+        return run_file(settings, args.file) if args.file else run_intake(settings)
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
         from pipeline.core.targets import TargetsError

@@ -144,6 +144,16 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # the DVCQG intake (pipeline/intake, docs/intake.md)
+    dvcqg_topic: str = "tthc.dvcqg-records"
+    intake_host: str = "127.0.0.1"  # beyond loopback only over TLS (TTHC_INTAKE_TLS_CERT / _KEY)
+    intake_port: int = 6070
+    intake_accounts_file: str = ""  # one `username password` per line; a secret file, never in the repository
+    intake_tls_cert: str = ""
+    intake_tls_key: str = ""
+    intake_session_seconds: float = 1800.0  # a session expires this long after its login
+    intake_max_bytes: int = 8 * 1024 * 1024  # a call's body larger than this is refused
+    procedures_file: Path = PROJECT_ROOT / "deploy" / "procedures.csv"
 
     @property
     def hold_retention_us(self) -> int:
@@ -152,6 +162,10 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def dvcqg_dlq_topic(self) -> str:
+        return f"{self.dvcqg_topic}.dlq"
 
     @property
     def effective_clickhouse_dsn(self) -> str:
@@ -215,6 +229,15 @@ _PARSERS = {
     "kafka_ssl_cafile": _optional,
     "kafka_ssl_certfile": _optional,
     "kafka_ssl_keyfile": _optional,
+    "dvcqg_topic": _text,
+    "intake_host": _text,
+    "intake_port": _port,
+    "intake_accounts_file": _optional,
+    "intake_tls_cert": _optional,
+    "intake_tls_key": _optional,
+    "intake_session_seconds": positive_float,
+    "intake_max_bytes": positive_int,
+    "procedures_file": _path,
 }
 
 

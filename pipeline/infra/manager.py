@@ -269,7 +269,8 @@ def _up_kafka(settings: Settings, services: dict[str, Service], nodes: list[Brok
     clients = kafka_clients.preflight(clients)
     policy = kafka_clients.topic_policy(clients)
     created = kafka.ensure_topics(
-        clients.kafka_bootstrap, [settings.topic, settings.dlq_topic], settings.partitions,
+        clients.kafka_bootstrap, [settings.topic, settings.dlq_topic, settings.dvcqg_topic, settings.dvcqg_dlq_topic],
+        settings.partitions,
         replication=policy.replication, configs=kafka_clients.topic_configs(clients),
         client_options=kafka_clients.kafka_python_options(clients),
     )
