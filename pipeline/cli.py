@@ -55,6 +55,8 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scale", type=_positive_float, default=1.0,
                           help="--history: volume factor (1 = the province's real volume)")
     simulate.add_argument("--days", type=_positive_int, help="--history: only the first N days of the year")
+    simulate.add_argument("--format", dest="output_format", choices=["contract", "dvcqg"], default="contract",
+                          help="contract events (default) or DVCQG sync calls (to the intake)")
     simulate.add_argument(
         "--incident",
         action="append",
@@ -192,8 +194,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise UserError("--history YEAR and --out FILE go together")
             result = write_history(settings, args.history, args.out, scale=args.scale,
                                    seed=2025 if args.seed is None else args.seed, incidents=incidents,
-                                   days=args.days)
-            print(f"simulate: wrote {result.events} events ({result.dossiers} dossiers, {result.feedbacks} feedback) "
+                                   days=args.days, output_format=args.output_format)
+            what = "DVCQG calls" if args.output_format == "dvcqg" else "events"
+            print(f"simulate: wrote {result.events} {what} ({result.dossiers} dossiers, {result.feedbacks} feedback) "
                   f"of {result.first_day}..{result.last_day} to {result.path}")
             return 0
         run_simulation(

@@ -46,8 +46,11 @@ from pipeline.feed.lifecycle import (
     load_province,
     active_unit_ids,
 )
+from pipeline.feed.dvcqg import case_calls, rating_calls
 from pipeline.feed.replay import _Acks, flush_and_check, open_producer, send_all
 from pipeline.progress import progress_bar, summary
+from pipeline.store.sectors import load_sectors
+from pipeline.store.units import load_units
 
 SECONDS_PER_WORKING_DAY = 20.0
 FEEDBACK_SHARE = 0.05  # of new lifecycles
@@ -240,9 +243,15 @@ def write_history(
     incidents=(),
     progress: bool = True,
     days: int | None = None,
+    output_format: str = "contract",
 ) -> HistoryResult:
     """Write a year (or its first ``days`` days) of dossier lifecycles as JSONL, in
     ``occurred_at`` order, deterministic for (registry, holidays, year, scale, seed).
+
+    ``output_format="dvcqg"``: the same lifecycles as DVCQG sync calls, one request body
+    per line (``pipeline.feed.dvcqg``; ``python -m pipeline intake --file`` loads it):
+    ``events`` counts the calls; feedback items are drawn (so the dossiers are the same)
+    but not written, and the monthly rating summaries come last.
 
     Every working day each unit in force receives a Poisson number of dossiers with the
     mean of :meth:`pipeline.feed.province.Province.daily_rates` × ``scale``, at office
@@ -275,7 +284,21 @@ def write_history(
     pending: list[tuple[datetime, int, bytes]] = []
     counts = {"dossiers": 0, "feedbacks": 0, "events": 0, "seq": 0}
 
+    if output_format not in ("contract", "dvcqg"):
+        raise UserError(f"--format must be contract or dvcqg, got {output_format!r}")
+    dvcqg = output_format == "dvcqg"
+    unit_codes = {u.unit_id: u.dvcqg_code for u in load_units(settings.units_file) if u.dvcqg_code}
+    sector_codes = [s.sector for s in load_sectors()]
+    ratings: list[dict] = []
+
     def push(events: list[dict]) -> None:
+        if dvcqg:
+            kept = [e for e in events if datetime.fromisoformat(e["occurred_at"]) < end_of_period]
+            ratings.extend(e for e in kept if e["event_type"] == "rated")
+            for call in case_calls(kept, unit_codes, sector_codes):
+                counts["seq"] += 1
+                heapq.heappush(pending, (call.at, counts["seq"], event_bytes(call.body)))
+            return
         for event in events:
             at = datetime.fromisoformat(event["occurred_at"])
             if at < end_of_period:
@@ -294,12 +317,18 @@ def write_history(
                         push(generator.case(f"HS-{year}-{counts['dossiers']:07d}", t, unit=unit.unit_id))
                         if rng.random() < HISTORY_FEEDBACK_SHARE:
                             counts["feedbacks"] += 1
-                            push(generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id))
+                            feedback = generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id)
+                            if not dvcqg:  # DVCQG calls carry no feedback
+                                push(feedback)
             next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
             while pending and pending[0][0] < next_midnight:
                 handle.write(heapq.heappop(pending)[2] + b"\n")
                 counts["events"] += 1
             bar.update(1)
             bar.set_postfix(dossiers=counts["dossiers"], events=counts["events"], refresh=False)
+        if dvcqg:  # the units' monthly rating summaries (DongBoDanhGia), once the year is done
+            for call in rating_calls(ratings, unit_codes, end_of_period):
+                handle.write(event_bytes(call.body) + b"\n")
+                counts["events"] += 1
     return HistoryResult(str(out), counts["dossiers"], counts["feedbacks"], counts["events"],
                          all_days[0].isoformat(), all_days[-1].isoformat())

@@ -4,6 +4,7 @@ for every indicator DVCQG records carry (docs/intake.md lists the others and why
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from datetime import datetime, timedelta
@@ -122,3 +123,26 @@ def test_the_calls_carry_no_personal_data_past_the_door(world):
         records, _ = split_call(call.body, arrived_us=0, account="sim")
         text = b"".join(r.to_bytes() for r in records).decode()
         assert "Công dân Thử nghiệm" not in text and "ketqua.example.invalid" not in text  # ... and dropped
+
+
+def test_history_in_dvcqg_format_is_the_same_dossiers_as_calls(tmp_path):
+    from pipeline.config import Settings
+    from pipeline.feed.simulate import write_history
+
+    contract, calls = tmp_path / "events.jsonl", tmp_path / "calls.jsonl"
+    a = write_history(Settings(), 2025, str(contract), scale=0.02, days=20, seed=5, progress=False)
+    b = write_history(Settings(), 2025, str(calls), scale=0.02, days=20, seed=5, progress=False,
+                      output_format="dvcqg")
+    assert a.dossiers == b.dossiers > 50
+    lines = [json.loads(x) for x in calls.read_text(encoding="utf-8").splitlines()]
+    services = Counter(x["service"] for x in lines)
+    assert set(services) == {"DongBoHoSoMC", "CapNhatTienDoHoSoMC", "DongBoDanhGia"}
+    received = {json.loads(x)["case_id"] for x in contract.read_text(encoding="utf-8").splitlines()
+                if json.loads(x)["event_type"] == "received"}
+    snapshotted = {x["data"][0]["MaHoSo"] for x in lines if x["service"] == "DongBoHoSoMC"
+                   and x["data"][0]["TrangThaiHoSo"] == 2}
+    assert snapshotted == received
+    officials = {x["data"][0]["NguoiXuLy"] for x in lines if x["service"] == "CapNhatTienDoHoSoMC"}
+    assert officials and all(name.startswith("Cán bộ Thử nghiệm ") for name in officials)
+    times = [x["data"][0].get("NgayTiepNhan") for x in lines if x["service"] == "DongBoHoSoMC"]
+    assert all(t is None or len(t) == 14 for t in times)
