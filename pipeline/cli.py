@@ -69,6 +69,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     intake.add_argument("--file", help="a sync log: one DVCQG request body per line; exits once all are in Kafka")
 
+    translate = commands.add_parser(
+        "translate", help="translate the DVCQG raw topic into contract events (until the worker runs it)"
+    )
+    translate.add_argument("--until-idle", dest="until_idle", type=_positive_float,
+                           help="stop once no record arrived for this many seconds")
+
     rules = commands.add_parser("rules", help="write the Prometheus rules generated from the targets file")
     rules.add_argument("--out", help="directory (default: deploy/prometheus/rules)")
     rules.add_argument(
@@ -212,6 +218,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.intake.server import run_file, run_intake
 
         return run_file(settings, args.file) if args.file else run_intake(settings)
+    if args.command == "translate":
+        from pipeline.intake.translate import run_translate
+
+        return run_translate(settings, until_idle=args.until_idle)
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
         from pipeline.core.targets import TargetsError

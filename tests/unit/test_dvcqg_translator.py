@@ -299,11 +299,19 @@ def test_a_replayed_log_doubles_nothing_and_ids_do_not_depend_on_the_state():
 
 
 def test_a_status_going_backwards_is_counted_not_undone():
-    state, events, problems = run(snap(9, **RECEIVED, NgayKetThucXuLy="20250604150000"), snap(4, **RECEIVED),
-                                  snap(5, **RECEIVED))
-    assert types(events) == ["received", "resolved"]  # the stale 5 opens no supplement round
+    done = {**RECEIVED, "NgayKetThucXuLy": "20250604150000"}
+    state, events, problems = run(snap(9, **done), snap(4, **done), snap(5, **done))
+    assert types(events) == ["received", "resolved"]  # the 5 opens no supplement round
     assert state["regressions"] == 2 and [p.kind for p in problems] == ["status_regression"] * 2
     assert state["status"] == 9
+
+
+def test_an_older_snapshot_arriving_late_is_stale_not_a_regression():
+    state, events, problems = run(snap(9, **RECEIVED, NgayKetThucXuLy="20250604150000"),
+                                  snap(5, **RECEIVED, DanhSachHoSoBoSung=[{"NgayBoSung": "20250603090000"}]))
+    # its status drives nothing; its dated round still counts (the dossier did pause)
+    assert types(events) == ["received", "resolved", "supplement_requested"]
+    assert state["stale"] == 1 and state["regressions"] == 0 and problems == [] and state["status"] == 9
 
 
 def test_state_survives_a_json_round_trip():
@@ -444,7 +452,7 @@ SOURCES = Path(__file__).resolve().parents[2] / "pipeline" / "sources"
 
 @pytest.mark.parametrize("path", sorted(SOURCES.rglob("*.py")), ids=lambda p: p.name)
 def test_the_source_adapter_imports_only_the_contract_and_the_core(path):
-    allowed_stdlib = {"__future__", "hashlib", "json", "re", "dataclasses", "datetime", "typing"}
+    allowed_stdlib = {"__future__", "collections", "hashlib", "json", "re", "dataclasses", "datetime", "typing"}
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
             [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
@@ -456,3 +464,20 @@ def test_the_source_adapter_imports_only_the_contract_and_the_core(path):
 def test_an_unknown_status_is_reported_and_drives_nothing():
     state, events, problems = run(snap(11, **RECEIVED))
     assert events == [] and [p.kind for p in problems] == ["bad_record"] and state["status"] is None
+
+
+def test_a_whole_log_sent_again_changes_nothing():
+    """Replayed after the dossier moved on, old snapshots are neither regressions nor new rounds."""
+    r1 = {"NgayBoSung": "20250603090000"}
+    r1_back = {"NgayBoSung": "20250603090000", "NgayTiepNhanBoSung": "20250604100000"}
+    r2 = {"NgayBoSung": "20250605090000"}
+    r2_back = {"NgayBoSung": "20250605090000", "NgayTiepNhanBoSung": "20250605150000"}
+    log = [snap(4, **RECEIVED), snap(4, **RECEIVED), snap(5, **RECEIVED), snap(4, **RECEIVED),  # a walk
+           snap(5, **RECEIVED, DanhSachHoSoBoSung=[r1]),
+           snap(4, **RECEIVED, DanhSachHoSoBoSung=[r1_back]), snap(5, **RECEIVED, DanhSachHoSoBoSung=[r1_back, r2]),
+           snap(4, **RECEIVED, DanhSachHoSoBoSung=[r1_back, r2_back]),
+           step_rec(), snap(9, **RECEIVED, NgayKetThucXuLy="20250606100000")]
+    state, first, _ = run(*log)
+    assert types(first).count("supplement_requested") == 3  # the walk: 3 times into 5 (more than the list's 2)
+    again_state, again, problems = run(*log, state=state)
+    assert again == [] and problems == [] and again_state["regressions"] == 0

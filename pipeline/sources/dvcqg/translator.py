@@ -9,9 +9,12 @@ worker's agent) keeps the state durable like the case records and replays give t
 answer.
 
 Exactly once in effect: every event id is derived from (``MaHoSo``, event type, its
-time) — ``dvcqg:<MaHoSo>:<type>:<epoch µs>`` — so a snapshot sent again, a replayed log or
-a crash between the events and the state yields duplicates (which the worker drops), never
-double counts. The state only spares sending them again.
+time) — ``dvcqg:<MaHoSo>:<type>:<epoch µs>`` — so a crash between the events and the
+state yields duplicates (which the worker drops), never double counts; and the state keeps
+the fingerprints of the records it has seen (service, ``madonvi`` and scrubbed content; the
+last 256 per dossier, with the status each one met), so a record sent again changes
+nothing; an old snapshot replayed after newer ones is *stale* (below) and opens no new
+supplement round.
 
 Mapping decisions where the spec is silent (docs/intake.md lists them):
 
@@ -44,6 +47,7 @@ Mapping decisions where the spec is silent (docs/intake.md lists them):
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -77,6 +81,7 @@ STATUS_RANK: dict[int, int] = {1: 0, 2: 1, 4: 2, 5: 2, 6: 2, 9: 3, 3: 4, 7: 4, 8
 _RECEIVED_STATUSES = frozenset({2, 4, 5, 6, 7, 8, 9, 10})
 _DUE_HOUR_US = 17 * HOUR_US  # a due date computed from the catalogue: 17:00 local
 _SECTOR_CHARS = re.compile(r"[^a-z0-9_]")
+_SEEN_KEPT = 256  # fingerprints of the records seen, per dossier
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +157,7 @@ def _new_state(case_id: str) -> dict[str, Any]:
     return {
         "v": STATE_VERSION, "case_id": case_id, "status": None, "rank": -1, "first_due": None,
         "last_due": None, "received": None, "done": [], "sup_req": 0, "sup_rec": 0,
-        "payment": None, "steps": {}, "regressions": 0,
+        "payment": None, "steps": {}, "regressions": 0, "seen": [],
     }
 
 
@@ -205,8 +210,14 @@ class Translator:
         else:
             if state.get("v") != STATE_VERSION:
                 raise ValueError(f"unsupported translator state version {state.get('v')!r}")
+            if _digest(record, state["status"]) in state.get("seen", ()):
+                return Translation(state)  # the same record again (a resend, a replayed log): nothing new
             state = _copy(state)
         out = Translation(state)
+        seen = state["seen"]
+        seen.append(_digest(record, state["status"]))
+        if len(seen) > _SEEN_KEPT:
+            del seen[: len(seen) - _SEEN_KEPT]
         if record.service == SNAPSHOT:
             self._snapshot(record, state, out)
         elif record.service == PROGRESS:
@@ -260,20 +271,29 @@ class Translator:
         status = _int(data.get("TrangThaiHoSo"))
         previous = st["status"]
         rank = STATUS_RANK.get(status, -1) if status is not None else -1
+        stale = snap_t < st.get("last_t", snap_t)
         if status is not None and rank < 0:
             out.problems.append(Problem("bad_record", f"{case_id}: unknown TrangThaiHoSo {data.get('TrangThaiHoSo')!r}"))
             status = None
-        if status is not None and rank < st["rank"]:
-            # backwards (a stale or corrected snapshot): counted; its status drives nothing,
-            # its dated facts (supplement rounds, due) still count
+        if stale:
+            # older than a snapshot already applied (a late or replayed one): counted apart;
+            # its status drives nothing, its dated facts (supplement rounds) still count
+            st["stale"] = st.get("stale", 0) + 1
+            status = None
+        elif status is not None and rank < st["rank"]:
+            # backwards at the same time or later: the source moved back. Counted; its status
+            # drives nothing, its dated facts still count
             st["regressions"] += 1
             out.problems.append(Problem("status_regression", f"{case_id}: status {previous} -> {status}"))
             status = None
+        else:
+            st["last_t"] = snap_t
         due = times["NgayHenTra"]
         if due is not None:
             if st["first_due"] is None:
                 st["first_due"] = due
-            st["last_due"] = due
+            if not stale:
+                st["last_due"] = due
         done = set(st["done"])
 
         # received
@@ -426,7 +446,16 @@ def _copy(state: dict[str, Any]) -> dict[str, Any]:
     new = dict(state)
     new["done"] = list(state.get("done", ()))
     new["steps"] = dict(state.get("steps", {}))
+    new["seen"] = list(state.get("seen", ()))
     return new
+
+
+def _digest(record: RawRecord, status: int | None) -> str:
+    """A record's fingerprint: its service and (scrubbed) content, not its arrival, and the
+    dossier's status it met (status 4 before and after a supplement round look the same)."""
+    text = json.dumps([record.service, record.madonvi, record.data, status], ensure_ascii=False, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _text(value: Any) -> str | None:
