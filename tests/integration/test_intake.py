@@ -19,7 +19,10 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.infra.manager import up
+from pipeline.intake.translate import registries_for
 from pipeline.kafka_clients import kafka_python_options
+from pipeline.sources.dvcqg.records import RawRecord, scrub, split_call
+from pipeline.sources.dvcqg.translator import Translator
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "mat-khau-thu-nghiem-42"
@@ -173,9 +176,7 @@ def test_simulated_history_through_file_mode_and_translate_exactly_once(intake, 
     mid-way add only duplicates of the same event ids."""
     from pipeline.config import Settings
     from pipeline.feed.simulate import write_history
-    from pipeline.intake.translate import registries_for
     from pipeline.sources.dvcqg.batch import translate_batch
-    from pipeline.sources.dvcqg.translator import Translator
 
     calls = tmp_path / "calls.jsonl"
     write_history(Settings(), 2025, str(calls), scale=0.02, days=15, seed=11, progress=False, output_format="dvcqg")
@@ -221,3 +222,83 @@ def test_simulated_history_through_file_mode_and_translate_exactly_once(intake, 
     assert all(m.key == json.loads(m.value)["case_id"].encode() for m in produced)
     text = b"\n".join(m.value for m in produced).decode()
     assert "Công dân Thử nghiệm" not in text and "ketqua.example.invalid" not in text
+
+
+def test_sigkill_loop_of_the_intake_loses_and_doubles_nothing(kafka, tmp_path):
+    """A sender that retries until error_code 0, while the intake is SIGKILLed and restarted
+    again and again: every call answered 0 is in Kafka, and after translation every
+    dossier's events are there once (the resends are duplicates of the same ids)."""
+    from pipeline.config import Settings
+    from pipeline.feed.simulate import write_history
+
+    calls = tmp_path / "calls.jsonl"
+    write_history(Settings(), 2025, str(calls), scale=0.01, days=6, seed=3, progress=False, output_format="dvcqg")
+    bodies = [json.loads(x) for x in calls.read_text(encoding="utf-8").splitlines()]
+    accounts = tmp_path / "accounts"
+    accounts.write_text(f"igate {PASSWORD}\n", encoding="utf-8")
+    tag = uuid.uuid4().hex[:8]
+    port = int(os.environ["TTHC_WEB_PORT"]) + 5
+    env = {**os.environ, "TTHC_INTAKE_ACCOUNTS_FILE": str(accounts), "TTHC_INTAKE_PORT": str(port),
+           "TTHC_DVCQG_TOPIC": f"tthc.dvcqg-records.kill-{tag}", "TTHC_TOPIC": f"tthc.case-events.kill-{tag}",
+           "TTHC_APP_ID": f"kill-{tag}"}
+    url = f"http://127.0.0.1:{port}"
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "pipeline", "intake"], cwd=REPO, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    proc, kills, resends, session = start(), 0, 0, None
+    acknowledged = []
+    kill_every = max(1, len(bodies) // 8)
+    try:
+        for n, body in enumerate(bodies):
+            if n and n % kill_every == 0:  # SIGKILL, at once, between or during calls, then restart
+                proc.kill()
+                proc.wait()
+                kills += 1
+                proc = start()
+            while True:
+                try:
+                    if session is None:
+                        reply = post(url + "/dvcqg/login", {"username": "igate", "password": PASSWORD})
+                        session = reply.get("session")
+                        continue
+                    reply = post(url + "/dvcqg/", {**body, "session": session})
+                except OSError:  # not listening yet, or killed mid-call: send again
+                    resends += 1
+                    time.sleep(0.2)
+                    continue
+                if reply["error_code"] == 2:  # a restart forgets the sessions: log in again
+                    session = None
+                    continue
+                assert reply["error_code"] == 0, reply
+                acknowledged.append(body)
+                break
+    finally:
+        proc.kill()
+        proc.wait()
+    assert kills >= 7 and len(acknowledged) == len(bodies)
+    raw = read_topic(load_settings(), env["TTHC_DVCQG_TOPIC"])
+    stored = {json.dumps(RawRecord.from_bytes(m.value).data, sort_keys=True, ensure_ascii=False) for m in raw}
+    sent = {json.dumps(scrub(b["service"], b["data"][0]), sort_keys=True, ensure_ascii=False) for b in bodies}
+    assert sent <= stored  # nothing acknowledged is lost
+    done = _translate(env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(m.value) for m in read_topic(load_settings(), env["TTHC_TOPIC"])]
+    translator, states, expected = Translator(registries_for(load_settings())), {}, set()
+    for body in bodies:
+        records, _ = split_call(body, arrived_us=0, account="x")
+        expected |= {e["event_id"] for e in translate_batch_records(translator, records, states)}
+    assert {e["event_id"] for e in events} == expected  # nothing lost, nothing extra
+    print(f"intake SIGKILL loop: {kills} kills, {resends} resends, {len(bodies)} calls")
+
+
+def translate_batch_records(translator, records, states):
+    out = []
+    for r in records:
+        key = str(r.data.get("MaHoSo") or "")
+        result = translator.apply(r, states.get(key) if key else None)
+        if key and result.state is not None:
+            states[key] = result.state
+        out += result.events
+    return out
