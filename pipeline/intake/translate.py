@@ -31,6 +31,7 @@ from pipeline.config import Settings, UserError
 from pipeline.core.catalogue import Catalogue
 from pipeline.feed.calendar import load_calendar
 from pipeline.feed.dvcqg import simulated_catalogue
+from pipeline.intake.server import KafkaSink
 from pipeline.kafka_clients import aiokafka_options
 from pipeline.sources.dvcqg.batch import translate_batch
 from pipeline.sources.dvcqg.translator import Registries, Translator
@@ -89,6 +90,10 @@ async def _rebuild(settings: Settings, translator: Translator, committed: dict[T
 
 async def _run(settings: Settings, until_idle: float | None) -> dict[str, int]:
     translator = Translator(registries_for(settings))
+    try:  # the raw topic may not exist yet (no call received): create it, so the group gets partitions
+        KafkaSink(settings).ensure_topics()
+    except Exception as exc:  # kafka-python raises many types; one line for all
+        raise UserError(f"cannot reach Kafka at {settings.kafka_bootstrap} ({type(exc).__name__})") from None
     options = aiokafka_options(settings)
     consumer = AIOKafkaConsumer(settings.dvcqg_topic, **options, group_id=f"{settings.app_id}-dvcqg",
                                 enable_auto_commit=False, auto_offset_reset="earliest")
