@@ -46,6 +46,9 @@ Tables and their identities:
     one row per process step (contract v1.2 ``step`` events), ``ReplacingMergeTree(version)
     ORDER BY (case_id, step_id)``, filled from ``case_events`` by the materialised view
     ``steps_from_events`` (``pipeline.store.steps``: the latest event of a step wins).
+``dvcqg_ratings``
+    units' monthly rating summaries from DVCQG (``pipeline.store.ratings``),
+    ``ReplacingMergeTree(reported_at) ORDER BY (madonvi, month)``.
 ``indicator_snapshots``
     periodic copies of the live indicators. ``ReplacingMergeTree`` on ``(taken_at,
     indicator, unit, sector, window)`` rather than a plain MergeTree, so a snapshot
@@ -55,6 +58,7 @@ Tables and their identities:
 
 from __future__ import annotations
 
+from pipeline.store.ratings import RATINGS_DDL
 from pipeline.store.steps import STEPS_DDL, STEPS_VIEW_DDL
 
 __all__ = [
@@ -266,6 +270,7 @@ ORDER BY (taken_at, indicator, unit, sector, `window`)
 }
 
 _DDL["steps"] = STEPS_DDL
+_DDL["dvcqg_ratings"] = RATINGS_DDL
 
 TABLES: tuple[str, ...] = tuple(_DDL)
 

@@ -69,3 +69,16 @@ def test_steps_fill_from_case_events_and_late_lists_count_them(ch):
     at = T("2025-06-04T12:00:00+07:00")
     assert [(r["case_id"], r["step_id"]) for r in open_overdue_steps(runner, at)] == [("C1", "s1")]
     assert [(r["case_id"]) for r in open_overdue_steps(runner, june[1])] == ["C3"]
+
+
+def test_rating_summaries_latest_report_of_a_month_wins(ch):
+    from pipeline.sources.dvcqg.translator import RatingSummary
+    from pipeline.store.ratings import write_ratings
+
+    first = RatingSummary("SO_TP", "000.00.09.H24", "2025-06", 100, 80.0, 15.0, 5.0)
+    corrected = RatingSummary("SO_TP", "000.00.09.H24", "2025-06", 120, 75.0, 20.0, 5.0)
+    assert write_ratings(ch, [first], reported_at_ms=1000) == 1
+    write_ratings(ch, [corrected], reported_at_ms=2000)
+    write_ratings(ch, [first], reported_at_ms=1000)  # an old report again: still the corrected one
+    rows = ch.query("SELECT unit_id, month, raters, very_satisfied_pct FROM dvcqg_ratings FINAL").result_rows
+    assert rows == [("SO_TP", "2025-06", 120, 75.0)]
