@@ -89,3 +89,27 @@ def test_a_call_with_a_dossier_without_mahoso_keeps_the_good_records():
     assert reply["error_code"] == SOME_REFUSED and reply["refused"] == [{"index": 1, "reason": "MaHoSo is missing"}]
     assert "thiếu MaHoSo" in reply["message"] and "Riêng" not in json.dumps(reply, ensure_ascii=False)
     assert all("ChuHoSo" not in r.data for r in check.records)
+
+
+def test_beyond_loopback_only_over_tls(tmp_path):
+    import subprocess
+
+    from pipeline.config import load_settings
+    from pipeline.intake.server import _tls
+
+    def settings(**env):
+        return load_settings({f"TTHC_INTAKE_{k.upper()}": v for k, v in env.items()})
+
+    assert _tls(settings()) is None  # loopback, plain HTTP
+    assert _tls(settings(host="::1")) is None
+    with pytest.raises(UserError, match="listens beyond loopback"):
+        _tls(settings(host="0.0.0.0"))
+    with pytest.raises(UserError, match="set both TTHC_INTAKE_TLS_CERT and TTHC_INTAKE_TLS_KEY"):
+        _tls(settings(host="0.0.0.0", tls_cert=str(tmp_path / "c.pem")))
+    with pytest.raises(UserError, match="cannot load the intake's TLS certificate"):
+        _tls(settings(host="0.0.0.0", tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem")))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=intake",
+                    "-keyout", str(tmp_path / "k.pem"), "-out", str(tmp_path / "c.pem")], check=True,
+                   capture_output=True)
+    context = _tls(settings(host="0.0.0.0", tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem")))
+    assert context is not None
