@@ -205,6 +205,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             print(f"simulate: wrote {result.events} {what} ({result.dossiers} dossiers, {result.feedbacks} feedback) "
                   f"of {result.first_day}..{result.last_day} to {result.path}")
             return 0
+        if args.output_format == "dvcqg":
+            from pipeline.feed.simulate import run_dvcqg_simulation
+
+            run_dvcqg_simulation(settings, rate=args.rate, duration=args.duration, units=args.units,
+                                 incidents=incidents, seed=args.seed)
+            return 0
         run_simulation(
             settings,
             rate=args.rate,

@@ -302,3 +302,14 @@ def translate_batch_records(translator, records, states):
             states[key] = result.state
         out += result.events
     return out
+
+
+def test_live_simulation_sends_dvcqg_calls_to_the_intake(intake):
+    env = intake["env"]
+    done = subprocess.run([sys.executable, "-m", "pipeline", "simulate", "--format", "dvcqg", "--rate", "20",
+                           "--duration", "3"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    sent = int(done.stderr.split("simulate: sent ")[1].split(" ")[0])
+    messages = [m for m in read_topic(load_settings(), intake["topic"]) if m.key.startswith(b"HS-SIM-")]
+    assert sent > 10 and len(messages) == sent  # one record per call, every call acknowledged
+    assert not any(b"C\xc3\xb4ng d\xc3\xa2n Th\xe1\xbb\xad nghi\xe1\xbb\x87m" in m.value for m in messages)
