@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 import time
 
@@ -114,8 +115,12 @@ async def _run(settings: Settings, until_idle: float | None) -> dict[str, int]:
         for tp in assignment:
             consumer.seek(tp, committed[tp])
         log.info("translate: %d dossiers rebuilt; consuming %s", len(states), settings.dvcqg_topic)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # stop between batches: the last one is committed
+            loop.add_signal_handler(sig, stop.set)
         idle_since = time.monotonic()
-        while True:
+        while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=500, max_records=_BATCH)
             if not batch:
                 if until_idle is not None and time.monotonic() - idle_since >= until_idle:
