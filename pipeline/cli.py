@@ -56,12 +56,25 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--scale", type=_positive_float, default=1.0,
                           help="--history: volume factor (1 = the province's real volume)")
     simulate.add_argument("--days", type=_positive_int, help="--history: only the first N days of the year")
+    simulate.add_argument("--format", dest="output_format", choices=["contract", "dvcqg"], default="contract",
+                          help="contract events (default) or DVCQG sync calls (to the intake)")
     simulate.add_argument(
         "--incident",
         action="append",
         default=[],
         help="unit=U,indicator=I,level=0.5 (repeatable): drive one unit's indicator down",
     )
+
+    intake = commands.add_parser(
+        "intake", help="the DVCQG-compatible sync endpoint (TTHC_INTAKE_*), or --file to load a sync log"
+    )
+    intake.add_argument("--file", help="a sync log: one DVCQG request body per line; exits once all are in Kafka")
+
+    translate = commands.add_parser(
+        "translate", help="translate the DVCQG raw topic into contract events (until the worker runs it)"
+    )
+    translate.add_argument("--until-idle", dest="until_idle", type=_positive_float,
+                           help="stop once no record arrived for this many seconds")
 
     rules = commands.add_parser("rules", help="write the Prometheus rules generated from the targets file")
     rules.add_argument("--out", help="directory (default: deploy/prometheus/rules)")
@@ -188,9 +201,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise UserError("--history YEAR and --out FILE go together")
             result = write_history(settings, args.history, args.out, scale=args.scale,
                                    seed=2025 if args.seed is None else args.seed, incidents=incidents,
-                                   days=args.days)
-            print(f"simulate: wrote {result.events} events ({result.dossiers} dossiers, {result.feedbacks} feedback) "
+                                   days=args.days, output_format=args.output_format)
+            what = "DVCQG calls" if args.output_format == "dvcqg" else "events"
+            print(f"simulate: wrote {result.events} {what} ({result.dossiers} dossiers, {result.feedbacks} feedback) "
                   f"of {result.first_day}..{result.last_day} to {result.path}")
+            return 0
+        if args.output_format == "dvcqg":
+            from pipeline.feed.simulate import run_dvcqg_simulation
+
+            run_dvcqg_simulation(settings, rate=args.rate, duration=args.duration, units=args.units,
+                                 incidents=incidents, seed=args.seed)
             return 0
         run_simulation(
             settings,
@@ -201,6 +221,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             seed=args.seed,
         )
         return 0
+    if args.command == "intake":
+        from pipeline.intake.server import run_file, run_intake
+
+        return run_file(settings, args.file) if args.file else run_intake(settings)
+    if args.command == "translate":
+        from pipeline.intake.translate import run_translate
+
+        return run_translate(settings, until_idle=args.until_idle)
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
         from pipeline.core.targets import TargetsError

@@ -149,6 +149,16 @@ class Settings:
     kafka_ssl_cafile: MaybeEmpty = ""
     kafka_ssl_certfile: MaybeEmpty = ""
     kafka_ssl_keyfile: MaybeEmpty = ""
+    # the DVCQG intake (pipeline/intake, docs/intake.md)
+    dvcqg_topic: str = "tthc.dvcqg-records"
+    intake_host: str = "127.0.0.1"  # beyond loopback only over TLS (TTHC_INTAKE_TLS_CERT / _KEY)
+    intake_port: Port = 6070
+    intake_accounts_file: MaybeEmpty = ""  # one `username password` per line; a secret file, never in the repository
+    intake_tls_cert: MaybeEmpty = ""
+    intake_tls_key: MaybeEmpty = ""
+    intake_session_seconds: float = 1800.0  # a session expires this long after its login
+    intake_max_bytes: int = 8 * 1024 * 1024  # a call's body larger than this is refused
+    procedures_file: Path = PROJECT_ROOT / "deploy" / "procedures.csv"
 
     @property
     def hold_retention_us(self) -> int:
@@ -157,6 +167,10 @@ class Settings:
     @property
     def dlq_topic(self) -> str:
         return f"{self.topic}.dlq"
+
+    @property
+    def dvcqg_dlq_topic(self) -> str:
+        return f"{self.dvcqg_topic}.dlq"
 
     @property
     def effective_clickhouse_dsn(self) -> str:

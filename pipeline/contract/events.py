@@ -89,6 +89,7 @@ FIELD_REASONS: dict[str, str] = {
 _SCHEMA_VERSION = SCHEMA["properties"]["schema_version"]["const"]
 _MAX_AHEAD_US = 24 * HOUR_US  # occurred_at may be at most this far ahead of now
 _TIMESTAMP_REF = "#/$defs/timestamp"
+_OPTIONAL_TIMESTAMP_REF = "#/$defs/optional_timestamp"  # v1.2: a timestamp, or null (absent)
 _OPTIONAL_BOOL_REF = "#/$defs/optional_bool"
 # ClickHouse DateTime64's range for the instant (after the offset); the schema's pattern
 # bounds only the written year (1900-2299).
@@ -341,7 +342,7 @@ def _field(name: str, schema: dict, required: bool, when: Callable[[Any], Any] |
         required=required,
         validate=_compile(schema),
         rules=rules,
-        is_time=_TIMESTAMP_REF in _refs(schema),
+        is_time=bool({_TIMESTAMP_REF, _OPTIONAL_TIMESTAMP_REF} & _refs(schema)),
         is_int="integer" in types,
         default=False if _OPTIONAL_BOOL_REF in _refs(schema) else _ABSENT,
         when=when,
@@ -442,7 +443,7 @@ def _missing(obj: Mapping[str, Any], name: str) -> InvalidEvent:
 def _reason_of(f: _Field, value: Any, rule: str) -> InvalidEvent:
     """The reason and detail of ``value`` failing ``rule`` of field ``f``'s schema."""
     name = f.name
-    if rule == "pattern":
+    if rule == "pattern" or (rule == "anyOf" and f.is_time and isinstance(value, str)):  # an optional timestamp
         return InvalidEvent(
             "invalid_timestamp",
             f"{name} must be an RFC 3339 date-time with offset in the years 1900-2299, got {_show(value)}",
@@ -450,6 +451,8 @@ def _reason_of(f: _Field, value: Any, rule: str) -> InvalidEvent:
     reason = FIELD_REASONS.get(name, "invalid_field")
     if name == "event_type":
         return InvalidEvent(reason, f"event_type {_show(value)} is not a known event type")
+    if rule == "anyOf" and f.is_time:
+        return InvalidEvent(reason, f"{name} must be an RFC 3339 string or null, got {_show(value)}")
     if rule == "not":
         return InvalidEvent(reason, f"{name} must not be the reserved code {_show(value)}")
     if rule in ("minLength", "maxLength"):

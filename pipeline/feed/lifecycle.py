@@ -95,6 +95,7 @@ FALLBACK_UNITS: tuple[str, ...] = (
 
 # Procedure codes per sector (shape of the national procedure codes, not real ones).
 _PROCEDURES = {sector: tuple(f"{i + 1}.{n:06d}" for n in range(4)) for i, sector in enumerate(SECTORS)}
+PROCEDURES = _PROCEDURES  # public: the DVCQG form of the lifecycles (pipeline/feed/dvcqg.py) names them
 
 # A unit's hit probabilities (before incidents): per indicator, drawn uniformly from the
 # "good" range, or with probability WEAK_SHARE from the "weak" one (a realistic weak spot:

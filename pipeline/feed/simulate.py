@@ -29,7 +29,9 @@ from datetime import date, timedelta
 import heapq
 import json
 import random
+import ssl
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,8 +50,12 @@ from pipeline.feed.lifecycle import (
     load_province,
     active_unit_ids,
 )
+from pipeline.feed.dvcqg import case_calls, rating_calls
+from pipeline.intake.calls import load_accounts
 from pipeline.feed.replay import _Acks, flush_and_check, open_producer, send_all
 from pipeline.progress import progress_bar, summary
+from pipeline.store.sectors import load_sectors
+from pipeline.store.units import load_units
 
 SECONDS_PER_WORKING_DAY = 20.0
 FEEDBACK_SHARE = 0.05  # of new lifecycles
@@ -236,9 +242,15 @@ def write_history(
     incidents=(),
     progress: bool = True,
     days: int | None = None,
+    output_format: str = "contract",
 ) -> HistoryResult:
     """Write a year (or its first ``days`` days) of dossier lifecycles as JSONL, in
     ``occurred_at`` order, deterministic for (registry, holidays, year, scale, seed).
+
+    ``output_format="dvcqg"``: the same lifecycles as DVCQG sync calls, one request body
+    per line (``pipeline.feed.dvcqg``; ``python -m pipeline intake --file`` loads it):
+    ``events`` counts the calls; feedback items are drawn (so the dossiers are the same)
+    but not written, and the monthly rating summaries come last.
 
     Every working day each unit in force receives a Poisson number of dossiers with the
     mean of :meth:`pipeline.feed.province.Province.daily_rates` × ``scale``, at office
@@ -269,7 +281,21 @@ def write_history(
     pending: list[tuple[datetime, int, bytes]] = []
     counts = {"dossiers": 0, "feedbacks": 0, "events": 0, "seq": 0}
 
+    if output_format not in ("contract", "dvcqg"):
+        raise UserError(f"--format must be contract or dvcqg, got {output_format!r}")
+    dvcqg = output_format == "dvcqg"
+    unit_codes = {u.unit_id: u.dvcqg_code for u in load_units(settings.units_file) if u.dvcqg_code}
+    sector_codes = [s.sector for s in load_sectors()]
+    ratings: list[dict] = []
+
     def push(events: list[dict]) -> None:
+        if dvcqg:
+            kept = [e for e in events if datetime.fromisoformat(e["occurred_at"]) < end_of_period]
+            ratings.extend(e for e in kept if e["event_type"] == "rated")
+            for call in case_calls(kept, unit_codes, sector_codes):
+                counts["seq"] += 1
+                heapq.heappush(pending, (call.at, counts["seq"], event_bytes(call.body)))
+            return
         for event in events:
             at = datetime.fromisoformat(event["occurred_at"])
             if at < end_of_period:
@@ -288,12 +314,116 @@ def write_history(
                         push(generator.case(f"HS-{year}-{counts['dossiers']:07d}", t, unit=unit.unit_id))
                         if rng.random() < HISTORY_FEEDBACK_SHARE:
                             counts["feedbacks"] += 1
-                            push(generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id))
+                            feedback = generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id)
+                            if not dvcqg:  # DVCQG calls carry no feedback
+                                push(feedback)
             next_midnight = datetime.combine(day + timedelta(days=1), datetime.min.time(), LOCAL_TZ)
             while pending and pending[0][0] < next_midnight:
                 handle.write(heapq.heappop(pending)[2] + b"\n")
                 counts["events"] += 1
             bar.update(1)
             bar.set_postfix(dossiers=counts["dossiers"], events=counts["events"], refresh=False)
+        if dvcqg:  # the units' monthly rating summaries (DongBoDanhGia), once the year is done
+            for call in rating_calls(ratings, unit_codes, end_of_period):
+                handle.write(event_bytes(call.body) + b"\n")
+                counts["events"] += 1
     return HistoryResult(str(out), counts["dossiers"], counts["feedbacks"], counts["events"],
                          all_days[0].isoformat(), all_days[-1].isoformat())
+
+
+# --------------------------------------------------------------------------- live, as DVCQG calls
+
+
+class IntakeClient:
+    """Posts DVCQG calls to the intake (``TTHC_INTAKE_HOST``:``TTHC_INTAKE_PORT``) as the
+    first account of ``TTHC_INTAKE_ACCOUNTS_FILE`` (the local demo's), logging in again when
+    the session expires; a call is sent again until the intake answers ``error_code`` 0."""
+
+    def __init__(self, settings: Settings, *, retries: int = 50) -> None:
+        if not settings.intake_accounts_file:
+            raise UserError("simulate --format dvcqg needs TTHC_INTAKE_ACCOUNTS_FILE (the intake's accounts)")
+        accounts = load_accounts(settings.intake_accounts_file)
+        self.username, self.password = next(iter(accounts.passwords.items()))
+        host = settings.intake_host if settings.intake_host not in ("0.0.0.0", "::", "localhost") else "127.0.0.1"
+        scheme = "https" if settings.intake_tls_cert else "http"
+        self.url = f"{scheme}://{host}:{settings.intake_port}/dvcqg"
+        self.session: str | None = None
+        self.retries = retries
+        self.resends = 0
+
+    def _post(self, path: str, body: dict) -> dict:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        request = urllib.request.Request(self.url + path, data=data, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        context = ssl._create_unverified_context() if self.url.startswith("https") else None  # the local demo's
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return json.loads(response.read())
+
+    def send(self, body: dict) -> None:
+        for _attempt in range(self.retries):
+            try:
+                if self.session is None:
+                    reply = self._post("/login", {"username": self.username, "password": self.password})
+                    if reply.get("error_code") != 0:
+                        raise UserError(f"the intake refused the login of {self.username}")
+                    self.session = reply["session"]
+                reply = self._post("/", {**body, "session": self.session})
+            except OSError:
+                self.resends += 1
+                time.sleep(0.5)
+                continue
+            if reply.get("error_code") == 2:
+                self.session = None
+                continue
+            if reply.get("error_code") == 0:
+                return
+            if reply.get("error_code") == 6:
+                self.resends += 1
+                time.sleep(0.5)
+                continue
+            raise UserError(f"the intake refused a call: {reply.get('error_code')} {reply.get('message')}")
+        raise UserError(f"cannot reach the intake at {self.url} (run `python -m pipeline intake`)")
+
+
+def run_dvcqg_simulation(
+    settings: Settings,
+    rate: float = 20.0,
+    duration: float = 60.0,
+    units: int = 12,
+    incidents=(),
+    seed: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Like :func:`run_simulation`, but the lifecycles go to the intake as DVCQG calls
+    (``pipeline.feed.dvcqg``), ~``rate`` calls per second; returns the calls sent."""
+    if rate <= 0 or duration <= 0 or units < 1:
+        raise UserError("--rate, --duration and --units must be positive")
+    chosen = active_unit_ids(settings.units_file)[:units]
+    unit_codes = {u.unit_id: u.dvcqg_code for u in load_units(settings.units_file) if u.dvcqg_code}
+    sector_codes = [s.sector for s in load_sectors()]
+    rng = random.Random(seed)
+    generator = LifecycleGenerator(rng, chosen, clock=CompressedClock(SECONDS_PER_WORKING_DAY),
+                                   incidents=list(incidents), new_id=lambda: str(uuid.uuid4()),
+                                   province=load_province(settings.units_file))
+    client = IntakeClient(settings)
+    run_tag = uuid.uuid4().hex[:6].upper()
+    pending: list[tuple[datetime, int, dict]] = []
+    seq = cases = sent = 0
+    started = time.monotonic()
+    with progress_bar("simulate dvcqg", total=round(rate * duration), unit="call", enabled=progress) as bar:
+        while time.monotonic() - started < duration:
+            delay = started + sent / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = _now()
+            while not pending or pending[0][0] > now:
+                cases += 1
+                for call in case_calls(generator.case(f"HS-SIM-{run_tag}-{cases:06d}", now), unit_codes, sector_codes):
+                    seq += 1
+                    heapq.heappush(pending, (call.at, seq, call.body))
+            client.send(heapq.heappop(pending)[2])
+            sent += 1
+            bar.update(1)
+    summary(f"simulate: sent {sent} DVCQG calls ({cases} dossiers started, {client.resends} resends) to {client.url}",
+            enabled=progress)
+    return sent

@@ -270,7 +270,9 @@ def _up_kafka(settings: Settings, services: dict[str, Service], nodes: list[Brok
     policy = kafka_clients.topic_policy(clients)
     created = []
     for topic, configs in ((settings.topic, kafka_clients.topic_configs(clients)),
-                           (settings.dlq_topic, kafka_clients.dlq_topic_configs(clients))):
+                           (settings.dlq_topic, kafka_clients.dlq_topic_configs(clients)),
+                           (settings.dvcqg_topic, kafka_clients.topic_configs(clients)),
+                           (settings.dvcqg_dlq_topic, kafka_clients.dlq_topic_configs(clients))):
         created += kafka.ensure_topics(
             clients.kafka_bootstrap, [topic], settings.partitions, replication=policy.replication, configs=configs,
             client_options=kafka_clients.kafka_python_options(clients),

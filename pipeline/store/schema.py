@@ -8,6 +8,8 @@ Nullable rule are in docs/internals.md ("The tables").
 from __future__ import annotations
 
 from pipeline.store.units import UNKNOWN_UNIT_EVENTS_SQL
+from pipeline.store.ratings import RATINGS_DDL
+from pipeline.store.steps import STEPS_DDL, STEPS_VIEW_DDL
 
 __all__ = [
     "TABLES",
@@ -88,7 +90,7 @@ CASE_COLUMNS: tuple[str, ...] = (
 )
 
 UNIT_COLUMNS: tuple[str, ...] = (
-    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code",
+    "unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to", "successor", "population", "admin_code", "dvcqg_code",
 )
 
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
@@ -197,7 +199,8 @@ CREATE TABLE IF NOT EXISTS units
     valid_to   Nullable(Date),
     successor  Array(String),
     population Nullable(UInt64),
-    admin_code Nullable(String)
+    admin_code Nullable(String),
+    dvcqg_code Nullable(String)
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (unit_id, valid_from)
@@ -222,14 +225,20 @@ ORDER BY (taken_at, indicator, unit, sector, `window`)
 """,
 }
 
+_DDL["steps"] = STEPS_DDL
+_DDL["dvcqg_ratings"] = RATINGS_DDL
+
 TABLES: tuple[str, ...] = tuple(_DDL)
 
 
 def _views() -> dict[str, str]:
-    return {"unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}"}
+    return {
+        "unknown_unit_events": f"CREATE VIEW IF NOT EXISTS unknown_unit_events AS {UNKNOWN_UNIT_EVENTS_SQL.strip()}",
+        "steps_from_events": STEPS_VIEW_DDL.strip(),
+    }
 
 
-VIEWS: tuple[str, ...] = ("unknown_unit_events",)
+VIEWS: tuple[str, ...] = ("unknown_unit_events", "steps_from_events")
 
 #: columns added after a table's first release (no-ops on a table that has them)
 _ADDED_COLUMNS: tuple[str, ...] = (
@@ -241,6 +250,7 @@ _ADDED_COLUMNS: tuple[str, ...] = (
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS admin_code Nullable(String) AFTER population",
     "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_size Nullable(UInt64) AFTER raw_encoding",
     "ALTER TABLE invalid_events ADD COLUMN IF NOT EXISTS raw_sha256 String DEFAULT '' AFTER raw_size",
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS dvcqg_code Nullable(String) AFTER admin_code",
 )
 
 

@@ -1,6 +1,8 @@
 """The sectors (lĩnh vực): ``deploy/sectors.csv`` -> codes and Vietnamese names.
 
-File format: CSV, UTF-8, ``#`` comment lines, header ``sector,name_vi``. Codes are
+File format: CSV, UTF-8, ``#`` comment lines, header ``sector,name_vi`` and optionally
+``dvcqg_code`` (the national sector code, ``MaLinhVuc`` of a DVCQG sync call; empty when
+unknown; unique where given). Codes are
 ASCII (lower-case letters, digits, ``_``), unique, not ``all`` / ``unknown`` (scope
 labels); names are non-empty and unique. Errors: one line ``UserError`` (file:line).
 """
@@ -28,6 +30,7 @@ DEFAULT_SECTORS_FILE = PROJECT_ROOT / "deploy" / "sectors.csv"
 class Sector:
     sector: str
     name_vi: str
+    dvcqg_code: str | None = None
 
 
 def load_sectors(path: str | PathLike[str] | None = None) -> list[Sector]:
@@ -45,6 +48,7 @@ def load_sectors(path: str | PathLike[str] | None = None) -> list[Sector]:
     sectors: list[Sector] = []
     seen: dict[str, int] = {}
     names: dict[str, int] = {}
+    nationals: dict[str, int] = {}
     try:
         for row in reader:
             line = reader.line_num
@@ -52,13 +56,20 @@ def load_sectors(path: str | PathLike[str] | None = None) -> list[Sector]:
                 continue
             cells = [c.strip() for c in row]
             if header is None:
-                if cells != ["sector", "name_vi"]:
-                    raise UserError(f"{p}:{line}: the header must be sector,name_vi, got {','.join(cells)}")
+                if cells not in (["sector", "name_vi"], ["sector", "name_vi", "dvcqg_code"]):
+                    raise UserError(
+                        f"{p}:{line}: the header must be sector,name_vi[,dvcqg_code], got {','.join(cells)}"
+                    )
                 header = cells
                 continue
-            if len(cells) != 2:
-                raise UserError(f"{p}:{line}: expected 2 fields, got {len(cells)}")
-            code, name = cells
+            if len(cells) != len(header):
+                raise UserError(f"{p}:{line}: expected {len(header)} fields, got {len(cells)}")
+            code, name = cells[0], cells[1]
+            national = cells[2] if len(cells) > 2 and cells[2] else None
+            if national is not None:
+                if national in nationals:
+                    raise UserError(f"{p}:{line}: dvcqg_code {national!r} is also used on line {nationals[national]}")
+                nationals[national] = line
             if not _CODE_RE.fullmatch(code) or code in _RESERVED:
                 raise UserError(f"{p}:{line}: sector must be a lower-case ASCII code (not all/unknown), got {code!r}")
             if not name:
@@ -68,7 +79,7 @@ def load_sectors(path: str | PathLike[str] | None = None) -> list[Sector]:
             if name in names:
                 raise UserError(f"{p}:{line}: name {name!r} is also used on line {names[name]}")
             seen[code], names[name] = line, line
-            sectors.append(Sector(code, name))
+            sectors.append(Sector(code, name, national))
     except csv.Error as exc:
         raise UserError(f"{p}: bad CSV: {exc}") from None
     if not sectors:

@@ -3,7 +3,7 @@
 File format: CSV, UTF-8 (a BOM is tolerated); lines starting with ``#`` are comments
 (the shipped file documents its sources there). The header names the columns
 ``unit_id,name_vi,kind,parent_id,valid_from,valid_to`` (required, any order) and
-optionally ``successor,population,admin_code``; no others:
+optionally ``successor,population,admin_code,dvcqg_code``; no others:
 
 - ``unit_id`` — short, stable ASCII code (letters, digits, ``_``, ``-``, ``.``), the
   ``unit_id`` that events carry; ``all`` and ``unknown`` are reserved.
@@ -18,6 +18,9 @@ optionally ``successor,population,admin_code``; no others:
   work the day after its ``valid_to``.
 - ``population`` — residents (a whole number) where published, else empty.
 - ``admin_code`` — the national administrative unit code where known, else empty.
+- ``dvcqg_code`` — the unit's code (``madonvi``) in the national portal's sync calls,
+  where known, else empty; one code belongs to one ``unit_id`` (the DVCQG intake,
+  ``pipeline.sources.dvcqg``, attributes a call to it).
 
 One ``unit_id`` may have several rows (a renamed or re-parented unit). The loader checks
 the whole file (:func:`check_registry`): (``unit_id``, ``valid_from``) unique; the periods
@@ -58,7 +61,7 @@ __all__ = [
 ]
 
 COLUMNS = ("unit_id", "name_vi", "kind", "parent_id", "valid_from", "valid_to")
-OPTIONAL_COLUMNS = ("successor", "population", "admin_code")
+OPTIONAL_COLUMNS = ("successor", "population", "admin_code", "dvcqg_code")
 KINDS = ("province", "department", "commune", "service_centre", "district")
 MERGER_DATE = date(2025, 7, 1)  # Resolution 202/2025/QH15: the new Bắc Ninh province
 _RESERVED = frozenset({"all", "unknown"})
@@ -76,7 +79,8 @@ class Unit:
     successors: tuple[str, ...] = ()
     population: int | None = None
     admin_code: str | None = None
-    line: int = 0  # line in the file (0 when not read from a file)
+    line: int = 0
+    dvcqg_code: str | None = None  # line in the file (0 when not read from a file)
 
     def valid_on(self, day: date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
@@ -131,6 +135,7 @@ def load_units(path: str | PathLike[str]) -> list[Unit]:
 
     units: list[Unit] = []
     seen: dict[tuple[str, date], int] = {}
+    dvcqg_owner: dict[str, tuple[str, int]] = {}
     line = 1
     try:
         for row in reader:
@@ -180,10 +185,18 @@ def load_units(path: str | PathLike[str]) -> list[Unit]:
                     f"{where}: duplicate unit {unit_id} valid from {valid_from} (first on line {seen[ident]})"
                 )
             seen[ident] = line
+            code = cell["dvcqg_code"]
+            if code:
+                if not _CODE_RE.fullmatch(code):
+                    raise UserError(f"{where}: dvcqg_code must be 1-64 ASCII letters, digits, '_', '-' or '.', got {code!r}")
+                owner = dvcqg_owner.setdefault(code, (unit_id, line))
+                if owner[0] != unit_id:
+                    raise UserError(f"{where}: dvcqg_code {code} of {unit_id} is also {owner[0]}'s (line {owner[1]})")
             units.append(
                 Unit(
                     unit_id, cell["name_vi"], kind, parent, valid_from, valid_to,
                     successors, population, cell["admin_code"] or None, line,
+                    cell["dvcqg_code"] or None,
                 )
             )
     except csv.Error as exc:
@@ -254,7 +267,7 @@ def sync_units(client, units: Iterable[Unit]) -> int:
     """
     data = [
         (u.unit_id, u.name_vi, u.kind, u.parent_id, u.valid_from, u.valid_to, list(u.successors), u.population,
-         u.admin_code)
+         u.admin_code, u.dvcqg_code)
         for u in units
     ]
     if not data:

@@ -137,7 +137,7 @@ def test_units_table_of_an_earlier_version_gets_the_new_columns(ch):
     columns = [name for (name,) in other.query(
         "SELECT name FROM system.columns WHERE database = 'tthc_old' AND table = 'units' ORDER BY position"
     ).result_rows]
-    assert columns[-3:] == ["successor", "population", "admin_code"]
+    assert columns[-4:] == ["successor", "population", "admin_code", "dvcqg_code"]
     assert sync_units(other, load_units(REPO / "deploy" / "units.csv")) > 100
     ch.command("DROP DATABASE tthc_old SYNC")
 

@@ -179,6 +179,7 @@ def event(kind: str = "received", /, **changes) -> dict:
             "apology_issued": {"new_due_at": "2025-03-30T17:00:00+07:00"},
             "rated": {"rating": 5},
             "feedback_received": {"due_at": "2025-03-19T17:00:00+07:00"},
+            "step": {"step_id": "st-1", "started_at": "2025-03-09T09:30:00+07:00"},
         }.get(kind, {})
     )
     for name, value in changes.items():
@@ -221,7 +222,7 @@ def test_public_names():
         "future_timestamp",
         "key_mismatch",
     )
-    assert isinstance(EVENT_TYPES, frozenset) and len(EVENT_TYPES) == 14
+    assert isinstance(EVENT_TYPES, frozenset) and len(EVENT_TYPES) == 15
     assert set(contract.__all__) == {
         "MAX_MESSAGE_BYTES",
         "EVENT_TYPES",

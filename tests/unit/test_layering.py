@@ -241,7 +241,7 @@ def test_a_cycle_hidden_in_a_function_is_found():
 @pytest.mark.parametrize(
     "source, target",
     [
-        ("from pipeline.feed.replay import message_key\n", "pipeline.feed.replay"),
+        ("from pipeline.contract.events import message_key\n", "pipeline.feed.replay"),
         ("from ..feed import replay\n", "pipeline.feed.replay"),
         ("import pipeline.feed.replay as r\n", "pipeline.feed.replay"),
         ("if True:\n    from pipeline.feed.replay import x\n", "pipeline.feed.replay"),

@@ -227,3 +227,26 @@ def test_a_unit_outside_the_registry_at_the_events_time_is_attributed_to_unknown
     units = {key.unit for key in _nonzero(processor.live)}
     assert units == {"unknown", "U1", ALL}
     assert _nonzero(processor.live)[SeriesKey("remote", "unknown", ALL, "ytd")] == (1, 2)  # one online of two
+
+
+def test_a_step_event_is_stored_and_changes_no_indicator():
+    """Contract v1.2: ``step`` events are facts of the case, with no outcome of their own."""
+    step_fields = dict(step_id="st-1", handler_name="Cán bộ Thử nghiệm 07", department="Phòng Tư pháp",
+                       started_at="2025-08-01T08:00:00+07:00", step_due_at="2025-08-02T17:00:00+07:00")
+    steps = [
+        _event("k1", "step", "2025-08-01T08:00:00+07:00", **step_fields),
+        _event("k2", "step", "2025-08-03T09:00:00+07:00", finished_at="2025-08-03T09:00:00+07:00", **step_fields),
+    ]
+    plain, with_steps = _processor(), _processor()
+    for offset, ev in enumerate(CASE):
+        plain.process(_message(ev, offset=offset), wall_now_us=NOW)
+    for offset, ev in enumerate(steps[:1] + CASE + steps[1:]):
+        assert with_steps.process(_message(ev, offset=offset), wall_now_us=NOW).outcome == ACCEPTED
+    assert _nonzero(with_steps.live) == _nonzero(plain.live) != {}
+    case = with_steps.repository.get(0, "C1")
+    assert {"k1", "k2"} <= case.state.event_ids
+    assert with_steps.process(_message(steps[0], offset=99), wall_now_us=NOW).outcome == DUPLICATE
+    # a case with steps only (its received not yet seen) yields nothing either
+    alone = _processor()
+    alone.process(_message({**steps[0], "case_id": "C9"}), wall_now_us=NOW)
+    assert _nonzero(alone.live) == {}

@@ -1,0 +1,160 @@
+"""Process steps (contract v1.2 ``step`` events) in ClickHouse, and the late-step queries.
+
+The table ``steps`` (``pipeline.store.schema``) holds one row per (``case_id``,
+``step_id``): a materialised view copies every ``step`` row written to ``case_events``
+into it (so whatever writes the facts — the worker, ``backfill`` — fills it, once), and
+``ReplacingMergeTree(version)`` keeps the latest event of the step (``version``: its
+``occurred_at`` in µs, doubled, plus one when finished). Read it with ``FINAL``.
+
+A step is **late** when it finished after its ``step_due_at``, or is still open at T with
+``step_due_at`` before T. A step without a due date is never late. Officials and
+departments live here, in the reports and in the boards' SQL panels — never in
+Prometheus labels (unbounded values).
+
+:data:`LATE_STEPS_SQL` counts, per unit × department × official, over a period
+[``start``, ``end``) (UTC instants, usually the local month) seen at clock ``t``
+(``t`` ≤ ``end``): the steps finished in the period, those finished late, and the steps
+open at ``t`` past their due (``open_overdue``). :func:`late_steps` runs it grouped by
+official or by department. :data:`OPEN_OVERDUE_STEPS_SQL` lists the open steps past due
+at ``t`` one by one. All values travel as query parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.store.readonly import QueryRunner
+
+__all__ = [
+    "STEPS_DDL",
+    "STEPS_VIEW_DDL",
+    "STEP_COLUMNS",
+    "LATE_STEPS_SQL",
+    "OPEN_OVERDUE_STEPS_SQL",
+    "LateSteps",
+    "late_steps",
+    "open_overdue_steps",
+]
+
+STEP_COLUMNS: tuple[str, ...] = (
+    "case_id", "step_id", "event_id", "unit_id", "unit_label", "handler_name", "handler_title", "department",
+    "started_at", "step_due_at", "finished_at", "status_code", "version",
+)
+
+STEPS_DDL = """
+CREATE TABLE IF NOT EXISTS steps
+(
+    case_id       String,
+    step_id       String,
+    event_id      String,
+    unit_id       String,
+    unit_label    LowCardinality(String),
+    handler_name  Nullable(String),
+    handler_title Nullable(String),
+    department    Nullable(String),
+    started_at    DateTime64(6, 'UTC'),
+    step_due_at   Nullable(DateTime64(6, 'UTC')),
+    finished_at   Nullable(DateTime64(6, 'UTC')),
+    status_code   Nullable(String),
+    version       UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (case_id, step_id)
+"""
+
+# The raw column is the canonical record: timestamps ...Z with six fractional digits.
+_TIME = "parseDateTime64BestEffortOrNull(JSONExtract(raw, '{name}', 'Nullable(String)'), 6, 'UTC')"
+
+STEPS_VIEW_DDL = f"""
+CREATE MATERIALIZED VIEW IF NOT EXISTS steps_from_events TO steps AS
+SELECT
+    case_id,
+    JSONExtractString(raw, 'step_id') AS step_id,
+    event_id,
+    unit_id,
+    unit_label,
+    JSONExtract(raw, 'handler_name', 'Nullable(String)') AS handler_name,
+    JSONExtract(raw, 'handler_title', 'Nullable(String)') AS handler_title,
+    JSONExtract(raw, 'department', 'Nullable(String)') AS department,
+    assumeNotNull({_TIME.format(name='started_at')}) AS started_at,
+    {_TIME.format(name='step_due_at')} AS step_due_at,
+    {_TIME.format(name='finished_at')} AS finished_at,
+    JSONExtract(raw, 'status_code', 'Nullable(String)') AS status_code,
+    toUInt64(toUnixTimestamp64Micro(occurred_at)) * 2 + (JSONHas(raw, 'finished_at') ? 1 : 0) AS version
+FROM case_events
+WHERE event_type = 'step'
+"""
+
+LATE_STEPS_SQL = """
+SELECT
+    unit_label AS unit,
+    ifNull(department, '') AS department,
+    ifNull(handler_name, '') AS handler_name,
+    ifNull(any(handler_title), '') AS handler_title,
+    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+        AS steps_done,
+    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+            AND step_due_at IS NOT NULL AND finished_at > step_due_at) AS late_done,
+    countIf(started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
+            AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')) AS open_overdue
+FROM steps FINAL
+WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+GROUP BY unit, department, handler_name
+HAVING steps_done + open_overdue > 0
+ORDER BY late_done + open_overdue DESC, unit, department, handler_name
+"""
+
+OPEN_OVERDUE_STEPS_SQL = """
+SELECT unit_label AS unit, case_id, step_id, ifNull(department, '') AS department,
+       ifNull(handler_name, '') AS handler_name, started_at, step_due_at
+FROM steps FINAL
+WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
+  AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+ORDER BY step_due_at, case_id, step_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LateSteps:
+    """One line of the late list: an official (``by="official"``) or a department
+    (``handler_name`` empty) of a unit over a period."""
+
+    unit: str
+    department: str
+    handler_name: str
+    handler_title: str
+    steps_done: int
+    late_done: int
+    open_overdue: int
+
+    @property
+    def late(self) -> int:
+        return self.late_done + self.open_overdue
+
+
+def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, by: str = "official") -> list[LateSteps]:
+    """Late steps per official (``by="official"``) or per department (``by="department"``)
+    over [start, end) seen at ``at_us`` (see the module doc); only lines with a step."""
+    if by not in ("official", "department"):
+        raise ValueError(f"by must be official or department, got {by!r}")
+    at_us = min(int(at_us), int(end_us))
+    params = {"start": int(start_us), "end": int(end_us), "t": at_us}
+    _cols, rows = runner.query(LATE_STEPS_SQL, params)
+    lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c)) for u, d, n, ti, a, b, c in rows]
+    if by == "department":
+        merged: dict[tuple[str, str], list[int]] = {}
+        for x in lines:
+            acc = merged.setdefault((x.unit, x.department), [0, 0, 0])
+            acc[0] += x.steps_done
+            acc[1] += x.late_done
+            acc[2] += x.open_overdue
+        lines = [LateSteps(u, d, "", "", a, b, c) for (u, d), (a, b, c) in merged.items()]
+    lines.sort(key=lambda x: (-x.late, x.unit, x.department, x.handler_name))
+    return lines
+
+
+def open_overdue_steps(runner: QueryRunner, at_us: int) -> list[dict[str, Any]]:
+    """The steps open at ``at_us`` past their due, oldest due first."""
+    cols, rows = runner.query(OPEN_OVERDUE_STEPS_SQL, {"t": int(at_us)})
+    return [dict(zip(cols, r)) for r in rows]
