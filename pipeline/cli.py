@@ -226,9 +226,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return run_file(settings, args.file) if args.file else run_intake(settings)
     if args.command == "translate":
+        from pipeline.feed.dvcqg import registries_for
         from pipeline.intake.translate import run_translate
 
-        return run_translate(settings, until_idle=args.until_idle)
+        return run_translate(settings, registries_for(settings), until_idle=args.until_idle)
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
         from pipeline.core.targets import TargetsError

@@ -30,9 +30,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
 
+from pipeline.calendar_file import load_calendar
+from pipeline.config import Settings
 from pipeline.core.catalogue import Catalogue, Procedure
 from pipeline.feed.lifecycle import PROCEDURES as _PROCEDURES
 from pipeline.sources.dvcqg.records import PROGRESS, RATINGS, SNAPSHOT, format_dvcqg_time
+from pipeline.sources.dvcqg.translator import Registries
+from pipeline.store.procedures import load_procedures
+from pipeline.store.sectors import load_sectors
+from pipeline.store.units import load_units
 
 __all__ = [
     "DvcqgCall",
@@ -40,6 +46,7 @@ __all__ = [
     "rating_calls",
     "simulated_procedures",
     "simulated_catalogue",
+    "registries_for",
     "sim_procedure_code",
     "FULL_SUFFIX",
     "OFFICIALS",
@@ -230,3 +237,19 @@ def rating_calls(ratings: Iterable[Mapping[str, Any]], unit_codes: Mapping[str, 
             "NgayTongHop": month, "TongSoNguoiDanhGia": n,
             "PhanTramDanhGia": {k: f"{100 * v / n:.1f}%" for k, v in pct.items()}}]}))
     return calls
+
+
+def registries_for(settings: Settings, *, simulated: bool = True) -> Registries:
+    """The translator's registries from the deploy files; ``simulated``: the simulated
+    world's procedure codes too (they collide with no real code), so simulated calls read
+    right (``pipeline.feed.dvcqg``)."""
+    units = load_units(settings.units_file)
+    sectors = load_sectors()
+    procedures = load_procedures(settings.procedures_file)
+    catalogue = simulated_catalogue(procedures, [s.sector for s in sectors]) if simulated else Catalogue(procedures)
+    return Registries(
+        {u.dvcqg_code: u.unit_id for u in units if u.dvcqg_code},
+        {s.dvcqg_code: s.sector for s in sectors if s.dvcqg_code},
+        catalogue,
+        load_calendar(),
+    )

@@ -45,7 +45,7 @@ from pipeline.intake.calls import (
 from pipeline.kafka_clients import aiokafka_options, kafka_python_options, quiet_kafka_logs, topic_configs, topic_policy
 from pipeline.progress import progress_bar, summary
 from pipeline.sources.dvcqg.records import RawRecord
-from pipeline.stream.webguard import is_loopback
+from pipeline.webguard import is_loopback
 
 __all__ = ["run_intake", "run_file", "build_app", "KafkaSink"]
 

@@ -29,37 +29,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from pipeline.config import Settings, UserError
-from pipeline.core.catalogue import Catalogue
-from pipeline.feed.calendar import load_calendar
-from pipeline.feed.dvcqg import simulated_catalogue
 from pipeline.intake.server import KafkaSink
 from pipeline.kafka_clients import aiokafka_options
 from pipeline.sources.dvcqg.batch import translate_batch
 from pipeline.sources.dvcqg.translator import Registries, Translator
-from pipeline.store.procedures import load_procedures
-from pipeline.store.sectors import load_sectors
-from pipeline.store.units import load_units
 
-__all__ = ["run_translate", "registries_for"]
+__all__ = ["run_translate"]
 
 log = logging.getLogger("pipeline.translate")
 _BATCH = 2000
-
-
-def registries_for(settings: Settings, *, simulated: bool = True) -> Registries:
-    """The translator's registries from the deploy files; ``simulated``: the simulated
-    world's procedure codes too (they collide with no real code), so simulated calls read
-    right (``pipeline.feed.dvcqg``)."""
-    units = load_units(settings.units_file)
-    sectors = load_sectors()
-    procedures = load_procedures(settings.procedures_file)
-    catalogue = simulated_catalogue(procedures, [s.sector for s in sectors]) if simulated else Catalogue(procedures)
-    return Registries(
-        {u.dvcqg_code: u.unit_id for u in units if u.dvcqg_code},
-        {s.dvcqg_code: s.sector for s in sectors if s.dvcqg_code},
-        catalogue,
-        load_calendar(),
-    )
 
 
 async def _rebuild(settings: Settings, translator: Translator, committed: dict[TopicPartition, int]) -> dict:
@@ -89,8 +67,8 @@ async def _rebuild(settings: Settings, translator: Translator, committed: dict[T
     return states
 
 
-async def _run(settings: Settings, until_idle: float | None) -> dict[str, int]:
-    translator = Translator(registries_for(settings))
+async def _run(settings: Settings, registries: Registries, until_idle: float | None) -> dict[str, int]:
+    translator = Translator(registries)
     try:  # the raw topic may not exist yet (no call received): create it, so the group gets partitions
         KafkaSink(settings).ensure_topics()
     except Exception as exc:  # kafka-python raises many types; one line for all
@@ -149,9 +127,10 @@ def _bytes(event: dict) -> bytes:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def run_translate(settings: Settings, until_idle: float | None = None) -> int:
+def run_translate(settings: Settings, registries: Registries, until_idle: float | None = None) -> int:
+    """``registries``: the deploy files' (``pipeline.feed.dvcqg.registries_for``, built by the CLI)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    totals = asyncio.run(_run(settings, until_idle))
+    totals = asyncio.run(_run(settings, registries, until_idle))
     print(f"translate: {totals['records']} records -> {totals['events']} events, {totals['dead']} dead letters, "
           f"{totals['regressions']} status regressions", file=sys.stderr)
     return 0

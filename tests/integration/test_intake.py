@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.infra.manager import up
-from pipeline.intake.translate import registries_for
+from pipeline.feed.dvcqg import registries_for
 from pipeline.kafka_clients import kafka_python_options
 from pipeline.sources.dvcqg.records import RawRecord, scrub, split_call
 from pipeline.sources.dvcqg.translator import Translator

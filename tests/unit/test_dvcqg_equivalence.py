@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.contract.events import CaseEvent, parse_time
-from pipeline.core.cases import CaseState, case_outcomes, open_case
+from pipeline.core.cases import CaseState, case_outcomes_and_open
 from pipeline.contract.localtime import LOCAL_TZ
-from pipeline.feed.calendar import load_calendar
+from pipeline.calendar_file import load_calendar
 from pipeline.feed.dvcqg import case_calls, simulated_catalogue
 from pipeline.feed.lifecycle import LifecycleGenerator, WorkingClock, load_province
 from pipeline.sources.dvcqg.records import split_call
@@ -55,7 +55,8 @@ def outcomes_of(events):
     state = CaseState.new(events[0]["case_id"])
     for e in events:
         state.add(CaseEvent.from_record(e))
-    return case_outcomes(state, END, HOLD), open_case(state), state
+    outcomes, open_entry = case_outcomes_and_open(state, END, HOLD)
+    return outcomes, open_entry, state
 
 
 def translate(calls, registries):
