@@ -18,7 +18,7 @@ OPERATIONS_UID = "tthc-van-hanh"
 TAGS = ["tthc", "mot-cua"]
 DEFAULT_WINDOW = "ytd"
 
-#: the one-line Vietnamese definition of each indicator (README, "The twelve indicators")
+#: the one-line Vietnamese definition of each indicator (docs/analysts.md, "The indicators")
 DEFINITIONS_VI: dict[str, str] = {
     "on_time": "Hồ sơ giải quyết đúng hạn / hồ sơ đã giải quyết",
     "on_time_766": (
