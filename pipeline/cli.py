@@ -14,9 +14,12 @@ from importlib import metadata
 from typing import Sequence
 
 from pipeline.config import ConfigError, Settings, UserError, load_settings, positive_float, positive_int
+from pipeline.secrets import read_secret, redact, remember
 
 
 PROG = "tthc"
+GRAFANA_TOKEN = "TTHC_GRAFANA_TOKEN"  # secrets of `grafana provision`, each also as <name>_FILE
+GRAFANA_CLICKHOUSE_URL = "TTHC_GRAFANA_CLICKHOUSE_URL"
 
 DESCRIPTION = """\
 Live one-stop-desk (TTHC) indicators: Kafka -> worker -> ClickHouse -> Prometheus.
@@ -397,7 +400,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return run_build(settings, args.out)
         from pipeline.boards.provision import run_provision
 
-        return run_provision(settings, args.url, args.token, args.prometheus_url, args.clickhouse_url)
+        # secrets: the flag (readable by other users in the process list) or, better, the
+        # environment or a file, like every other secret (pipeline/secrets.py)
+        token = remember(args.token) or read_secret(GRAFANA_TOKEN)
+        clickhouse_url = remember(args.clickhouse_url) or read_secret(GRAFANA_CLICKHOUSE_URL)
+        return run_provision(settings, args.url, token, args.prometheus_url, clickhouse_url)
     raise UserError(f"unknown command {args.command!r}")
 
 
@@ -430,8 +437,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(argv)
         return _dispatch(args, _settings(args))
     except (UserError, ConfigError) as exc:
-        from pipeline.secrets import redact
-
         print(f"error: {redact(str(exc))}", file=sys.stderr)  # never a secret (pipeline/secrets.py)
         return 2
     except KeyboardInterrupt:

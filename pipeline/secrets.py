@@ -12,7 +12,8 @@ in a driver's message, say) is still never shown.
 
 The secrets: ``TTHC_SQL_TOKEN`` (bearer token of the worker's ``POST /sql``),
 ``TTHC_CLICKHOUSE_PASSWORD`` (merged into an ``http(s)://`` DSN; a password written in
-``TTHC_CLICKHOUSE_DSN`` itself is also treated as a secret), ``TTHC_KAFKA_SASL_PASSWORD``.
+``TTHC_CLICKHOUSE_DSN`` itself is also treated as a secret), ``TTHC_KAFKA_SASL_PASSWORD``,
+and ``grafana provision``'s ``TTHC_GRAFANA_TOKEN`` and ``TTHC_GRAFANA_CLICKHOUSE_URL``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from pipeline.config import ConfigError
 
 __all__ = ["KNOWN", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction", "with_password"]
 
-SECRET_NAMES = ("TTHC_SQL_TOKEN", "TTHC_CLICKHOUSE_PASSWORD", "TTHC_KAFKA_SASL_PASSWORD")
+SECRET_NAMES = (
+    "TTHC_SQL_TOKEN",
+    "TTHC_CLICKHOUSE_PASSWORD",
+    "TTHC_KAFKA_SASL_PASSWORD",
+    "TTHC_GRAFANA_TOKEN",  # `grafana provision`: the service account token
+    "TTHC_GRAFANA_CLICKHOUSE_URL",  # `grafana provision`: the ClickHouse URL Grafana uses, with its password
+)
 KNOWN: set[str] = set()
 MASK = "***"
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>[^@/\s]+)@")
