@@ -13,11 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlparse
 
 from pipeline.config import Settings, UserError
 from pipeline.store.batch import parse_windows  # one parser of --window, also batch_indicators'
@@ -64,15 +67,31 @@ class WorkerRunner:
             return False
 
 
+NO_DATA = (
+    "chưa có dữ liệu / no data yet in {where}: start the worker (tthc worker), then replay or simulate "
+    "(tthc replay FILE, tthc simulate --rate 20 --duration 5m)"
+)
+
+
+def embedded_path(settings: Settings) -> Path:
+    """The directory of the embedded store (``chdb:///path``)."""
+    return Path(urlparse(settings.effective_clickhouse_dsn).path)
+
+
 def open_runner(settings: Settings) -> QueryRunner:
-    """The way to reach the stored facts right now (see the module docstring)."""
-    from pipeline.store.client import connect
+    """The way to reach the stored facts right now (see the module docstring); a store
+    without tables, or a worker serving another data dir, is one line saying what to do."""
+    from pipeline.store.client import connect, describe_dsn
     from pipeline.store.readonly import ClientRunner
 
     if settings.embedded_clickhouse:
         worker = WorkerRunner(settings.web_url)
         if worker.alive():
+            check_same_store(worker, settings)
             return worker
+        path = embedded_path(settings)
+        if not path.is_dir():  # do not create a store where none is: a wrong --data-dir, or nothing run yet
+            raise UserError(NO_DATA.format(where=path) + "; or point --data-dir at the worker's data dir")
         try:
             client = connect(settings.effective_clickhouse_dsn)
         except Exception as exc:
@@ -82,8 +101,28 @@ def open_runner(settings: Settings) -> QueryRunner:
                     f"{settings.web_url} (a worker still starting?); try again in a moment"
                 ) from None
             raise
-        return ClientRunner(client)
-    return ClientRunner(connect(settings.effective_clickhouse_dsn))
+        where = str(path)
+    else:
+        client = connect(settings.effective_clickhouse_dsn)
+        where = describe_dsn(settings.effective_clickhouse_dsn)
+    runner = ClientRunner(client)
+    _, tables = runner.query("SHOW TABLES")
+    if not tables:
+        raise UserError(NO_DATA.format(where=where))
+    return runner
+
+
+def check_same_store(worker: WorkerRunner, settings: Settings) -> None:
+    """The worker answering on ``TTHC_WEB_PORT`` must serve this data dir's store: another
+    data dir's worker on the same port would answer for the wrong facts."""
+    _, rows = worker.query("SELECT path FROM system.disks WHERE name = 'default'")
+    served = Path(str(rows[0][0])) if rows else None
+    expected = embedded_path(settings)
+    if served is not None and served.resolve() != expected.resolve():
+        raise UserError(
+            f"the worker on {settings.web_url} serves another store ({served}), not {expected}: "
+            f"use --data-dir {served.parent} (its data dir), or TTHC_WEB_PORT of this data dir's worker"
+        )
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:
@@ -96,6 +135,8 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_fo
         writer.writerow(columns)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
+    if not columns:  # the embedded engine names no columns for an empty result
+        return "(0 rows)"
     texts = [[("NULL" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in texts]) for i, c in enumerate(columns)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths))]
@@ -158,4 +199,10 @@ def print_indicators(
         stamp = datetime.fromtimestamp(at_us / 1e6, tz=timezone.utc).isoformat()
         print(f"Chỉ số tại thời điểm / indicators at {stamp}")
         print(format_indicator_table(rows))
+    if not rows:
+        print(
+            "chưa có dữ liệu / no data yet for this scope in these windows: check --unit, --sector and --at, "
+            "or start the worker (tthc worker) and replay or simulate",
+            file=sys.stderr,
+        )
     return 0
