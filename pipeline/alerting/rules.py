@@ -48,6 +48,7 @@ import yaml
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.core.targets import AlertingConfig, Targets, target_text
+from pipeline.core.windows import WINDOW_NAMES_VI
 
 __all__ = [
     "BOARD_UID",
@@ -72,15 +73,6 @@ RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
 SCOPE = "indicator, unit, sector, window"
 WORKER_JOB = "tthc-worker"  # deploy/prometheus/prometheus.yml
 
-WINDOW_NAMES_VI = {
-    "1h": "1 giờ",
-    "24h": "24 giờ",
-    "7d": "7 ngày",
-    "30d": "30 ngày",
-    "mtd": "từ đầu tháng",
-    "qtd": "từ đầu quý",
-    "ytd": "từ đầu năm",
-}
 # The PromQL comparison that keeps a *failing* ratio, per target op.
 FAILS = {">": "<=", ">=": "<", "=": "!="}
 

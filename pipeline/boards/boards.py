@@ -603,7 +603,8 @@ def operations(targets: Targets) -> Dashboard:
         "Vận hành hệ thống",
         OPERATIONS_UID,
         "Sức khỏe của đường ống dữ liệu: sự kiện mỗi giây theo kết quả, sự kiện không hợp lệ theo lý do, "
-        "độ trễ tiêu thụ Kafka, độ trễ xử lý, lỗi ghi ClickHouse, tình trạng worker và thời gian thu thập số liệu.",
+        "sự kiện chờ xử lý trong Kafka, thời gian xử lý và độ trễ đầu cuối, lỗi ghi ClickHouse, tình trạng tiến trình xử lý "
+        "và thời gian thu thập số liệu.",
     ).time("now-1h", "now").refresh("30s")
     board = _links_to_others(board, OPERATIONS_UID)
 
@@ -611,8 +612,8 @@ def operations(targets: Targets) -> Dashboard:
     board = board.with_panel(
         Stat()
         .id(ids())
-        .title("Worker đang chạy")
-        .description("Prometheus thu thập được /metrics của từng worker (1 = đang chạy, 0 = không trả lời).")
+        .title("Tiến trình xử lý đang chạy")
+        .description("Prometheus thu thập được /metrics của từng tiến trình xử lý (worker; 1 = đang chạy, 0 = không trả lời).")
         .datasource(PROMETHEUS)
         .with_target(prom(f"up{{{worker}}}", "{{instance}}", instant=True))
         .mappings([dm.ValueMap({"0": dm.ValueMappingResult(text="Ngừng", color="red"), "1": dm.ValueMappingResult(text="Đang chạy", color="green")})])
@@ -626,8 +627,8 @@ def operations(targets: Targets) -> Dashboard:
     board = board.with_panel(
         Stat()
         .id(ids())
-        .title("Độ trễ tiêu thụ Kafka")
-        .description("Tổng số thông điệp đầu vào đang chờ worker xử lý (consumer lag), mọi phân vùng.")
+        .title("Sự kiện chờ xử lý (Kafka)")
+        .description("Tổng số thông điệp đầu vào đang chờ tiến trình xử lý (consumer lag), mọi phân vùng.")
         .datasource(PROMETHEUS)
         .with_target(prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True))
         .unit("short")
@@ -704,7 +705,7 @@ def operations(targets: Targets) -> Dashboard:
     board = board.with_panel(
         TimeSeries()
         .id(ids())
-        .title("Độ trễ tiêu thụ Kafka theo phân vùng")
+        .title("Sự kiện chờ xử lý theo phân vùng (Kafka)")
         .description("Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.")
         .datasource(PROMETHEUS)
         .with_target(prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"))
@@ -713,12 +714,12 @@ def operations(targets: Targets) -> Dashboard:
         .height(8)
     )
 
-    board = board.with_row(Row("Độ trễ"))
+    board = board.with_row(Row("Thời gian xử lý và độ trễ"))
     board = board.with_panel(
         TimeSeries()
         .id(ids())
         .title("Thời gian xử lý một thông điệp (phân vị)")
-        .description("Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong worker: trung vị, p95, p99.")
+        .description("Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong tiến trình xử lý: trung vị, p95, p99.")
         .datasource(PROMETHEUS)
         .targets(_quantiles("tthc_processing_seconds"))
         .unit("s")
@@ -765,7 +766,7 @@ def operations(targets: Targets) -> Dashboard:
         TimeSeries()
         .id(ids())
         .title("Thời gian thu thập /metrics")
-        .description("Thời gian Prometheus cần để đọc /metrics của từng worker (các chỉ số được tính khi đọc).")
+        .description("Thời gian Prometheus cần để đọc /metrics của từng tiến trình xử lý (các chỉ số được tính khi đọc).")
         .datasource(PROMETHEUS)
         .with_target(prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"))
         .unit("s")
