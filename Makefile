@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-.PHONY: setup demo test unit integration bench clean
+.PHONY: setup demo pictures test unit integration bench clean
 
 setup: $(VENV)/.installed
 	@bash scripts/install-system-packages.sh
@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 demo: setup
 	@bash scripts/demo.sh
+
+pictures: setup
+	@bash scripts/pictures.sh
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -16,11 +16,13 @@ import io
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import urlparse
 
 from pipeline.config import Settings, UserError
 from pipeline.safetext import csv_row, terminal_text
-from pipeline.store.client import connect
+from pipeline.store.client import connect, describe_dsn
 from pipeline.store.readonly import ClientRunner, QueryRunner, check_read_only, json_safe
 from pipeline.webguard import sql_limits, sql_token
 
@@ -66,12 +68,28 @@ class WorkerRunner:
             return False
 
 
+NO_DATA = (
+    "chưa có dữ liệu / no data yet in {where}: start the worker (tthc worker), then replay or simulate "
+    "(tthc replay FILE, tthc simulate --rate 20 --duration 5m)"
+)
+
+
+def embedded_path(settings: Settings) -> Path:
+    """The directory of the embedded store (``chdb:///path``)."""
+    return Path(urlparse(settings.effective_clickhouse_dsn).path)
+
+
 def open_runner(settings: Settings) -> QueryRunner:
-    """The way to reach the stored facts right now (see the module docstring)."""
+    """The way to reach the stored facts right now (see the module docstring); a store
+    without tables, or a worker serving another data dir, is one line saying what to do."""
     if settings.embedded_clickhouse:
         worker = WorkerRunner(settings.web_url, sql_token(settings))
         if worker.alive():
+            check_same_store(worker, settings)
             return worker
+        path = embedded_path(settings)
+        if not path.is_dir():  # do not create a store where none is: a wrong --data-dir, or nothing run yet
+            raise UserError(NO_DATA.format(where=path) + "; or point --data-dir at the worker's data dir")
         try:
             client = connect(settings.effective_clickhouse_dsn)
         except Exception as exc:
@@ -81,9 +99,31 @@ def open_runner(settings: Settings) -> QueryRunner:
                     f"{settings.web_url} (a worker still starting?); try again in a moment"
                 ) from None
             raise
-        return ClientRunner(client, settings=sql_limits(settings).settings())
+        where = str(path)
+    else:
+        client = connect(settings.effective_clickhouse_dsn)
+        where = describe_dsn(settings.effective_clickhouse_dsn)
     # the same bounds as POST /sql, whichever way the query goes (a server enforces them per query)
-    return ClientRunner(connect(settings.effective_clickhouse_dsn), settings=sql_limits(settings).settings())
+    runner = ClientRunner(client, settings=sql_limits(settings).settings())
+    _, tables = runner.query("SHOW TABLES")
+    if not tables:
+        raise UserError(NO_DATA.format(where=where))
+    return runner
+
+
+def check_same_store(worker: WorkerRunner, settings: Settings) -> None:
+    """The worker answering on ``TTHC_WEB_PORT`` must serve this data dir's store. Its
+    ``POST /sql`` token is generated per data dir (``webguard.sql_token``), so a worker of
+    another data dir refuses this one's token: say which way to go instead of "401"."""
+    try:
+        worker.query("SELECT 1")
+    except UserError as exc:
+        if "token" not in str(exc).lower():
+            raise
+        raise UserError(
+            f"the worker on {settings.web_url} refused the token of {settings.data_dir}: it serves another "
+            f"data dir (use --data-dir of that worker), or set TTHC_SQL_TOKEN(_FILE) to its token"
+        ) from None
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:
@@ -97,6 +137,8 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_fo
         writer.writerows(csv_row(row) for row in rows)
         return buffer.getvalue().removesuffix("\r\n")
     columns = [terminal_text(str(c)) for c in columns]  # no control character reaches the terminal
+    if not columns:  # the embedded engine names no columns for an empty result
+        return "(0 rows)"
     texts = [[("NULL" if v is None else terminal_text(str(v))) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in texts]) for i, c in enumerate(columns)]
     lines = [" | ".join(c.ljust(w) for c, w in zip(columns, widths))]

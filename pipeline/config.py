@@ -1,6 +1,6 @@
 """One settings object, built from ``TTHC_*`` environment variables.
 
-Every variable has a documented default (README, "Configuration"); command-line
+Every variable has a documented default (docs/configuration.md); command-line
 flags override them through :func:`load_settings`'s ``overrides``. A bad value
 raises :class:`ConfigError`, which the CLI prints as one line.
 """

@@ -16,7 +16,8 @@ in a driver's message, say) is still never shown.
 
 The secrets: ``TTHC_SQL_TOKEN`` (bearer token of the worker's ``POST /sql``),
 ``TTHC_CLICKHOUSE_PASSWORD`` (merged into an ``http(s)://`` DSN; a password written in
-``TTHC_CLICKHOUSE_DSN`` itself is also treated as a secret), ``TTHC_KAFKA_SASL_PASSWORD``.
+``TTHC_CLICKHOUSE_DSN`` itself is also treated as a secret), ``TTHC_KAFKA_SASL_PASSWORD``,
+and ``grafana provision``'s ``TTHC_GRAFANA_TOKEN`` and ``TTHC_GRAFANA_CLICKHOUSE_URL``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ from pipeline.errors import ConfigError
 __all__ = ["KNOWN", "MIN_CHARS", "SECRET_NAMES", "read_secret", "remember", "redact", "install_log_redaction",
            "secret_text", "with_password"]
 
-SECRET_NAMES = ("TTHC_SQL_TOKEN", "TTHC_CLICKHOUSE_PASSWORD", "TTHC_KAFKA_SASL_PASSWORD")
+SECRET_NAMES = (
+    "TTHC_SQL_TOKEN",
+    "TTHC_CLICKHOUSE_PASSWORD",
+    "TTHC_KAFKA_SASL_PASSWORD",
+    "TTHC_GRAFANA_TOKEN",  # `grafana provision`: the service account token
+    "TTHC_GRAFANA_CLICKHOUSE_URL",  # `grafana provision`: the ClickHouse URL Grafana uses, with its password
+)
 KNOWN: set[str] = set()
 MASK = "***"
 MIN_CHARS = 4

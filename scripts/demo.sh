@@ -68,8 +68,9 @@ fi
 cat <<INFO
 demo: running. Look at
   metrics      http://127.0.0.1:$PORT/metrics   (tthc_events_total, tthc_indicator_*)
-  Prometheus   http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}/alerts   (rules from $TTHC_RULES_DIR, for: ${DEMO_FOR:-1m})
-  Alertmanager http://127.0.0.1:$AM_PORT/#/alerts
+  Prometheus   http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}/classic/alerts   (rules from $TTHC_RULES_DIR, for: ${DEMO_FOR:-1m})
+  Alertmanager amtool --alertmanager.url=http://127.0.0.1:$AM_PORT alert   (Debian's package has no web UI;
+               the API: http://127.0.0.1:$AM_PORT/api/v2/alerts)
   pages        tail -f $WEBHOOK_LOG   (webhook receivers on 127.0.0.1:${TTHC_WEBHOOK_PORT:-5001}; JSON in ${TTHC_DATA_DIR:-./var}/logs/alerts.jsonl)
   incident     satisfaction of $INCIDENT_UNIT driven to 60 %: its page (TthcIndicatorBelowTarget,
                severity page) appears in both within a few minutes, once it has 20 ratings

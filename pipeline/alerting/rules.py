@@ -28,7 +28,9 @@ aggregate the raw series once, and multi-window alerts on top of them:
 
 Alert texts are Vietnamese; the unit's registry name comes from the worker's
 ``tthc_unit_info{unit,name,kind,parent}`` series (a template query), and every
-indicator or unit alert links to the unit's board ``tthc-don-vi``.
+indicator or unit alert links to the unit's board ``tthc-don-vi``, every pipeline alert to
+``tthc-van-hanh``; every alert's ``runbook_url`` is ``<runbook_base_url>/<alert>.md``, a page
+of ``docs/runbooks/`` (a test checks each exists).
 """
 
 from __future__ import annotations
@@ -46,9 +48,12 @@ import yaml
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.core.targets import AlertingConfig, Targets, target_text
+from pipeline.core.windows import WINDOW_NAMES_VI
 
 __all__ = [
     "BOARD_UID",
+    "OPERATIONS_BOARD_UID",
+    "RUNBOOKS_DIR",
     "RULE_FILES",
     "RULES_DIR",
     "RuleOptions",
@@ -59,6 +64,8 @@ __all__ = [
 ]
 
 BOARD_UID = "tthc-don-vi"  # the unit board (Grafana); its variable is `unit`
+OPERATIONS_BOARD_UID = "tthc-van-hanh"  # the pipeline's board: pipeline alerts link here
+RUNBOOKS_DIR = PROJECT_ROOT / "docs" / "runbooks"  # <alert>.md per alert; runbook_url points there
 RECORDING_FILE = "tthc-recording.yml"
 ALERTS_FILE = "tthc-alerts.yml"
 RULE_FILES = (RECORDING_FILE, ALERTS_FILE)
@@ -66,15 +73,6 @@ RULES_DIR = PROJECT_ROOT / "deploy" / "prometheus" / "rules"
 SCOPE = "indicator, unit, sector, window"
 WORKER_JOB = "tthc-worker"  # deploy/prometheus/prometheus.yml
 
-WINDOW_NAMES_VI = {
-    "1h": "1 giờ",
-    "24h": "24 giờ",
-    "7d": "7 ngày",
-    "30d": "30 ngày",
-    "mtd": "từ đầu tháng",
-    "qtd": "từ đầu quý",
-    "ytd": "từ đầu năm",
-}
 # The PromQL comparison that keeps a *failing* ratio, per target op.
 FAILS = {">": "<=", ">=": "<", "=": "!="}
 
@@ -89,12 +87,13 @@ class RuleOptions:
     """What a test copy of the rules may change; the committed files use the defaults.
 
     ``for_override`` replaces every ``for`` and ``keep_firing_for`` (e.g. ``"5s"`` for the
-    end-to-end test, which cannot wait 30 minutes); ``grafana_url`` overrides the
-    targets file's.
+    end-to-end test, which cannot wait 30 minutes); ``grafana_url`` and
+    ``runbook_base_url`` override the targets file's.
     """
 
     for_override: str | None = None
     grafana_url: str | None = None
+    runbook_base_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +305,7 @@ def _case_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) -> lis
     ]
 
 
-def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
+def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) -> list[dict]:
     job = f'job="{WORKER_JOB}"'
     by = "sum by (job, instance)"
     return [
@@ -324,6 +323,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     f"(up = 0 hơn {cfg.worker_down_for}). Các chỉ số không còn được cập nhật; "
                     "cảnh báo chỉ số bị tạm chặn cho tới khi worker hoạt động lại."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
         _alert(
@@ -339,6 +339,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     f"Không có chuỗi up{{{job}}} hơn {cfg.worker_down_for}: "
                     "cấu hình Prometheus thiếu worker, hoặc không có worker nào chạy."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
         _alert(
@@ -359,6 +360,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     f"{{{{ $labels.instance }}}} không xử lý sự kiện nào (hơn {cfg.stalled_for}). "
                     "Cảnh báo chỉ số bị tạm chặn."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
         _alert(
@@ -375,6 +377,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     f"trong {cfg.invalid_spike_over} (ngưỡng {cfg.invalid_spike}). "
                     "Xem bảng invalid_events và hàng đợi thư lỗi (DLQ)."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
         _alert(
@@ -391,6 +394,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     f"(hơn {cfg.write_errors_for}); sự kiện chưa được xác nhận và sẽ được ghi lại khi "
                     "ClickHouse hoạt động trở lại. Cảnh báo chỉ số bị tạm chặn."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
         _alert(
@@ -411,6 +415,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions) -> list[dict]:
                     "các cửa sổ chỉ số không trượt, số liệu và cảnh báo bị đóng băng. "
                     "Cảnh báo chỉ số bị tạm chặn."
                 ),
+                "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
             },
         ),
     ]
@@ -463,8 +468,12 @@ def render_rules(targets: Targets, options: RuleOptions = RuleOptions()) -> dict
     alerts = [
         {"name": "tthc-indicator-alerts", "rules": _indicator_alerts(targets, cfg, options, grafana)},
         {"name": "tthc-case-alerts", "rules": _case_alerts(cfg, options, grafana)},
-        {"name": "tthc-pipeline-alerts", "rules": _pipeline_alerts(cfg, options)},
+        {"name": "tthc-pipeline-alerts", "rules": _pipeline_alerts(cfg, options, grafana)},
     ]
+    runbooks = (options.runbook_base_url or cfg.runbook_base_url).rstrip("/")
+    for group in alerts:
+        for rule in group["rules"]:
+            rule["annotations"]["runbook_url"] = f"{runbooks}/{rule['alert']}.md"
     return {RECORDING_FILE: _dump(recording), ALERTS_FILE: _dump(alerts)}
 
 

@@ -16,6 +16,8 @@ from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from pipeline.boards import boards
+from pipeline.boards.panels import datasource_variables
+from pipeline.boards.queries import CLICKHOUSE_TYPE, panel_queries
 from pipeline.config import PROJECT_ROOT, Settings, UserError
 from pipeline.core.targets import Targets, TargetsError
 from pipeline.targets_file import load_targets
@@ -37,9 +39,20 @@ BOARDS: tuple[BoardSpec, ...] = (
 )
 
 
+def _plain(built) -> dict:
+    return json.loads(json.dumps(built, cls=JSONEncoder))
+
+
 def render(board: Dashboard) -> str:
-    """The dashboard's JSON model as committed: 2-space indent, UTF-8 text, final newline."""
-    return json.dumps(board.build(), cls=JSONEncoder, indent=2, ensure_ascii=False) + "\n"
+    """The dashboard's JSON model as committed: 2-space indent, UTF-8 text, final newline.
+
+    The data source variables its panels use come first among its variables (one place
+    for every board, so no board can forget them)."""
+    model = _plain(board.build())
+    clickhouse = any(query["datasource"]["type"] == CLICKHOUSE_TYPE for query in panel_queries(model))
+    variables = [_plain(variable.build()) for variable in datasource_variables(clickhouse)]
+    model.setdefault("templating", {}).setdefault("list", [])[:0] = variables
+    return json.dumps(model, indent=2, ensure_ascii=False) + "\n"
 
 
 def generate(targets: Targets) -> dict[str, str]:

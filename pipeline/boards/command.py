@@ -6,16 +6,20 @@ import json
 from pathlib import Path
 
 from pipeline.boards.build import DASHBOARDS_DIR, generate, targets_of, write_boards
-from pipeline.boards.provision import FOLDER_UID, clickhouse_server, default_clickhouse_url, provision, write_provisioning
+from pipeline.boards.provision import FOLDER_UID, PROVISIONING_DIR, clickhouse_server, default_clickhouse_url, provision, write_provisioning
 from pipeline.config import Settings
 
 __all__ = ["run_build", "run_provision"]
 
 
 def run_build(settings: Settings, out_dir: str | None = None) -> int:
-    """The boards (into ``out_dir``, default ``dashboards/``) and the provisioning files."""
-    directory = Path(out_dir) if out_dir else DASHBOARDS_DIR
-    for path in write_boards(targets_of(settings), directory) + write_provisioning():
+    """The boards and the provisioning files: into the repository (``dashboards/``,
+    ``deploy/grafana/provisioning/``), or everything under ``out_dir`` (``out_dir/dashboards``,
+    ``out_dir/provisioning``), the repository untouched."""
+    out = Path(out_dir) if out_dir else None
+    boards_dir = out / "dashboards" if out else DASHBOARDS_DIR
+    provisioning_dir = out / "provisioning" if out else PROVISIONING_DIR
+    for path in write_boards(targets_of(settings), boards_dir) + write_provisioning(provisioning_dir):
         print(f"grafana: wrote {path}")
     return 0
 

@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import common as cb
-from grafana_foundation_sdk.builders.dashboard import DashboardLink, QueryVariable, ThresholdsConfig
+from grafana_foundation_sdk.builders.dashboard import (
+    CustomVariable,
+    DashboardLink,
+    DatasourceVariable,
+    QueryVariable,
+    ThresholdsConfig,
+)
 from grafana_foundation_sdk.models import dashboard as dm
 
-from pipeline.boards.queries import PROMETHEUS, threshold_value
+from pipeline.boards.queries import (
+    CLICKHOUSE_TYPE,
+    CLICKHOUSE_UID,
+    CLICKHOUSE_VARIABLE,
+    PROMETHEUS,
+    PROMETHEUS_TYPE,
+    PROMETHEUS_UID,
+    PROMETHEUS_VARIABLE,
+    threshold_value,
+)
 from pipeline.core.targets import target_text
 from pipeline.core.indicators import NAMES_VI
 from pipeline.core.targets import Targets
+from pipeline.core.windows import WINDOW_NAMES_VI, WINDOWS
 
 OVERVIEW_UID = "tthc-tong-quan"
 UNIT_UID = "tthc-don-vi"
@@ -18,7 +34,7 @@ OPERATIONS_UID = "tthc-van-hanh"
 TAGS = ["tthc", "mot-cua"]
 DEFAULT_WINDOW = "ytd"
 
-#: the one-line Vietnamese definition of each indicator (README, "The twelve indicators")
+#: the one-line Vietnamese definition of each indicator (docs/analysts.md, "The indicators")
 DEFINITIONS_VI: dict[str, str] = {
     "on_time": "Hồ sơ giải quyết đúng hạn / hồ sơ đã giải quyết",
     "on_time_766": (
@@ -87,29 +103,58 @@ def indicator_description(indicator: str, targets: Targets, sector: str = "all")
     )
 
 
-def window_variable() -> QueryVariable:
+def window_label(window: str) -> str:
+    name = WINDOW_NAMES_VI[window]
+    return name[0].upper() + name[1:]
+
+
+def window_variable() -> CustomVariable:
+    """The window picker: Vietnamese names in the windows' own order (short to long, then
+    the calendar ones), the code as the value the queries use."""
+    options = [
+        dm.VariableOption(selected=w == DEFAULT_WINDOW, text=window_label(w), value=w) for w in WINDOWS
+    ]
     return (
-        QueryVariable("window")
+        CustomVariable("window")
         .label("Kỳ tính (cửa sổ)")
-        .description("1h, 24h, 7d, 30d: cửa sổ trượt; mtd/qtd/ytd: từ đầu tháng/quý/năm (giờ Việt Nam)")
-        .datasource(PROMETHEUS)
-        .query("label_values(tthc_indicator_ratio, window)")
-        .current(dm.VariableOption(selected=True, text=DEFAULT_WINDOW, value=DEFAULT_WINDOW))
-        .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .description("1 giờ … 30 ngày: cửa sổ trượt; từ đầu tháng/quý/năm: theo lịch (giờ Việt Nam)")
+        .values(", ".join(f"{window_label(w)} : {w}" for w in WINDOWS))
+        .options(options)
+        .current(dm.VariableOption(selected=True, text=window_label(DEFAULT_WINDOW), value=DEFAULT_WINDOW))
     )
+
+
+#: the registry's units in force, one option per unit: its name shown, its code the value
+UNIT_QUERY = "query_result(max by (unit, name) (tthc_unit_info))"
+UNIT_REGEX = '/name="(?<text>[^"]*)".*unit="(?<value>[^"]*)"/'
 
 
 def unit_variable() -> QueryVariable:
     return (
         QueryVariable("unit")
         .label("Đơn vị")
-        .description("Mã đơn vị trong danh mục (deploy/units.csv); tên đơn vị hiện ở bảng thông tin")
+        .description("Đơn vị trong danh mục đang có hiệu lực (deploy/units.csv): chọn theo tên, truy vấn theo mã")
         .datasource(PROMETHEUS)
-        .query("label_values(tthc_open_cases, unit)")
+        .query(UNIT_QUERY)
+        .regex(UNIT_REGEX)
         .refresh(dm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dm.VariableSort.ALPHABETICAL_ASC)
+        .sort(dm.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
     )
+
+
+def datasource_variables(clickhouse: bool) -> list[DatasourceVariable]:
+    """The data sources as variables (first in the board's variables): the provisioned ones
+    by default, any of the same type when the board is imported into another Grafana."""
+    pairs = [(PROMETHEUS_VARIABLE, PROMETHEUS_TYPE, PROMETHEUS_UID, "Nguồn dữ liệu Prometheus")]
+    if clickhouse:
+        pairs.append((CLICKHOUSE_VARIABLE, CLICKHOUSE_TYPE, CLICKHOUSE_UID, "Nguồn dữ liệu ClickHouse"))
+    return [
+        DatasourceVariable(name)
+        .label(label)
+        .type(kind)
+        .current(dm.VariableOption(selected=True, text=uid, value=uid))
+        for name, kind, uid, label in pairs
+    ]
 
 
 def board_link(title: str, uid: str, tooltip: str) -> DashboardLink:

@@ -19,7 +19,6 @@ and the rules (which series, which SQL) have one place:
 from __future__ import annotations
 
 from datetime import datetime, timezone
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -36,8 +35,12 @@ PROMETHEUS_TYPE = "prometheus"
 CLICKHOUSE_TYPE = "grafana-clickhouse-datasource"
 PROMETHEUS_UID = "tthc-prometheus"
 CLICKHOUSE_UID = "tthc-clickhouse"
-PROMETHEUS = dm.DataSourceRef(type_val=PROMETHEUS_TYPE, uid=PROMETHEUS_UID)
-CLICKHOUSE = dm.DataSourceRef(type_val=CLICKHOUSE_TYPE, uid=CLICKHOUSE_UID)
+#: the boards' data source variables: provisioning selects the data sources above by uid, and
+#: a board imported through Grafana's UI into another Grafana takes that Grafana's own
+PROMETHEUS_VARIABLE = "ds_prometheus"
+CLICKHOUSE_VARIABLE = "ds_clickhouse"
+PROMETHEUS = dm.DataSourceRef(type_val=PROMETHEUS_TYPE, uid=f"${{{PROMETHEUS_VARIABLE}}}")
+CLICKHOUSE = dm.DataSourceRef(type_val=CLICKHOUSE_TYPE, uid=f"${{{CLICKHOUSE_VARIABLE}}}")
 #: the plugin version whose query model the SQL targets follow
 CLICKHOUSE_PLUGIN_VERSION = "4.11.2"
 
@@ -200,13 +203,19 @@ def substitute_variables(text: str, values: Mapping[str, str]) -> str:
 _FAILS = {">": "<=", ">=": "<", "=": "!="}
 
 
+#: how far above a strict (``>``) target green starts: a ratio k/n above a target p/q is above
+#: it by at least 1/(q·n), more than this for any percent target (q ≤ 100) below 10 million
+#: outcomes, and the threshold still reads as the target (0.950000001, not 0.9500000000000001)
+STRICT_STEP = 1e-9
+
+
 def threshold_value(op: str, value: float) -> float:
     """Where a panel's colour turns green: Grafana's steps mean "≥ step".
 
-    For ``>`` the target is strict, so green starts at the next float above it
-    (a ratio of exactly 95% fails "> 95%" and stays red).
+    For ``>`` the target is strict, so green starts just above it (a ratio of exactly 95%
+    fails "> 95%" and stays red), printed clean: see :data:`STRICT_STEP`.
     """
-    return math.nextafter(value, math.inf) if op == ">" else value
+    return round(value + STRICT_STEP, 9) if op == ">" else value
 
 
 def _number(value: float) -> str:

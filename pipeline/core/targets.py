@@ -94,6 +94,9 @@ class AlertingConfig:
     clock_stalled_for: str = "5m"
     #: base URL of Grafana; alert texts link to ``<grafana_url>/d/tthc-don-vi?var-unit=<unit>``
     grafana_url: str = "http://127.0.0.1:3000"
+    #: where the repository's ``docs/runbooks/`` is browsable (the IT centre's git server; the
+    #: reserved ``.invalid`` host until it is set); each alert's ``runbook_url`` is ``<this>/<alert>.md``
+    runbook_base_url: str = "https://git.tthc.invalid/tthc-pipeline/-/blob/main/docs/runbooks"
 
 
 def _parse_alerting(raw: Any, fail) -> AlertingConfig:
@@ -119,7 +122,7 @@ def _parse_alerting(raw: Any, fail) -> AlertingConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 fail(f"{where}: must be a positive integer, got {value!r}")
             values[key] = value
-        elif key == "grafana_url":
+        elif key in ("grafana_url", "runbook_base_url"):
             if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s\"'{}]+", value):
                 fail(f"{where}: must be an http(s) URL, got {value!r}")
             values[key] = value.rstrip("/")

@@ -30,6 +30,7 @@ from pipeline.contract.localtime import (  # the one definition of local time; r
 
 __all__ = [
     "WINDOWS",
+    "WINDOW_NAMES_VI",
     "ROLLING_US",
     "LOCAL_OFFSET_US",
     "LOCAL_TZ",
@@ -41,6 +42,16 @@ __all__ = [
 ]
 
 WINDOWS: tuple[str, ...] = ("1h", "24h", "7d", "30d", "mtd", "qtd", "ytd")
+#: each window as people read it (alert texts, the boards' window picker), in WINDOWS' order
+WINDOW_NAMES_VI: dict[str, str] = {
+    "1h": "1 giờ",
+    "24h": "24 giờ",
+    "7d": "7 ngày",
+    "30d": "30 ngày",
+    "mtd": "từ đầu tháng",
+    "qtd": "từ đầu quý",
+    "ytd": "từ đầu năm",
+}
 
 ROLLING_US: dict[str, int] = {
     "1h": _HOUR_US,

@@ -9,6 +9,7 @@ Chỉ tiêu, Đánh giá. Vietnamese letters are single-width, so ``str.ljust`` 
 from __future__ import annotations
 
 import json
+import sys
 import time
 import unicodedata
 from datetime import datetime, timezone
@@ -132,4 +133,10 @@ def print_indicators(
         stamp = datetime.fromtimestamp(at_us / 1e6, tz=timezone.utc).isoformat()
         print(f"Chỉ số tại thời điểm / indicators at {stamp}")
         print(format_indicator_table(rows))
+    if not rows:
+        print(
+            "chưa có dữ liệu / no data yet for this scope in these windows: check --unit, --sector and --at, "
+            "or start the worker (tthc worker) and replay or simulate",
+            file=sys.stderr,
+        )
     return 0

@@ -142,6 +142,34 @@ def _label_values(settings, query: str) -> list[str]:
     return body["data"]
 
 
+def _query_result_values(settings, query: str, regex: str) -> list[str]:
+    """A ``query_result(expr)`` variable as Grafana resolves it: each series of the instant
+    query as ``{label="value",...} value timestamp`` (labels sorted), the regex's named
+    group ``value`` the option's value."""
+    match = re.fullmatch(r"query_result\((.+)\)", query.strip())
+    assert match, f"unsupported variable query {query!r}"
+    body = _prometheus(settings, "/api/v1/query", {"query": match.group(1)})
+    assert body["status"] == "success", body
+    pattern = re.compile(regex.strip("/").replace("(?<", "(?P<"))
+    values = []
+    for series in body["data"]["result"]:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(series["metric"].items()))
+        found = pattern.search("{" + labels + "} " + series["value"][1])
+        if found:
+            values.append(found["value"])
+    return values
+
+
+def _variable_values(settings, variable: dict) -> list[str]:
+    """The values a board variable offers: its own query on the real Prometheus, or its
+    fixed options (a custom variable)."""
+    if variable["type"] == "custom":
+        return [option["value"] for option in variable["options"]]
+    if variable["query"].startswith("query_result("):
+        return _query_result_values(settings, variable["query"], variable.get("regex", ""))
+    return _label_values(settings, variable["query"])
+
+
 def _boards() -> dict[str, dict]:
     return {path.name: json.loads(path.read_text(encoding="utf-8")) for path in sorted(DASHBOARDS_DIR.glob("*.json"))}
 
@@ -189,7 +217,9 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
         offered: dict[str, list[str]] = {}
         for name, board in boards.items():
             for variable in board.get("templating", {}).get("list", []):
-                values = _label_values(settings, variable["query"])
+                if variable["type"] == "datasource":  # resolved by Grafana, not a query of ours
+                    continue
+                values = _variable_values(settings, variable)
                 assert values, f"{name}: variable {variable['name']} offers no value ({variable['query']})"
                 offered.setdefault(variable["name"], values)
                 default = (variable.get("current") or {}).get("value")

@@ -1,6 +1,6 @@
 """Faults against the real parts: the broker stopped for 30 s, ClickHouse's disk full, a
 dead-letter topic the broker refuses. Each test prints its measured recovery time
-(``-s`` shows it; README "Faults"); no timing is asserted.
+(``-s`` shows it; docs/faults.md); no timing is asserted.
 
 The flood of hostile messages is in test_faults_flood.py.
 """

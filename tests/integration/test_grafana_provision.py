@@ -227,4 +227,26 @@ def test_bad_arguments_are_one_line(args, message, capsys):
 
 def test_grafana_without_an_action_is_one_line(capsys):
     assert main(["grafana"]) == 2
-    assert "required: build|provision" in _one_error_line(capsys)
+    assert "no action given; choose build or provision" in _one_error_line(capsys)
+
+
+def test_secrets_come_from_the_environment_or_files(grafana, capsys, monkeypatch, tmp_path):
+    """Neither secret on the command line: the token from a file, the ClickHouse URL from the
+    environment; the requests are those of the flags, and neither value is printed."""
+    token_file = tmp_path / "grafana-token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+    monkeypatch.setenv("TTHC_GRAFANA_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("TTHC_GRAFANA_CLICKHOUSE_URL", CLICKHOUSE_URL)
+    assert main(["grafana", "provision", "--url", grafana.url, "--prometheus-url", PROMETHEUS_URL]) == 0
+    assert {r.authorization for r in grafana.requests} == {f"Bearer {TOKEN}"}
+    assert grafana.requests[5].body == datasources(PROMETHEUS_URL, clickhouse_server(CLICKHOUSE_URL))[1]
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err and "sécret" not in out.out + out.err
+
+
+def test_a_secret_given_twice_is_one_line(grafana, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TTHC_GRAFANA_TOKEN", TOKEN)
+    monkeypatch.setenv("TTHC_GRAFANA_TOKEN_FILE", str(tmp_path / "also"))
+    assert main(["grafana", "provision", "--url", grafana.url]) == 2
+    assert "TTHC_GRAFANA_TOKEN or TTHC_GRAFANA_TOKEN_FILE, not both" in _one_error_line(capsys)
+    assert not grafana.requests

@@ -1,4 +1,4 @@
-"""Every example command in the README's analysts' sections runs against real stored facts and
+"""Every example command of the analysts' page (docs/analysts.md) runs against real stored facts and
 returns what the scenario says it must (a query that returns nothing fails).
 
 The scenario runs from April to July 2025, across the merger of 1 July (the new province's
@@ -38,7 +38,7 @@ class Example:
 
 
 def readme_examples() -> list[Example]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "analysts.md").read_text(encoding="utf-8")
     blocks = []
     for heading in SECTIONS:
         section = text.split(heading, 1)[1]

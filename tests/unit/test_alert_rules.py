@@ -6,6 +6,7 @@ fails these tests, it never skips them.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from fractions import Fraction
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.alerting.rules import RULE_FILES, RULES_DIR, RuleOptions, render_rules, target_text, write_rules
+from pipeline.alerting.rules import RULE_FILES, RULES_DIR, RUNBOOKS_DIR, RuleOptions, render_rules, target_text, write_rules
 from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS
 from pipeline.core.targets import AlertingConfig, TargetsError, parse_targets
@@ -239,3 +240,38 @@ def test_target_text() -> None:
 def test_write_rules_into_a_directory(tmp_path: Path) -> None:
     paths = write_rules(load_targets(TARGETS), tmp_path / "rules")
     assert [p.name for p in paths] == list(RULE_FILES)
+
+
+# ------------------------------------------------------------------ runbooks and board links
+
+
+def _alert_rules() -> list[dict]:
+    text = (RULES_DIR / "tthc-alerts.yml").read_text(encoding="utf-8")
+    return [rule for group in yaml.safe_load(text)["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_has_a_runbook_that_exists_and_teaches() -> None:
+    base = load_targets(TARGETS).alerting.runbook_base_url
+    names = set()
+    for rule in _alert_rules():
+        name = rule["alert"]
+        names.add(name)
+        assert rule["annotations"]["runbook_url"] == f"{base}/{name}.md"
+        page = RUNBOOKS_DIR / f"{name}.md"
+        assert page.is_file(), f"{name}: no runbook {page}"
+        text = page.read_text(encoding="utf-8")
+        for heading in ("## What it means", "## What to check first", "## How to silence"):
+            assert heading in text, f"{page.name}: missing {heading!r}"
+        assert f"alertname={name}" in text
+    assert len(names) == 9
+    # no runbook for an alert that no longer exists
+    assert {p.stem for p in RUNBOOKS_DIR.glob("Tthc*.md")} == names
+
+
+def test_every_alert_links_to_a_board_that_exists() -> None:
+    boards = {json.loads(p.read_text(encoding="utf-8"))["uid"] for p in (PROJECT_ROOT / "dashboards").glob("*.json")}
+    grafana = load_targets(TARGETS).alerting.grafana_url
+    for rule in _alert_rules():
+        link = rule["annotations"]["dashboard"]
+        assert link.startswith(f"{grafana}/d/"), rule["alert"]
+        assert link.removeprefix(f"{grafana}/d/").split("?")[0] in boards, rule["alert"]

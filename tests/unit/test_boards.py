@@ -7,20 +7,21 @@ Every query of the boards is executed against real data in
 from __future__ import annotations
 
 import json
-import math
+import re
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from pipeline.boards.build import BOARDS, DASHBOARDS_DIR, generate
-from pipeline.boards.panels import UNIT_UID, unit_board_url
+from pipeline.boards.panels import UNIT_QUERY, UNIT_REGEX, UNIT_UID, unit_board_url
 from pipeline.boards.provision import PROVISIONING_DIR, provisioning_files
 from pipeline.boards.queries import (
     CLICKHOUSE_TYPE,
     CLICKHOUSE_UID,
     PROMETHEUS_TYPE,
     PROMETHEUS_UID,
+    STRICT_STEP,
     below_target_expr,
     expand_clickhouse_macros,
     panel_queries,
@@ -30,6 +31,7 @@ from pipeline.cli import main
 from pipeline.config import load_settings
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.core.targets import parse_targets
+from pipeline.core.windows import WINDOWS
 from pipeline.targets_file import load_targets
 
 TARGETS = load_targets(load_settings(environ={}).targets_file)
@@ -73,10 +75,22 @@ def test_committed_boards_and_provisioning_equal_the_generator_output():
         assert (PROVISIONING_DIR / relative).read_text(encoding="utf-8") == text, relative
 
 
-def test_build_command_writes_the_same_files(tmp_path: Path, capsys):
-    assert main(["grafana", "build", "--out", str(tmp_path)]) == 0
-    assert {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.json")} == generate(TARGETS)
-    assert "tthc-tong-quan.json" in capsys.readouterr().out
+def test_build_out_writes_everything_under_out_and_nothing_in_the_repository(tmp_path: Path, capsys, monkeypatch):
+    import pipeline.boards.build as build
+    import pipeline.boards.provision as provision
+
+    # the repository's own directories point somewhere that must stay empty
+    monkeypatch.setattr(build, "DASHBOARDS_DIR", tmp_path / "repo-dashboards")
+    monkeypatch.setattr(provision, "PROVISIONING_DIR", tmp_path / "repo-provisioning")
+    out = tmp_path / "out"
+    assert main(["grafana", "build", "--out", str(out)]) == 0
+    assert {p.name: p.read_text(encoding="utf-8") for p in (out / "dashboards").glob("*.json")} == generate(TARGETS)
+    for relative, text in provisioning_files().items():
+        assert (out / "provisioning" / relative).read_text(encoding="utf-8") == text, relative
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(BOARDS) + len(provisioning_files())
+    assert all(line.startswith(f"grafana: wrote {out}/") for line in printed)
 
 
 def test_four_boards_with_their_uids_titles_and_variables():
@@ -84,10 +98,59 @@ def test_four_boards_with_their_uids_titles_and_variables():
     assert {name: (b["uid"], b["title"]) for name, b in boards.items()} == EXPECTED
     assert [spec.file_name for spec in BOARDS] == list(EXPECTED)
     variables = {b["uid"]: [v["name"] for v in b.get("templating", {}).get("list", [])] for b in boards.values()}
-    assert variables["tthc-don-vi"] == ["unit", "window"]
-    assert variables["tthc-tong-quan"] == ["window"] and variables["tthc-linh-vuc"] == ["window"]
-    unit_var = boards["tthc-don-vi.json"]["templating"]["list"][0]
-    assert unit_var["query"].startswith("label_values(") and unit_var["datasource"]["uid"] == PROMETHEUS_UID
+    assert variables["tthc-don-vi"] == ["ds_prometheus", "ds_clickhouse", "unit", "window"]
+    assert variables["tthc-tong-quan"] == ["ds_prometheus", "window"]
+    assert variables["tthc-linh-vuc"] == ["ds_prometheus", "window"]
+    assert variables["tthc-van-hanh"] == ["ds_prometheus"]
+    unit_var = boards["tthc-don-vi.json"]["templating"]["list"][2]
+    assert unit_var["query"] == UNIT_QUERY and unit_var["datasource"]["uid"] == "${ds_prometheus}"
+    # alert texts link to the drill-down with the unit's label
+    assert unit_board_url("XA_A") == f"/d/{UNIT_UID}?var-unit=XA_A"
+
+
+def test_boards_import_into_any_grafana_through_data_source_variables():
+    """No panel names a data source by a fixed uid: each goes through a data source variable
+    whose default is the provisioned uid, so file provisioning and Grafana's "Import dashboard"
+    both resolve it."""
+    for name, board in _boards().items():
+        text = json.dumps(board["panels"])
+        assert PROMETHEUS_UID not in text and CLICKHOUSE_UID not in text, name
+        sources = {v["name"]: v for v in board["templating"]["list"] if v["type"] == "datasource"}
+        assert sources["ds_prometheus"]["query"] == PROMETHEUS_TYPE
+        assert sources["ds_prometheus"]["current"]["value"] == PROMETHEUS_UID
+        if "ds_clickhouse" in sources:
+            assert sources["ds_clickhouse"]["current"]["value"] == CLICKHOUSE_UID
+        used = {t["datasource"]["uid"] for t in panel_queries(board)}
+        assert used <= {f"${{{n}}}" for n in sources}, name
+
+
+def test_window_picker_in_vietnamese_and_in_the_windows_order():
+    for name, board in _boards().items():
+        found = [v for v in board["templating"]["list"] if v["name"] == "window"]
+        if not found:
+            continue
+        (window,) = found
+        assert window["type"] == "custom"
+        assert [o["value"] for o in window["options"]] == list(WINDOWS)
+        assert [o["text"] for o in window["options"]][:2] == ["1 giờ", "24 giờ"]
+        assert window["current"] == {"text": "Từ đầu năm", "value": "ytd", "selected": True}
+        assert window["query"].startswith("1 giờ : 1h, 24 giờ : 24h, ")
+
+
+def test_unit_picker_shows_the_registry_name_and_queries_by_code():
+    import re
+
+    (unit,) = [v for v in _boards()["tthc-don-vi.json"]["templating"]["list"] if v["name"] == "unit"]
+    assert unit["regex"] == UNIT_REGEX
+    # Grafana renders each query_result series as {label="value",...} value timestamp, labels sorted
+    line = '{name="Sở Tư pháp",unit="SO_TP"} 1 1735689600000'
+    match = re.search(UNIT_REGEX.strip("/").replace("(?<", "(?P<"), line)
+    assert (match["text"], match["value"]) == ("Sở Tư pháp", "SO_TP")
+
+
+def test_thresholds_print_clean():
+    for name, text in generate(TARGETS).items():
+        assert not re.search(r"\d\.\d*0000000000\d", text), f"{name}: a threshold printed with float noise"
     # alert texts link to the drill-down with the unit's label
     assert unit_board_url("XA_A") == f"/d/{UNIT_UID}?var-unit=XA_A"
 
@@ -106,7 +169,7 @@ def test_every_panel_has_a_vietnamese_title_description_and_a_known_data_source(
             assert panel["targets"], f"{name}: {panel['title']} has no query"
         for target in panel_queries(board):
             source = target["datasource"]
-            assert (source["type"], source["uid"]) in {(PROMETHEUS_TYPE, PROMETHEUS_UID), (CLICKHOUSE_TYPE, CLICKHOUSE_UID)}
+            assert (source["type"], source["uid"]) in {(PROMETHEUS_TYPE, "${ds_prometheus}"), (CLICKHOUSE_TYPE, "${ds_clickhouse}")}
             if source["type"] == CLICKHOUSE_TYPE:  # the official plugin's query model
                 assert target["editorType"] == "sql" and target["rawSql"].lstrip().upper().startswith("SELECT")
                 assert (target["format"], target["queryType"]) in {(1, "table"), (0, "timeSeries")}
@@ -122,7 +185,7 @@ def test_indicator_panels_carry_the_readme_names_and_the_targets_as_thresholds()
         green = _green_from(_panel(overview, NAMES_VI[indicator]))
         assert _green_from(_panel(unit, NAMES_VI[indicator])) == green
         if op == ">":  # strict: exactly the target is not enough
-            assert green > value and green == math.nextafter(value, math.inf)
+            assert value < green < value + 2 * STRICT_STEP and green == round(green, 9)
         else:
             assert green == value
     # the status map colours each indicator's column by its own target, shown by its name
@@ -149,7 +212,7 @@ def test_a_new_plan_changes_the_boards_without_code():
 
     changed = parse_targets(tomllib.loads(text, parse_float=Decimal))
     overview = _boards(changed)["tthc-tong-quan.json"]
-    assert _green_from(_panel(overview, NAMES_VI["on_time"])) == math.nextafter(0.9, math.inf)
+    assert _green_from(_panel(overview, NAMES_VI["on_time"])) == 0.900000001
     assert "<= 0.9)" in below_target_expr(changed, 'unit!="all"')
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -78,3 +79,84 @@ def test_windows_are_checked():
     assert parse_windows("30d, mtd") == ["30d", "mtd"]
     with pytest.raises(UserError):
         parse_windows("30d,fortnight")
+
+
+def _all_commands(parser=None, path=()):
+    """Every (name path, parser) of the command line, nested actions included."""
+    from pipeline.cli import _build_parser, _subcommands
+
+    parser = parser or _build_parser()
+    for name, sub in _subcommands(parser).items():
+        yield (*path, name), sub
+        yield from _all_commands(sub, (*path, name))
+
+
+COMMANDS = list(_all_commands())
+
+
+def test_every_command_is_walked():
+    names = {" ".join(path) for path, _ in COMMANDS}
+    assert {"infra", "worker", "sql", "report", "grafana build", "grafana provision"} <= names
+
+
+@pytest.mark.parametrize("path, parser", COMMANDS, ids=[" ".join(p) for p, _ in COMMANDS])
+def test_every_command_help_teaches(path, parser):
+    text = parser.format_help()
+    assert parser.description and len(parser.description.splitlines()) >= 2, path
+    assert parser.epilog and parser.epilog.startswith("example:") and f"tthc {' '.join(path)}" in parser.epilog
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+            continue
+        assert action.help and len(action.help) > 10, f"{path} {action.dest}: no help text"
+        if action.default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in (action.help % {"default": action.default} if "%(" in action.help else
+                                 parser._get_formatter()._get_help_string(action)), f"{path} {action.dest}"
+    assert "--data-dir" in text
+
+
+def run_tthc(*args, tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TTHC_DATA_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_top_level_help_has_no_markup_and_lists_every_command(tmp_path):
+    result = run_tthc("--help", tmp_path=tmp_path)
+    assert result.returncode == 0
+    assert "``" not in result.stdout and ":class:" not in result.stdout
+    for path, _ in COMMANDS:
+        if len(path) == 1:
+            assert f"    {path[0]}" in result.stdout
+
+
+def test_version(tmp_path):
+    from importlib import metadata
+
+    result = run_tthc("--version", tmp_path=tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"tthc {metadata.version('tthc-pipeline')}"
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--bogus"], "unrecognized arguments: --bogus (see `tthc --help`)"),
+        ([], "no command given; choose one of infra, worker"),
+        (["sql", "SELECT 1", "--bogus"], "tthc sql: unrecognized arguments: --bogus"),
+        (["grafana"], "choose build or provision"),
+    ],
+)
+def test_wrong_usage_is_one_line_that_names_the_way_on(args, says, tmp_path):
+    result = run_tthc(*args, tmp_path=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], result.stderr
+
+
+def test_data_dir_is_accepted_after_the_command_too(tmp_path):
+    from pipeline.cli import _settings, parse_args
+
+    before = _settings(parse_args(["--data-dir", str(tmp_path / "a"), "sql", "SELECT 1"]))
+    after = _settings(parse_args(["sql", "SELECT 1", "--data-dir", str(tmp_path / "b")]))
+    assert before.data_dir.name == "a" and after.data_dir.name == "b"

@@ -4,7 +4,7 @@ Docker does not run on the build machines, so the layout is never started here. 
 test reads compose.yml and its env files and checks what can be checked without
 Docker: every file or directory it mounts, builds from or reads exists in the
 repository; every ``TTHC_*`` variable it sets is a setting of ``pipeline/config.py``
-with a valid value; the pieces the README describes are there (three KRaft brokers,
+with a valid value; the pieces docs/operations.md describes are there (three KRaft brokers,
 a ClickHouse server, two or more workers in one consumer group with an ``http://``
 DSN, Prometheus scraping every worker, Grafana with the provisioning mounted), and
 ``POST /sql`` is never reachable without a token (issue 20, finding 4: a ``socat``
