@@ -518,20 +518,11 @@ def operations(targets: Targets) -> Dashboard:
 
     board = board.with_row(Row("Tình trạng"))
     board = board.with_panel(
-<<<<<<< HEAD
         _panel(
-            Stat, ids, "Worker đang chạy",
-            "Prometheus thu thập được /metrics của từng worker (1 = đang chạy, 0 = không trả lời).",
+            Stat, ids, "Tiến trình xử lý đang chạy",
+            "Prometheus thu thập được /metrics của từng tiến trình xử lý (worker; 1 = đang chạy, 0 = không trả lời).",
             prom(f"up{{{worker}}}", "{{instance}}", instant=True), span=6, height=4,
         )
-=======
-        Stat()
-        .id(ids())
-        .title("Tiến trình xử lý đang chạy")
-        .description("Prometheus thu thập được /metrics của từng tiến trình xử lý (worker; 1 = đang chạy, 0 = không trả lời).")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"up{{{worker}}}", "{{instance}}", instant=True))
->>>>>>> docs
         .mappings([dm.ValueMap({"0": dm.ValueMappingResult(text="Ngừng", color="red"), "1": dm.ValueMappingResult(text="Đang chạy", color="green")})])
         .thresholds(up_thresholds())
         .color_mode(cm.BigValueColorMode.BACKGROUND)
@@ -539,14 +530,13 @@ def operations(targets: Targets) -> Dashboard:
         .reduce_options(last_value())
     )
     for title, description, query, thresholds in (
-        ("Độ trễ tiêu thụ Kafka", "Tổng số thông điệp đầu vào đang chờ worker xử lý (consumer lag), mọi phân vùng.",
+        ("Sự kiện chờ xử lý (Kafka)", "Tổng số thông điệp đầu vào đang chờ tiến trình xử lý (consumer lag), mọi phân vùng.",
          prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True), neutral_thresholds()),
         ("Lỗi ghi ClickHouse (1 giờ)", "Số lần ghi vào ClickHouse thất bại (được thử lại) trong một giờ qua.",
          prom("sum(increase(tthc_clickhouse_write_errors_total[1h]))", "Lỗi ghi", instant=True), count_thresholds()),
     ):
         board = board.with_panel(_short(_panel(Stat, ids, title, description, query, span=6, height=4), thresholds))
     board = board.with_panel(
-<<<<<<< HEAD
         _short(_panel(
             Stat, ids, "Đồng hồ xử lý T",
             "Thời điểm T mà các chỉ số được tính tới (đồng hồ thực, hoặc thời điểm sự kiện mới nhất khi phát lại).",
@@ -571,14 +561,14 @@ def operations(targets: Targets) -> Dashboard:
         span=12, height=8,
     ).unit("short").thresholds(neutral_thresholds())))
     board = board.with_panel(_panel(
-        TimeSeries, ids, "Độ trễ tiêu thụ Kafka theo phân vùng", "Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.",
+        TimeSeries, ids, "Sự kiện chờ xử lý theo phân vùng (Kafka)", "Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.",
         prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"), span=12, height=8,
     ).unit("short"))
 
-    board = board.with_row(Row("Độ trễ"))
+    board = board.with_row(Row("Thời gian xử lý và độ trễ"))
     for title, description, metric in (
         ("Thời gian xử lý một thông điệp (phân vị)",
-         "Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong worker: trung vị, p95, p99.", "tthc_processing_seconds"),
+         "Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong tiến trình xử lý: trung vị, p95, p99.", "tthc_processing_seconds"),
         ("Độ trễ đầu cuối (phân vị)",
          "Từ thời điểm thông điệp vào Kafka đến khi dữ liệu được ghi vào ClickHouse: trung vị, p95, p99.",
          "tthc_event_latency_seconds"),
@@ -596,158 +586,8 @@ def operations(targets: Targets) -> Dashboard:
     ).unit("short").thresholds(count_thresholds()))
     board = board.with_panel(_panel(
         TimeSeries, ids, "Thời gian thu thập /metrics",
-        "Thời gian Prometheus cần để đọc /metrics của từng worker (các chỉ số được tính khi đọc).",
+        "Thời gian Prometheus cần để đọc /metrics của từng tiến trình xử lý (các chỉ số được tính khi đọc).",
         prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"), span=8, height=8,
     ).unit("s"))
-=======
-        Stat()
-        .id(ids())
-        .title("Sự kiện chờ xử lý (Kafka)")
-        .description("Tổng số thông điệp đầu vào đang chờ tiến trình xử lý (consumer lag), mọi phân vùng.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(tthc_consumer_lag)", "Đang chờ", instant=True))
-        .unit("short")
-        .thresholds(neutral_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
-    )
-    board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Lỗi ghi ClickHouse (1 giờ)")
-        .description("Số lần ghi vào ClickHouse thất bại (được thử lại) trong một giờ qua.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[1h]))", "Lỗi ghi", instant=True))
-        .unit("short")
-        .thresholds(count_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
-    )
-    board = board.with_panel(
-        Stat()
-        .id(ids())
-        .title("Đồng hồ xử lý T")
-        .description("Thời điểm T mà các chỉ số được tính tới (đồng hồ thực, hoặc thời điểm sự kiện mới nhất khi phát lại).")
-        .datasource(PROMETHEUS)
-        .with_target(prom("max(tthc_clock_seconds) * 1000", "T", instant=True))
-        .unit("dateTimeAsIso")
-        .thresholds(neutral_thresholds())
-        .reduce_options(last_value())
-        .span(6)
-        .height(4)
-    )
-
-    board = board.with_row(Row("Luồng sự kiện"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Sự kiện mỗi giây theo kết quả")
-        .description("accepted: hợp lệ; invalid: không hợp lệ (vào hàng đợi lỗi DLQ); duplicate: trùng lặp.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (outcome) (rate(tthc_events_total[$__rate_interval]))", "{{outcome}}"))
-        .unit("ops")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Sự kiện không hợp lệ theo lý do (mỗi giây)")
-        .description("Mã lý do từ chối: xem docs/events.md.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (reason) (rate(tthc_invalid_events_total[$__rate_interval]))", "{{reason}}"))
-        .unit("ops")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        BarGauge()
-        .id(ids())
-        .title("Sự kiện không hợp lệ theo lý do (trong khoảng thời gian)")
-        .description("Tổng số thông điệp bị từ chối theo lý do trong khoảng thời gian đã chọn.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sort_desc(sum by (reason) (increase(tthc_invalid_events_total[$__range])))", "{{reason}}", instant=True))
-        .unit("short")
-        .thresholds(neutral_thresholds())
-        .orientation(cm.VizOrientation.HORIZONTAL)
-        .display_mode(cm.BarGaugeDisplayMode.BASIC)
-        .reduce_options(last_value())
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Sự kiện chờ xử lý theo phân vùng (Kafka)")
-        .description("Số thông điệp đang chờ ở từng phân vùng của chủ đề đầu vào.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (partition) (tthc_consumer_lag)", "phân vùng {{partition}}"))
-        .unit("short")
-        .span(12)
-        .height(8)
-    )
-
-    board = board.with_row(Row("Thời gian xử lý và độ trễ"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Thời gian xử lý một thông điệp (phân vị)")
-        .description("Kiểm tra hợp lệ và cập nhật trạng thái hồ sơ trong tiến trình xử lý: trung vị, p95, p99.")
-        .datasource(PROMETHEUS)
-        .targets(_quantiles("tthc_processing_seconds"))
-        .unit("s")
-        .span(12)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Độ trễ đầu cuối (phân vị)")
-        .description("Từ thời điểm thông điệp vào Kafka đến khi dữ liệu được ghi vào ClickHouse: trung vị, p95, p99.")
-        .datasource(PROMETHEUS)
-        .targets(_quantiles("tthc_event_latency_seconds"))
-        .unit("s")
-        .span(12)
-        .height(8)
-    )
-
-    board = board.with_row(Row("ClickHouse và thu thập số liệu"))
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Dòng ghi vào ClickHouse mỗi giây theo bảng")
-        .description("Số dòng ghi vào từng bảng ClickHouse mỗi giây.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum by (table) (rate(tthc_clickhouse_rows_written_total[$__rate_interval]))", "{{table}}"))
-        .unit("ops")
-        .span(8)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Lỗi ghi ClickHouse")
-        .description("Số lần ghi thất bại (được thử lại) trong mỗi khoảng.")
-        .datasource(PROMETHEUS)
-        .with_target(prom("sum(increase(tthc_clickhouse_write_errors_total[$__rate_interval]))", "Lỗi ghi"))
-        .unit("short")
-        .thresholds(count_thresholds())
-        .span(8)
-        .height(8)
-    )
-    board = board.with_panel(
-        TimeSeries()
-        .id(ids())
-        .title("Thời gian thu thập /metrics")
-        .description("Thời gian Prometheus cần để đọc /metrics của từng tiến trình xử lý (các chỉ số được tính khi đọc).")
-        .datasource(PROMETHEUS)
-        .with_target(prom(f"scrape_duration_seconds{{{worker}}}", "{{instance}}"))
-        .unit("s")
-        .span(8)
-        .height(8)
-    )
->>>>>>> docs
     return board
 
