@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from pipeline.config import Settings, UserError
+from pipeline.feed.calendar import apology_rule
 from pipeline.store.batch import parse_windows  # one parser of --window, also batch_indicators'
 from pipeline.store.readonly import QueryRunner, check_read_only, json_safe
 
@@ -151,6 +152,7 @@ def print_indicators(
         sector=sector,
         targets=targets,
         hold_retention_us=settings.hold_retention_us,
+        apology=apology_rule(settings.apology_lead),
     )
     if output_format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=1))

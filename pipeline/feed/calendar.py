@@ -16,9 +16,10 @@ from datetime import date, time
 from os import PathLike
 from pathlib import Path
 
+from pipeline.core.apology import ApologyRule
 from pipeline.core.localtime import WorkCalendar  # the working-day rule; this module reads the file
 
-__all__ = ["OFFICE_HOURS", "WORKDAY_SECONDS", "WorkCalendar", "load_calendar", "DEFAULT_HOLIDAYS_FILE"]
+__all__ = ["OFFICE_HOURS", "WORKDAY_SECONDS", "WorkCalendar", "load_calendar", "apology_rule", "DEFAULT_HOLIDAYS_FILE"]
 
 #: the working intervals of a working day, local time
 OFFICE_HOURS: tuple[tuple[time, time], ...] = ((time(7, 30), time(11, 30)), (time(13, 0), time(17, 0)))
@@ -80,3 +81,9 @@ def load_calendar(path: str | PathLike[str] | None = None) -> WorkCalendar:
             raise UserError(f"{where}: kind must be holiday or working_day, got {cells[1]!r}")
         names[day] = cells[2]
     return WorkCalendar(frozenset(holidays), frozenset(saturdays), names)
+
+
+def apology_rule(lead: int, path: str | PathLike[str] | None = None) -> ApologyRule:
+    """The ``apology_coverage`` rule with the working days of ``deploy/holidays.csv``
+    (or ``path``) and ``lead`` working days (``Settings.apology_lead``)."""
+    return ApologyRule(load_calendar(path), lead)
