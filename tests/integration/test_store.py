@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import UserError
-from pipeline.contract.events import CaseEvent, format_time, parse_time
+from pipeline.contract.events import CaseEvent, format_time, parse_event, parse_time
+from pipeline.feed.calendar import apology_rule
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.targets_file import load_targets
 from pipeline.reports.indicator_table import HEADERS, format_indicator_table
@@ -661,8 +662,9 @@ def loaded(clean):
     return clean, outcomes
 
 
-def run(ch, targets, windows=ALL_WINDOWS, at=T, **kw):
-    return batch_indicators(ClientRunner(ch), windows, at, targets=targets, hold_retention_us=RETENTION, **kw)
+def run(ch, targets, windows=ALL_WINDOWS, at=T, lead=1, **kw):
+    return batch_indicators(ClientRunner(ch), windows, at, targets=targets, hold_retention_us=RETENTION,
+                            apology=apology_rule(lead), **kw)
 
 
 def by_key(rows):
@@ -903,6 +905,32 @@ def test_on_time_766_counts_open_cases_at_t_and_late_ones_as_late(clean, targets
     assert rows[("on_time_766", UA, "all", "30d")]["below_target"] is True
     oracle = expected_indicators([ev.to_record() for ev in e.items], at=format_time(T), hold_retention_days=35)
     assert {k: v for k, v in got.items() if v[1] > 0} == oracle
+
+
+@pytest.mark.parametrize("lead", [1, 2, 0])
+def test_batch_apology_coverage_equals_the_oracle_around_holidays(clean, targets, lead):
+    """apology_coverage v1.2: random dossiers around the 2025 Quốc khánh holidays, finished
+    and open, paused and not, with apologies before and after their deadlines; the batch SQL
+    equals the oracle at several clocks (events after T ignored), for leads 0, 1 and 2."""
+    sys.path.insert(0, str(REPO))
+    from tests.oracle import expected_indicators
+    from tests.unit.test_apology_coverage import _random_case
+
+    ch = clean
+    rng = random.Random(2409 + lead)
+    start = datetime(2025, 8, 22, 8, 0, tzinfo=timezone(timedelta(hours=7)))
+    records = [e for n in range(150) for e in _random_case(rng, n, start)]
+    write(ch, [parse_event(json.dumps(r).encode(), key=r["case_id"].encode(), now_us=parse_time("2030-01-01T00:00:00Z"))
+               for r in records])
+    for k in range(4):
+        at = parse_time((start + timedelta(hours=rng.uniform(24 * 3, 24 * 24))).isoformat())
+        got = {key: v for key, v in by_key(run(ch, targets, at=at, lead=lead)).items()
+               if key[0] == "apology_coverage" and v[1] > 0}
+        held = [r for r in records if parse_time(r["occurred_at"]) <= at]
+        oracle = {key: v for key, v in expected_indicators(held, at=format_time(at), apology_lead=lead).items()
+                  if key[0] == "apology_coverage"}
+        assert got == oracle, format_time(at)
+        assert oracle  # late dossiers exist at every clock tried
 
 
 # --------------------------------------------------------------------------- the table
