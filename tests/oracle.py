@@ -327,3 +327,59 @@ def expected_open_cases(events: list[dict], at=None) -> dict[str, tuple[int, int
         counts[1] += 1 if overdue else 0
         counts[2] += 1 if overdue and not apology else 0
     return {unit: tuple(counts) for unit, counts in result.items()}
+
+
+# --------------------------------------------------------------------------- the volume table
+
+
+VOLUME_COLUMNS = ("carried", "received_online", "received_direct", "received_postal", "resolved_early",
+                  "resolved_on_time", "resolved_late", "withdrawn", "stopped", "open_within", "open_overdue",
+                  "rejected")
+
+
+def expected_volume(events: list[dict], start, end) -> dict[tuple[str, str], dict[str, int]]:
+    """The volume table (docs/indicators.md) of the period ``start <= t <= end``:
+    {(unit, sector): {column: count}} for every (unit, sector) with a non-zero count."""
+    start, end = to_time(start), to_time(end)
+    _clock, dossiers, _ = _prepare(events, end)
+    table: dict[tuple[str, str], dict[str, int]] = {}
+
+    def count(unit, sector, column):
+        row = table.setdefault((unit, sector), dict.fromkeys(VOLUME_COLUMNS, 0))
+        row[column] += 1
+
+    for case_events in dossiers.values():
+        received = earliest(of_type(case_events, "received"))
+        rejected = earliest(of_type(case_events, "rejected"))
+        if received is None and rejected is None:
+            continue
+        unit = received["unit_id"] if received is not None else rejected["unit_id"]
+        sector = received["sector"] if received is not None else ""
+        if rejected is not None:
+            if when(rejected) >= start:
+                count(unit, sector, "rejected")
+            continue  # never accepted: in no other column
+        t_received = when(received)
+        finish_event = finish_of(case_events)
+        finish = when(finish_event) if finish_event is not None else None
+        if t_received < start and (finish is None or finish >= start):
+            count(unit, sector, "carried")
+        if t_received >= start:
+            channel = received.get("channel")
+            count(unit, sector, {"online": "received_online", "direct": "received_direct"}.get(channel, "received_postal"))
+        if finish is not None and finish >= start:
+            kind = finish_event["event_type"]
+            if kind in ("withdrawn", "stopped"):
+                count(unit, sector, kind)
+            else:
+                requests = len([e for e in of_type(case_events, "supplement_requested") if when(e) <= finish])
+                effective_due = to_time(received["due_at"]) + paused_time(case_events, finish, end)
+                on_time = finish <= effective_due and requests <= 1
+                early = on_time and local_date(finish) < local_date(effective_due)
+                count(unit, sector, "resolved_early" if early else "resolved_on_time" if on_time else "resolved_late")
+        if finish is None:
+            requests = len(of_type(case_events, "supplement_requested"))
+            effective_due = to_time(received["due_at"]) + paused_time(case_events, None, end)
+            late = requests > 1 or effective_due < end
+            count(unit, sector, "open_overdue" if late else "open_within")
+    return table

@@ -52,7 +52,10 @@ from pipeline.core.localtime import DAY_US as _DAY_US, EPOCH_ORDINAL, LOCAL_OFFS
 from pipeline.core.windows import WINDOWS, window_start_us
 from pipeline.store.readonly import QueryRunner
 
-__all__ = ["BATCH_SQL", "batch_indicators", "parse_windows", "apology_params"]
+__all__ = ["BATCH_SQL", "PERIOD_WINDOW", "batch_indicators", "parse_windows", "apology_params"]
+
+#: the window name of ``batch_indicators(..., since_us=...)``
+PERIOD_WINDOW = "period"
 
 
 
@@ -277,6 +280,7 @@ def batch_indicators(
     targets: Any,
     hold_retention_us: int,
     apology: ApologyRule,
+    since_us: int | None = None,
 ) -> list[dict[str, Any]]:
     """The indicators at clock ``at_us`` over ``case_events`` (see the module doc).
 
@@ -284,10 +288,18 @@ def batch_indicators(
     (float or None), ``target`` (float), ``op``, ``meets_target`` (bool or None),
     ``below_target`` (bool). ``targets`` is a ``pipeline.core.targets.Targets``;
     ``apology`` the apology rule (working days and lead).
+
+    ``since_us``: instead of ``windows``, one window named ``period`` holding the outcomes
+    with ``since_us <= t <= at_us`` (a report period that is no calendar window, such as
+    the reporting-regime period from the 15th to the 14th).
     """
-    wins = parse_windows(windows)
     at_us = int(at_us)
-    starts = [window_start_us(w, at_us) for w in wins]
+    if since_us is not None:
+        wins = [PERIOD_WINDOW]
+        starts = [int(since_us) - 1]
+    else:
+        wins = parse_windows(windows)
+        starts = [window_start_us(w, at_us) for w in wins]
     params = {
         "t": at_us,
         "hold": int(hold_retention_us),

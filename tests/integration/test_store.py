@@ -933,6 +933,65 @@ def test_batch_apology_coverage_equals_the_oracle_around_holidays(clean, targets
         assert oracle  # late dossiers exist at every clock tried
 
 
+def test_volume_table_equals_an_independent_count_from_the_facts(clean):
+    """The volume table (pipeline/store/volume.py) of a month and of a reporting-regime
+    period equals tests/oracle.expected_volume over the same records: random dossiers of
+    every channel and ending, carried over, rejected, paused, open at the end."""
+    sys.path.insert(0, str(REPO))
+    from tests.oracle import VOLUME_COLUMNS, expected_volume
+    from pipeline.store.volume import ALL as V_ALL, COLUMNS, volume_rows, volume_scopes
+
+    assert tuple(COLUMNS) == VOLUME_COLUMNS
+    ch = clean
+    rng = random.Random(766)
+    vn = timezone(timedelta(hours=7))
+    start = datetime(2025, 5, 1, 8, 0, tzinfo=vn)
+    records = []
+    for n in range(400):
+        cid = f"V{n}"
+        unit = rng.choice([UA, UB, "SO_XD"])
+        t0 = start + timedelta(hours=rng.uniform(0, 24 * 75))
+        due = t0 + timedelta(hours=rng.uniform(8, 24 * 12))
+
+        def event(kind, at, **fields):
+            records.append({"schema_version": 1, "event_id": f"{cid}-{len(records)}", "event_type": kind,
+                            "case_id": cid, "unit_id": unit, "occurred_at": at.isoformat(), **fields})
+
+        if rng.random() < 0.95:
+            channel = rng.choice(["online", "direct", "postal"])
+            extra = {"online_mode": rng.choice(["full", "partial"])} if channel == "online" else {}
+            event("received", t0, procedure_code="p", sector=rng.choice(["dat_dai", "ho_tich"]), channel=channel,
+                  due_at=due.isoformat(), **extra)
+        if rng.random() < 0.06:
+            event("rejected", t0 + timedelta(hours=rng.uniform(0, 30)))
+            continue
+        for i in range(rng.choice([0, 0, 1, 2])):
+            event(rng.choice(["supplement_requested", "supplement_received"]),
+                  t0 + timedelta(hours=rng.uniform(0, 24 * 10)))
+        if rng.random() < 0.8:
+            kind = rng.choice(["resolved", "resolved", "resolved", "withdrawn", "stopped", "result_returned"])
+            fields = {"electronic_result": True} if kind == "result_returned" else {}
+            event(kind, t0 + timedelta(hours=rng.uniform(1, 24 * 16)), **fields)
+    far = parse_time("2030-01-01T00:00:00Z")
+    write(ch, [parse_event(json.dumps(r).encode(), key=r["case_id"].encode(), now_us=far) for r in records])
+    runner = ClientRunner(ch)
+    june = (parse_time("2025-06-01T00:00:00+07:00"), parse_time("2025-07-01T00:00:00+07:00") - 1)
+    regime = (parse_time("2025-05-15T00:00:00+07:00"), parse_time("2025-06-15T00:00:00+07:00") - 1)
+    for lo, hi in (june, regime):
+        rows = volume_rows(runner, lo, hi)
+        got = {(r.unit, r.sector): {c: getattr(r, c) for c in COLUMNS} for r in rows}
+        expected = expected_volume(records, format_time(lo), format_time(hi))
+        assert got == expected
+        scopes = volume_scopes(rows)
+        province = scopes[(V_ALL, V_ALL)]
+        for c in COLUMNS:
+            assert getattr(province, c) == sum(v[c] for v in expected.values())
+        # every column is exercised, and the identity holds: carried + received = out + still open
+        assert all(getattr(province, c) > 0 for c in COLUMNS), province
+        for row in scopes.values():
+            assert row.carried + row.received == row.resolved + row.withdrawn + row.stopped + row.open
+
+
 # --------------------------------------------------------------------------- the table
 
 
