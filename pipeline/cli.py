@@ -82,7 +82,15 @@ def _build_parser() -> argparse.ArgumentParser:
     indicators.add_argument("--at", help="RFC 3339 time T (default: now)")
     indicators.add_argument("--format", choices=["json", "table"], default="table")
     report = commands.add_parser("report", help="the period report: HTML, PDF and CSV from the stored facts")
-    report.add_argument("--period", required=True, help="a month 2025-06, a quarter 2025-Q2 or a year 2025")
+    report.add_argument(
+        "--period", required=True,
+        help="a month 2025-06, a quarter 2025-Q2 or a year 2025; add /bc for the reporting-regime period "
+             "(15th of the month before to the 14th, Decree 09/2019/NĐ-CP), e.g. 2025-06/bc",
+    )
+    report.add_argument(
+        "--kind", choices=("report", "766"), default="report",
+        help="the period report (default) or the 766 score publication page",
+    )
     report.add_argument("--unit", help="one unit's report (default: every unit and the province)")
     report.add_argument("--out", required=True, help="output directory")
     report.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF (no Chromium needed)")
@@ -235,7 +243,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         from pipeline.reports.command import run_report
 
-        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure)
+        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure,
+                          kind=args.kind)
     if args.command == "grafana":
         if args.grafana_action == "build":
             from pipeline.boards.build import run_build

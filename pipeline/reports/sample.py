@@ -88,7 +88,7 @@ def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
     """Simulate, load into a fresh chDB under ``work_dir`` and write the sample report."""
     from pipeline.config import load_settings
     from pipeline.targets_file import load_targets
-    from pipeline.feed.calendar import load_calendar
+    from pipeline.feed.calendar import apology_rule, load_calendar
     from pipeline.feed.simulate import write_history
     from pipeline.reports.data import collect_report
     from pipeline.reports.period import parse_period
@@ -108,6 +108,7 @@ def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
     data = collect_report(
         ClientRunner(client), parse_period(SAMPLE_PERIOD), targets=targets,
         hold_retention_us=settings.hold_retention_us, calendar=load_calendar(),
+        apology=apology_rule(settings.apology_lead),
         registry=load_units(settings.units_file),
     )
     return write_report(data, targets, out_dir, pdf=pdf)
