@@ -33,7 +33,7 @@ from typing import Iterable
 from pipeline.core.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
 from pipeline.store.readonly import QueryRunner
 
-__all__ = ["VOLUME_SQL", "VolumeRow", "COLUMNS", "volume_rows", "volume_scopes", "ALL"]
+__all__ = ["VOLUME_SQL", "VolumeRow", "COLUMNS", "volume_rows", "volume_scopes", "ALL", "volume_sql_for_range"]
 
 ALL = "all"
 
@@ -130,6 +130,12 @@ HAVING carried + received_online + received_direct + received_postal + resolved_
        + resolved_late + withdrawn + stopped + open_within + open_overdue + rejected > 0
 ORDER BY unit, sector
 """
+
+
+def volume_sql_for_range(start_expr: str, end_expr: str) -> str:
+    """:data:`VOLUME_SQL` with the period given as SQL expressions of epoch µs instead of
+    query parameters (a Grafana panel: ``$__fromTime`` / ``$__toTime``)."""
+    return VOLUME_SQL.replace("{start:Int64}", f"({start_expr})").replace("{end:Int64}", f"({end_expr})")
 
 
 @dataclass(frozen=True)
