@@ -52,3 +52,34 @@ def test_ranking_by_score_puts_a_unit_without_late_dossiers_first():
     assert [s.unit for s in rank_scores([one_late, clean])] == ["LUC_NGAN", "BG_CITY"]
     nothing = score("EMPTY", {})
     assert nothing.share is None and rank_scores([nothing, clean])[-1].unit == "EMPTY"
+
+
+def test_live_score_gauges_follow_the_views_month_figures():
+    """The live families (pipeline/stream/score_metrics.py) from the processor's view."""
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.targets_file import load_targets
+    from pipeline.core.view import indicator_figures
+    from pipeline.feed.scenario import build_scenario
+    from pipeline.stream.score_metrics import score_exposition, scores_of
+    from tests.unit.test_processor import _replayed
+
+    processor = _replayed(build_scenario(seed=9, cases=300))
+    live = processor.live
+    now = live.view.clock_us
+    figures = indicator_figures(live.view, load_targets(PROJECT_ROOT / "deploy" / "targets.toml"), live.extra_at(now))
+    scores = {s.unit: s for s in scores_of(figures)}
+    assert "all" in scores and len(scores) > 2
+    province = {f.indicator: (f.numerator, f.denominator) for f in figures
+                if f.unit == "all" and f.sector == "all" and f.window == "mtd"}
+    assert scores["all"] == score("all", province)
+
+    class Current:
+        indicators = figures
+
+    text = score_exposition(Current())
+    line = f'tthc_score_766_points{{group="TDGQ",unit="all"}} '
+    assert line in text
+    value = float(text.split(line)[1].split("\n")[0])
+    assert value == pytest.approx(scores["all"].group("TDGQ").earned)
+    assert 'tthc_score_766_not_computable{group="CKMB"} 18.0' in text
+    assert 'unit="all",group="CKMB"' not in text and 'group="CKMB",unit="all"' not in text  # never a zero score
