@@ -270,7 +270,9 @@ def test_the_766_page_ranks_by_score_renders_and_embeds_noto_sans(scenario, scor
         own = [r for r in rows if r["ma_don_vi"] == unit and r["diem"] not in ("Không tính được", "Không phát sinh")]
         earned = sum(float(r["diem"].replace(",", ".")) for r in own)
         shares.append(earned / sum(int(r["diem_toi_da"]) for r in own))
-    assert len(shares) > 5 and shares == sorted(shares, reverse=True)
+    assert len(shares) > 5
+    # points are printed with one decimal: recomputed shares may differ by a rounding
+    assert all(later <= earlier + 0.005 for earlier, later in zip(shares, shares[1:])), shares
     pdf = score_pages[code] / f"{stem}.pdf"
     fonts = subprocess.run([_tool("pdffonts"), str(pdf)], capture_output=True, text=True, check=True).stdout
     assert "+NotoSans-Bold" in fonts
