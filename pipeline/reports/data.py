@@ -52,7 +52,7 @@ _OPEN_STATUSES = ("open", "held")
 # Cases late in the period: finished in it not on time, or open at its end past their effective due.
 LATE_SQL = """
 SELECT
-    case_id,
+    c.case_id AS case_id,
     unit_id,
     ifNull(procedure_code, '') AS procedure_code,
     CAST(ifNull(sector, '') AS String) AS sector,
@@ -61,8 +61,16 @@ SELECT
     if(finished_at IS NOT NULL AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'),
        toUnixTimestamp64Micro(finished_at), NULL) AS finished_us,
     has_apology,
-    supplement_requests
-FROM cases FINAL
+    supplement_requests,
+    a.first_apology_us
+FROM cases AS c FINAL
+LEFT JOIN
+(
+    SELECT case_id, min(toUnixTimestamp64Micro(occurred_at)) AS first_apology_us
+    FROM case_events FINAL
+    WHERE event_type = 'apology_issued' AND occurred_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+    GROUP BY case_id
+) AS a ON a.case_id = c.case_id
 WHERE received_at IS NOT NULL
   AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
   AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
@@ -143,6 +151,7 @@ class LateCase:
     working_days_late: int
     has_apology: bool
     supplement_requests: int
+    apology_in_time: bool = False  # an apology dated by the deadline of apology_coverage v1.2
 
 
 @dataclass(frozen=True)
@@ -271,14 +280,21 @@ def next_working_day(calendar: WorkCalendar, day: date) -> date:
 
 
 def late_cases(
-    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
+    runner: QueryRunner,
+    period: Period,
+    calendar: WorkCalendar,
+    unit: str | None = None,
+    at_us: int | None = None,
+    apology: ApologyRule | None = None,
 ) -> list[LateCase]:
+    """``apology``: judges whether the first apology was in time (``apology_in_time``)."""
     t = period.end_us if at_us is None else at_us
     params = {"start": period.start_us, "end": t, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(LATE_SQL, params)
     out = []
-    for case_id, unit_id, proc, sector, due, eff, fin, apology, requests in rows:
+    for case_id, unit_id, proc, sector, due, eff, fin, has_apology, requests, first_apology in rows:
         eff = None if eff is None else int(eff)
+        first_apology = int(first_apology) if first_apology and has_apology else None  # 0: no row joined
         until = local_date(int(fin)) if fin is not None else local_date(t)
         out.append(
             LateCase(
@@ -290,8 +306,9 @@ def late_cases(
                 effective_due_us=eff,
                 finished_us=None if fin is None else int(fin),
                 working_days_late=working_days_late(calendar, eff, until),
-                has_apology=bool(apology),
+                has_apology=bool(has_apology),
                 supplement_requests=int(requests),
+                apology_in_time=apology is not None and eff is not None and apology.counts(first_apology, eff),
             )
         )
     return out
@@ -442,7 +459,7 @@ def collect_report(
     )
 
     progress("hồ sơ trễ hạn")
-    late = late_cases(runner, period, calendar, unit, at_us)
+    late = late_cases(runner, period, calendar, unit, at_us, apology)
     due_soon, soon_us = due_soon_cases(runner, period, calendar, unit, at_us)
 
     trend: dict[str, list[TrendPoint]] = {i: [] for i in INDICATORS}

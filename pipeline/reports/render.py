@@ -149,18 +149,25 @@ def _late_rows(data: ReportData, cases) -> list[list[Any]]:
             c.unit, data.name(c.unit), c.case_id, c.procedure_code, sectors.get(c.sector, c.sector), vn_date(c.due_us),
             vn_date(c.effective_due_us),
             vn_date(c.finished_us) if c.finished_us is not None else "Đang giải quyết",
-            c.working_days_late, "Có" if c.has_apology else "Chưa",
+            c.working_days_late, apology_text(c),
         ]
         for c in cases
     ]
 
 
+def apology_text(c) -> str:
+    """``Có`` (in time by apology_coverage v1.2), ``Gửi muộn`` (sent, after the deadline), ``Chưa``."""
+    if c.apology_in_time:
+        return "Có"
+    return "Gửi muộn" if c.has_apology else "Chưa"
+
+
 def _counts(data: ReportData) -> list[dict[str, Any]]:
     per: dict[str, dict[str, int]] = {}
     for c in data.late:
-        row = per.setdefault(c.unit, {"finished": 0, "open": 0, "apology": 0, "no_apology": 0})
+        row = per.setdefault(c.unit, {"finished": 0, "open": 0, "apology": 0, "late_apology": 0, "no_apology": 0})
         row["finished" if c.finished_us is not None else "open"] += 1
-        row["apology" if c.has_apology else "no_apology"] += 1
+        row["apology" if c.apology_in_time else "late_apology" if c.has_apology else "no_apology"] += 1
     return [
         {"unit": u, "name": data.name(u), **v, "total": v["finished"] + v["open"]}
         for u, v in sorted(per.items(), key=lambda kv: (-(kv[1]["finished"] + kv[1]["open"]), kv[0]))
@@ -197,6 +204,7 @@ def _context(data: ReportData, targets: Any) -> dict[str, Any]:
         "scope_name": data.name(scope),
         "ops": _OPS,
         "sector_name": lambda code: sector_names().get(code, code),
+        "apology_text": apology_text,
         "volume_tables": volume_tables(data),
         "not_computable_points": sum(i.max_points for i in ITEMS if i.indicator is None),
     }

@@ -158,7 +158,7 @@ def test_late_list_equals_an_independent_computation(scenario, reports, code):
     assert got == expected
     assert any(f for _u, f in got.values()) and any(not f for _u, f in got.values())
     for r in rows:
-        assert int(r["so_ngay_lam_viec_tre"]) >= 0 and r["phieu_xin_loi"] in ("Có", "Chưa")
+        assert int(r["so_ngay_lam_viec_tre"]) >= 0 and r["phieu_xin_loi"] in ("Có", "Gửi muộn", "Chưa")
         assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", r["han_thuc_te"])
     # per unit, the finished-late dossiers are on_time's denominator minus numerator
     chi_so = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
@@ -220,7 +220,9 @@ def test_pdf_pages_are_rendered_and_not_blank(reports, code, tmp_path):
         gray = Image.open(image).convert("L")
         width, height = gray.size
         data = gray.tobytes()
-        inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 128)
+        # a row has ink when a pixel is darker than light grey: small text at 30 dpi is anti-aliased
+        # grey (a page holding one short table read as "blank" at < 128); a blank page has no such row
+        inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 200)
         assert inked > height // 10, f"{image.name}: almost blank ({inked} of {height} rows with ink)"
 
 
