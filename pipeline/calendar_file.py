@@ -14,8 +14,9 @@ from pathlib import Path
 
 from pipeline.config import PROJECT_ROOT, UserError
 from pipeline.contract.localtime import WorkCalendar
+from pipeline.core.apology import ApologyRule
 
-__all__ = ["WorkCalendar", "load_calendar", "DEFAULT_HOLIDAYS_FILE"]
+__all__ = ["WorkCalendar", "load_calendar", "apology_rule", "DEFAULT_HOLIDAYS_FILE"]
 
 DEFAULT_HOLIDAYS_FILE = PROJECT_ROOT / "deploy" / "holidays.csv"
 
@@ -64,3 +65,9 @@ def load_calendar(path: str | PathLike[str] | None = None) -> WorkCalendar:
             raise UserError(f"{where}: kind must be holiday or working_day, got {cells[1]!r}")
         names[day] = cells[2]
     return WorkCalendar(frozenset(holidays), frozenset(saturdays), names)
+
+
+def apology_rule(lead: int, path: str | PathLike[str] | None = None) -> ApologyRule:
+    """The ``apology_coverage`` rule with the working days of ``deploy/holidays.csv``
+    (or ``path``) and ``lead`` working days (``Settings.apology_lead``)."""
+    return ApologyRule(load_calendar(path), lead)

@@ -240,10 +240,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "A month, a quarter or a year, computed for that exact calendar period\n"
         "(Asia/Ho_Chi_Minh); the PDF is printed by headless Chromium (docs/reports.md).",
         "tthc report --period 2025-06 --out var/reports\n"
-        "tthc report --period 2025 --unit BG_SO_TP --out var/reports --no-pdf", with_common,
+        "tthc report --period 2025 --unit BG_SO_TP --out var/reports --no-pdf\n"
+        "tthc report --period 2025-06/bc --kind 766 --out var/reports", with_common,
     )
     report.add_argument("--period", required=True, metavar="PERIOD",
-                        help="a month 2025-06, a quarter 2025-Q2 or a year 2025 (required)")
+                        help="a month 2025-06, a quarter 2025-Q2 or a year 2025 (required); add /bc for the "
+                             "reporting-regime period (15th of the month before to the 14th, Decree 09/2019/NĐ-CP), "
+                             "e.g. 2025-06/bc")
+    report.add_argument("--kind", choices=("report", "766"), default="report",
+                        help="the period report, or the 766 score publication page")
     report.add_argument("--unit", metavar="UNIT", help="one unit's report (default: every unit and the province)")
     report.add_argument("--out", required=True, metavar="DIR", help="output directory (required)")
     report.add_argument("--no-pdf", dest="no_pdf", action="store_true", help="skip the PDF (no Chromium needed)")
@@ -432,7 +437,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "report":
         from pipeline.reports.command import run_report
 
-        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure)
+        return run_report(settings, args.period, args.unit, args.out, pdf=not args.no_pdf, structure=args.structure,
+                          kind=args.kind)
     if args.command == "grafana":
         if args.grafana_action == "build":
             from pipeline.boards.command import run_build

@@ -55,6 +55,17 @@ def positive_float(name: str, raw: str) -> float:
     return value
 
 
+def _lead(name: str, raw: str) -> int:
+    """A number of working days from 0 to 30."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of working days, got {raw!r}") from None
+    if not 0 <= value <= 30:
+        raise ConfigError(f"{name} must be from 0 to 30 working days, got {value}")
+    return value
+
+
 def _port(name: str, raw: str) -> int:
     value = positive_int(name, raw)
     if value > 65535:
@@ -133,6 +144,9 @@ class Settings:
     snapshot_interval: float = 60.0
     session_timeout: float = 15.0
     targets_file: Path = PROJECT_ROOT / "deploy" / "targets.toml"
+    # apology_coverage v1.2: an apology counts when dated by the end of the working day this
+    # many working days before the effective due (docs/indicators.md; 0 = the due date itself)
+    apology_lead: Annotated[int, _lead] = 1  # working days before the due an apology must be dated (indicators.md v1.2)
     units_file: Path = PROJECT_ROOT / "deploy" / "units.csv"
     # Kafka cluster and client security (pipeline/kafka_clients.py uses them all)
     kafka_brokers: int = 1  # brokers `infra up` runs on loopback; clients bootstrap from all of them

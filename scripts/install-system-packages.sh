@@ -7,7 +7,9 @@
 #   openssl                         <- openssl                   (the throw-away CA of `infra up --tls`, tests)
 #   chromium                        <- chromium                  (prints `report` HTML to PDF, tests)
 #   pdftoppm                        <- poppler-utils             (report tests render PDF pages to PNG)
-#   DejaVu fonts                    <- fonts-dejavu-core         (Vietnamese glyphs in reports and charts)
+#   DejaVu fonts                    <- fonts-dejavu-core         (charts' fallback glyphs)
+#   Noto Sans                       <- fonts-noto-core           (the report's font, embedded in the PDF:
+#                                                                 Vietnamese capitals with stacked marks, Ủ Ỉ Ắ)
 # Idempotent: when every program is on PATH it only says so. apt runs only for what is missing.
 set -eu
 
@@ -29,6 +31,10 @@ need chromium chromium
 need pdftoppm poppler-utils
 if [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
     case " $packages " in *" fonts-dejavu-core "*) ;; *) packages="$packages fonts-dejavu-core" ;; esac
+fi
+
+if [ ! -e /usr/share/fonts/truetype/noto/NotoSans-Regular.ttf ]; then
+    case " $packages " in *" fonts-noto-core "*) ;; *) packages="$packages fonts-noto-core" ;; esac
 fi
 
 if [ -z "$packages" ]; then

@@ -12,6 +12,11 @@ It is meant to be obviously right, not fast.
 * :func:`expected_open_cases` -> ``{unit: (open, overdue, overdue_without_apology)}``
   for the units with at least one open case.
 
+``apology_coverage`` (v1.2) needs the working days: ``holidays`` is a pair of sets of
+dates (weekdays off, weekend days worked), read by default from ``deploy/holidays.csv``
+here with the plain ``csv`` module, and ``apology_lead`` the working days of lead
+(default 1).
+
 The events given must be valid contract events. Duplicates (same ``event_id``) are
 dropped here too, first one in list order wins. Only events with ``occurred_at ≤ T``
 are considered; ``at=None`` means T = the latest ``occurred_at`` (the event clock).
@@ -19,8 +24,10 @@ are considered; ``at=None`` means T = the latest ``occurred_at`` (the event cloc
 
 from __future__ import annotations
 
+import csv
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 
 LOCAL = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh, UTC+7, no DST
 
@@ -28,6 +35,41 @@ ALL_WINDOWS = ("1h", "24h", "7d", "30d", "mtd", "qtd", "ytd")
 ROLLING = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 
 FEEDBACK_TYPES = ("feedback_received", "feedback_answered")
+
+
+HOLIDAYS_FILE = Path(__file__).resolve().parents[1] / "deploy" / "holidays.csv"
+
+
+def read_holidays(path=HOLIDAYS_FILE) -> tuple[set[date], set[date]]:
+    """(weekdays off, weekend days worked) of a ``date,kind,name_vi`` file."""
+    off, worked = set(), set()
+    with open(path, encoding="utf-8") as f:
+        rows = [line for line in f if not line.lstrip().startswith("#")]
+    for row in csv.DictReader(rows):
+        day = date.fromisoformat(row["date"].strip())
+        (off if row["kind"].strip() == "holiday" else worked).add(day)
+    return off, worked
+
+
+def is_working_day(day: date, holidays) -> bool:
+    off, worked = holidays
+    return day in worked or (day.weekday() < 5 and day not in off)
+
+
+def apology_last_day(effective_due: datetime, holidays, lead: int) -> date:
+    """The last local date an apology may carry: ``lead`` working days before the due's date."""
+    day = local_date(effective_due)
+    found = 0
+    while found < lead:
+        day -= timedelta(days=1)
+        if is_working_day(day, holidays):
+            found += 1
+    return day
+
+
+def apology_counts(events: list[dict], effective_due: datetime, holidays, lead: int) -> bool:
+    last = apology_last_day(effective_due, holidays, lead)
+    return any(local_date(when(e)) <= last for e in of_type(events, "apology_issued"))
 
 
 # --------------------------------------------------------------------------- time
@@ -146,8 +188,11 @@ def paused_time(events: list[dict], finish: datetime | None, clock: datetime) ->
     return total
 
 
-def dossier_outcomes(events: list[dict], clock: datetime, retention: timedelta) -> list[tuple]:
+def dossier_outcomes(events: list[dict], clock: datetime, retention: timedelta, holidays=None,
+                     apology_lead: int = 1) -> list[tuple]:
     """Outcomes (indicator, unit, sector, time, hit) of one dossier at clock T."""
+    if holidays is None:
+        holidays = read_holidays()
     if of_type(events, "rejected"):
         return []  # never accepted: no outcome at all
     outcomes = []
@@ -188,15 +233,19 @@ def dossier_outcomes(events: list[dict], clock: datetime, retention: timedelta) 
         outcomes.append(("on_time", unit, sector, finish, on_time))
         outcomes.append(("on_time_766", unit, sector, finish, on_time))
         outcomes.append(("early", unit, sector, finish, early))
-        if not on_time:
-            apology = any(when(e) <= finish for e in of_type(events, "apology_issued"))
+        if not on_time:  # v1.2: the apology must be dated by the lead-th working day before the due
+            apology = apology_counts(events, effective_due, holidays, apology_lead)
             outcomes.append(("apology_coverage", unit, sector, finish, apology))
     else:
         # on_time_766: open at T, counted at T (in every window); late once past its
         # effective due at T (an open pause counts up to T) or with two requests
         requests = len(of_type(events, "supplement_requested"))
         effective_due = to_time(received["due_at"]) + paused_time(events, None, clock)
-        outcomes.append(("on_time_766", unit, sector, clock, requests <= 1 and effective_due >= clock))
+        on_time_now = requests <= 1 and effective_due >= clock
+        outcomes.append(("on_time_766", unit, sector, clock, on_time_now))
+        if not on_time_now:  # late at T: apology_coverage counts it at T too
+            outcomes.append(("apology_coverage", unit, sector, clock,
+                             apology_counts(events, effective_due, holidays, apology_lead)))
     return outcomes
 
 
@@ -218,12 +267,15 @@ def feedback_outcomes(events: list[dict]) -> list[tuple]:
     ]
 
 
-def all_outcomes(events: list[dict], at=None, hold_retention_days: float = 35) -> tuple[datetime, list[tuple]]:
+def all_outcomes(events: list[dict], at=None, hold_retention_days: float = 35, holidays=None,
+                 apology_lead: int = 1) -> tuple[datetime, list[tuple]]:
     clock, dossiers, feedbacks = _prepare(events, at)
     retention = timedelta(days=hold_retention_days)
+    if holidays is None:
+        holidays = read_holidays()
     outcomes = []
     for case_events in dossiers.values():
-        outcomes.extend(dossier_outcomes(case_events, clock, retention))
+        outcomes.extend(dossier_outcomes(case_events, clock, retention, holidays, apology_lead))
     for feedback_events in feedbacks.values():
         outcomes.extend(feedback_outcomes(feedback_events))
     return clock, outcomes
@@ -238,6 +290,8 @@ def expected_indicators(
     windows=ALL_WINDOWS,
     hold_retention_days: float = 35,
     sectors=None,
+    holidays=None,
+    apology_lead: int = 1,
 ) -> dict[tuple[str, str, str, str], tuple[int, int]]:
     """{(indicator, unit, sector, window): (numerator, denominator)}, denominators > 0.
 
@@ -246,7 +300,7 @@ def expected_indicators(
     stores it. None: every sector as the events carry it."""
     if isinstance(windows, str):
         windows = tuple(w.strip() for w in windows.split(","))
-    clock, outcomes = all_outcomes(events, at, hold_retention_days)
+    clock, outcomes = all_outcomes(events, at, hold_retention_days, holidays, apology_lead)
     counts: dict[tuple[str, str, str, str], list[int]] = {}
     for indicator, unit, sector, t, hit in outcomes:
         if sectors is not None and sector not in ("", "unknown") and sector not in sectors:
@@ -280,3 +334,59 @@ def expected_open_cases(events: list[dict], at=None) -> dict[str, tuple[int, int
         counts[1] += 1 if overdue else 0
         counts[2] += 1 if overdue and not apology else 0
     return {unit: tuple(counts) for unit, counts in result.items()}
+
+
+# --------------------------------------------------------------------------- the volume table
+
+
+VOLUME_COLUMNS = ("carried", "received_online", "received_direct", "received_postal", "resolved_early",
+                  "resolved_on_time", "resolved_late", "withdrawn", "stopped", "open_within", "open_overdue",
+                  "rejected")
+
+
+def expected_volume(events: list[dict], start, end) -> dict[tuple[str, str], dict[str, int]]:
+    """The volume table (docs/indicators.md) of the period ``start <= t <= end``:
+    {(unit, sector): {column: count}} for every (unit, sector) with a non-zero count."""
+    start, end = to_time(start), to_time(end)
+    _clock, dossiers, _ = _prepare(events, end)
+    table: dict[tuple[str, str], dict[str, int]] = {}
+
+    def count(unit, sector, column):
+        row = table.setdefault((unit, sector), dict.fromkeys(VOLUME_COLUMNS, 0))
+        row[column] += 1
+
+    for case_events in dossiers.values():
+        received = earliest(of_type(case_events, "received"))
+        rejected = earliest(of_type(case_events, "rejected"))
+        if received is None and rejected is None:
+            continue
+        unit = received["unit_id"] if received is not None else rejected["unit_id"]
+        sector = received["sector"] if received is not None else ""
+        if rejected is not None:
+            if when(rejected) >= start:
+                count(unit, sector, "rejected")
+            continue  # never accepted: in no other column
+        t_received = when(received)
+        finish_event = finish_of(case_events)
+        finish = when(finish_event) if finish_event is not None else None
+        if t_received < start and (finish is None or finish >= start):
+            count(unit, sector, "carried")
+        if t_received >= start:
+            channel = received.get("channel")
+            count(unit, sector, {"online": "received_online", "direct": "received_direct"}.get(channel, "received_postal"))
+        if finish is not None and finish >= start:
+            kind = finish_event["event_type"]
+            if kind in ("withdrawn", "stopped"):
+                count(unit, sector, kind)
+            else:
+                requests = len([e for e in of_type(case_events, "supplement_requested") if when(e) <= finish])
+                effective_due = to_time(received["due_at"]) + paused_time(case_events, finish, end)
+                on_time = finish <= effective_due and requests <= 1
+                early = on_time and local_date(finish) < local_date(effective_due)
+                count(unit, sector, "resolved_early" if early else "resolved_on_time" if on_time else "resolved_late")
+        if finish is None:
+            requests = len(of_type(case_events, "supplement_requested"))
+            effective_due = to_time(received["due_at"]) + paused_time(case_events, None, end)
+            late = requests > 1 or effective_due < end
+            count(unit, sector, "open_overdue" if late else "open_within")
+    return table

@@ -49,6 +49,7 @@ from pipeline.boards.queries import (
     with_unit_names,
 )
 from pipeline.core.indicators import INDICATORS, NAMES_VI
+from pipeline.store.volume import volume_sql_for_range
 from pipeline.core.targets import Targets, target_text
 
 PERCENT = "percentunit"
@@ -275,7 +276,47 @@ def overview(targets: Targets) -> Dashboard:
             ids,
         )
     )
+    board = board.with_row(Row("Số liệu tiếp nhận, giải quyết hồ sơ (ClickHouse)"))
+    board = board.with_panel(
+        Table()
+        .id(ids())
+        .title("Bảng số liệu hồ sơ theo đơn vị trong khoảng thời gian đã chọn")
+        .description(
+            "Kỳ trước chuyển sang, tiếp nhận (trực tuyến, trực tiếp, bưu chính), đã giải quyết (trước hạn, đúng hạn, "
+            "quá hạn), đang giải quyết cuối kỳ (trong hạn, quá hạn), rút, dừng, từ chối tiếp nhận — tính từ các sự "
+            "kiện đã lưu (bảng case_events), như bảng số liệu của báo cáo kỳ."
+        )
+        .datasource(CLICKHOUSE)
+        .with_target(ClickHouseQuery(VOLUME_BY_UNIT_SQL))
+        .span(24)
+        .height(10)
+    )
     return board
+
+
+#: the volume table (pipeline/store/volume.py) per unit over the board's time range
+VOLUME_BY_UNIT_SQL = f"""
+    SELECT v.unit AS ma_don_vi,
+           any(u.name_vi) AS ten_don_vi,
+           sum(v.carried) AS ky_truoc_chuyen_sang,
+           sum(v.received_online) AS tiep_nhan_truc_tuyen,
+           sum(v.received_direct) AS tiep_nhan_truc_tiep,
+           sum(v.received_postal) AS tiep_nhan_buu_chinh,
+           sum(v.resolved_early) AS giai_quyet_truoc_han,
+           sum(v.resolved_on_time) AS giai_quyet_dung_han,
+           sum(v.resolved_late) AS giai_quyet_qua_han,
+           sum(v.open_within) AS dang_giai_quyet_trong_han,
+           sum(v.open_overdue) AS dang_giai_quyet_qua_han,
+           sum(v.withdrawn) AS rut_ho_so,
+           sum(v.stopped) AS dung_xu_ly,
+           sum(v.rejected) AS tu_choi_tiep_nhan
+    FROM ({volume_sql_for_range("toInt64(toUnixTimestamp($__fromTime)) * 1000000",
+                                "toInt64(toUnixTimestamp($__toTime)) * 1000000 + 999999")}) AS v
+    LEFT JOIN (SELECT unit_id, argMax(name_vi, valid_from) AS name_vi FROM units FINAL GROUP BY unit_id) AS u
+           ON u.unit_id = v.unit
+    GROUP BY v.unit
+    ORDER BY v.unit
+"""
 
 
 # --- Chi tiết đơn vị ------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
+from pipeline.core.apology import ApologyRule
 from pipeline.core.outcomes import Outcome, make_outcome
 
 if TYPE_CHECKING:  # pragma: no cover - the contract module is only needed for typing
@@ -370,7 +371,7 @@ def _feedback_outcomes(s: _Scan, out: list[Outcome]) -> None:
 
 
 def case_outcomes_and_open(
-    state: CaseState, now_us: int, hold_retention_us: int
+    state: CaseState, now_us: int, hold_retention_us: int, *, apology: ApologyRule
 ) -> tuple[list[Outcome], "OpenCase | None"]:
     """All outcomes the case yields at clock ``now_us`` (docs/indicators.md), and its
     open-case entry (None when it is not open), from one pass over its events.
@@ -380,10 +381,10 @@ def case_outcomes_and_open(
     ``now_us`` (future-dated events); the windows exclude them. Order is deterministic
     and independent of arrival order."""
     s = _Scan(state._events)
-    return _outcomes(s, now_us, hold_retention_us), _open_entry(s)
+    return _outcomes(s, now_us, hold_retention_us, apology), _open_entry(s, apology)
 
 
-def _outcomes(s: _Scan, now_us: int, hold_retention_us: int) -> list[Outcome]:
+def _outcomes(s: _Scan, now_us: int, hold_retention_us: int, apology: ApologyRule) -> list[Outcome]:
     out: list[Outcome] = []
     if not s.rejected:
         rec = s.received
@@ -416,8 +417,10 @@ def _outcomes(s: _Scan, now_us: int, hold_retention_us: int) -> list[Outcome]:
                     make_outcome("early", unit, sector, ft, on_time and _local_day(ft) < _local_day(eff_due))
                 )
                 if not on_time:
-                    ap = s.first_apology_t
-                    out.append(make_outcome("apology_coverage", unit, sector, ft, ap is not None and ap <= ft))
+                    # v1.2: the apology counts only when dated by the end of the working day
+                    # ``lead`` working days before the effective due; open late cases are
+                    # counted at the clock by the live view (``OpenCase.apology_hit_from_us``)
+                    out.append(make_outcome("apology_coverage", unit, sector, ft, apology.counts(s.first_apology_t, eff_due)))
             rr = s.first_rr
             if rr is not None:
                 out.append(make_outcome("e_result", unit, sector, rr.t, rr.electronic))
@@ -485,6 +488,10 @@ class OpenCase(NamedTuple):  # a named tuple: made and compared in C, once per e
     open: the paused time keeps moving its effective due along with T).
     ``requests``: supplement requests so far (two or more: late for ``on_time_766``
     whatever the clock).
+    ``apology_hit_from_us``: ``apology_coverage`` counts the case at T (when it is late
+    at T, :meth:`late_766_after_us`) as a hit exactly when this is at or before T
+    (None: never, as things stand). It already includes "late at T", so it is at least
+    ``late_766_after_us() + 1``.
     """
 
     unit: str
@@ -492,6 +499,7 @@ class OpenCase(NamedTuple):  # a named tuple: made and compared in C, once per e
     overdue_after_us: int | None
     has_apology: bool
     requests: int = 0
+    apology_hit_from_us: int | None = None
 
     def late_766_after_us(self) -> int | None:
         """``on_time_766`` counts the case late at T exactly when this is before T
@@ -499,20 +507,31 @@ class OpenCase(NamedTuple):  # a named tuple: made and compared in C, once per e
         return LATE_ALWAYS if self.requests > 1 else self.overdue_after_us
 
 
-def _open_entry(s: _Scan) -> OpenCase | None:
+def _open_entry(s: _Scan, apology: ApologyRule) -> OpenCase | None:
     rec = s.received
     if s.rejected or rec is None or s.finish_ev is not None:
         return None
     due = rec.due_us
     closed, requests, open_at = _open_pauses(s.sups)
     threshold = None
+    hit_from = None
     if due is not None:
         # effective due at T = due + closed + max(0, T - open_at): overdue when it is
         # before T, i.e. T > due + closed while that is also before the open pause
         deadline = due + closed
         if open_at is None or deadline < open_at:
             threshold = deadline
-    return _new_row(OpenCase, (rec.unit, rec.sector, threshold, s.first_apology_t is not None, requests))
+        late_after = LATE_ALWAYS if requests > 1 else threshold
+        ap = s.first_apology_t
+        if late_after is not None and ap is not None:
+            if open_at is None:  # the effective due is fixed: the apology counts or not
+                hit_from = late_after + 1 if apology.counts(ap, deadline) else None
+            else:
+                # the effective due moves with T (deadline + T - open_at): the apology
+                # counts once that reaches the first due day it is early enough for
+                moving = open_at + max(0, apology.first_due_us(ap) - deadline)
+                hit_from = max(late_after + 1, moving)
+    return _new_row(OpenCase, (rec.unit, rec.sector, threshold, s.first_apology_t is not None, requests, hit_from))
 
 
 # ---------------------------------------------------------------------------

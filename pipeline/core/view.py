@@ -35,6 +35,8 @@ from pipeline.core.windows import ROLLING_US, WINDOWS, local_month_index
 
 __all__ = [
     "ALL",
+    "APOLOGY_COVERAGE",
+    "ON_TIME_766",
     "IndicatorFigure",
     "IndicatorView",
     "OpenCaseCounts",
@@ -47,6 +49,7 @@ __all__ = [
 
 ALL = "all"
 ON_TIME_766 = "on_time_766"
+APOLOGY_COVERAGE = "apology_coverage"
 _ROLLING = tuple((w, ROLLING_US[w]) for w in WINDOWS if w in ROLLING_US)
 _CALENDAR = tuple(w for w in WINDOWS if w not in ROLLING_US)  # mtd, qtd, ytd
 _MAX_ROLLING_US = max(length for _, length in _ROLLING)
@@ -299,6 +302,9 @@ class OpenCaseIndex:
         self._no_apology: dict[str, SortedList] = {}  # unit -> thresholds of cases without apology
         # on_time_766 scope -> late-after times of its open cases
         self._late_766: dict[tuple[str, str, str], SortedList] = {}
+        # on_time_766 scope -> apology-hit-from times of its open cases (apology_coverage:
+        # an open case late at T counts at T, a hit when its time is at or before T)
+        self._apology: dict[tuple[str, str, str], SortedList] = {}
 
     def set(self, case_id: str, entry: OpenCase | None) -> None:
         """Record a case's open state (``None``: not open)."""
@@ -321,8 +327,11 @@ class OpenCaseIndex:
             _sorted(self._no_apology, unit).add(threshold)
         late = entry.late_766_after_us()
         late = NEVER if late is None else late
+        hit = entry.apology_hit_from_us
+        hit = NEVER if hit is None else hit
         for scope in scopes_of(ON_TIME_766, unit, entry.sector):
             _sorted(self._late_766, scope).add(late)
+            _sorted(self._apology, scope).add(hit)
 
     def _remove(self, entry: OpenCase) -> None:
         self._open[entry.unit] -= 1
@@ -331,8 +340,10 @@ class OpenCaseIndex:
         if not entry.has_apology:
             self._no_apology[entry.unit].remove(threshold)
         late = entry.late_766_after_us()
+        hit = entry.apology_hit_from_us
         for scope in scopes_of(ON_TIME_766, entry.unit, entry.sector):
             self._late_766[scope].remove(NEVER if late is None else late)
+            self._apology[scope].remove(NEVER if hit is None else hit)
 
     def counts(self, now_us: int, units: Iterable[str] = ()) -> dict[str, OpenCaseCounts]:
         """Open, overdue and overdue-without-apology cases per unit at ``now_us``:
@@ -356,6 +367,26 @@ class OpenCaseIndex:
             total = len(thresholds)
             if total:
                 result[scope] = (total - thresholds.bisect_left(now_us), total)
+        return result
+
+    def apology_coverage(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """Per ``apology_coverage`` scope: (open cases late at ``now_us`` whose apology
+        counts, open cases late at ``now_us``), for the scopes with a late open case.
+        They count in every window at T (docs/indicators.md, v1.2)."""
+        result = {}
+        apology = self._apology
+        for scope, thresholds in self._late_766.items():
+            late = thresholds.bisect_left(now_us)  # late-after < T
+            if late:
+                hits = apology[scope].bisect_right(now_us)  # hit-from <= T
+                result[(APOLOGY_COVERAGE, scope[1], scope[2])] = (hits, late)
+        return result
+
+    def extra_at(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
+        """What the view's totals need beside the outcomes at ``now_us``: the open cases
+        of ``on_time_766`` and of ``apology_coverage``."""
+        result = self.on_time_766(now_us)
+        result.update(self.apology_coverage(now_us))
         return result
 
     def __len__(self) -> int:

@@ -593,8 +593,10 @@ class LifecycleGenerator:
 
         if outcome == "late":
             if self._hit(unit, "apology_coverage"):
-                lo = max(w_finish - 1.5 * WORKDAY_SECONDS, 0.5 * w_finish)
-                t_apology = at(rng.uniform(lo, w_finish - 0.05 * WORKDAY_SECONDS))
+                # apology_coverage v1.2: at least one working day before the due (issue 24;
+                # the simulator's own rework may refine this)
+                lo = max(due_w - 3 * WORKDAY_SECONDS, 0.5 * due_w)
+                t_apology = at(rng.uniform(lo, due_w - 1.05 * WORKDAY_SECONDS))
                 if t_apology >= t_finish:
                     t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
                 new_due = clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS)

@@ -4,8 +4,9 @@
 :data:`SAMPLE_SCALE` of the province's volume (``simulate --history``, seed 2025), loads
 the facts into a fresh embedded ClickHouse (:func:`load_history`: what the worker stores —
 ``case_events`` rows and each case's ``cases`` row at the scenario's end — without a
-broker) and writes the report of :data:`SAMPLE_PERIOD` into DIR (default
-``docs/sample-report``). A test rebuilds it and compares the HTML and CSV files.
+broker) and writes the report of :data:`SAMPLE_PERIOD` and its 766 score page
+(``report --kind 766``) into DIR (default ``docs/sample-report``). A test rebuilds them and
+compares the HTML and CSV files.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from pipeline.calendar_file import load_calendar
+from pipeline.calendar_file import apology_rule, load_calendar
 from pipeline.config import PROJECT_ROOT, load_settings
 from pipeline.contract.events import CaseEvent
 from pipeline.core.cases import CaseState, case_summary
@@ -25,6 +26,7 @@ from pipeline.feed.simulate import write_history
 from pipeline.reports.data import collect_report
 from pipeline.reports.period import parse_period
 from pipeline.reports.render import write_report
+from pipeline.reports.score_page import write_score_page
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner
 from pipeline.store.schema import ensure_schema
@@ -33,7 +35,7 @@ from pipeline.store.writer import FactWriter
 from pipeline.targets_file import load_targets
 
 __all__ = ["SAMPLE_PERIOD", "SAMPLE_SCALE", "SAMPLE_DAYS", "SAMPLE_DIR", "LoadedFacts", "load_history",
-           "build_sample", "load_into"]
+           "build_sample", "load_into", "SampleFiles"]
 
 SAMPLE_PERIOD = "2025-06"
 SAMPLE_SCALE = 0.01
@@ -83,8 +85,14 @@ def load_into(data_dir: Path, history: Path, units_file: Path) -> LoadedFacts:
     return load_history(client, Path(history), load_registry(units_file))
 
 
-def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
-    """Simulate, load into a fresh chDB under ``work_dir`` and write the sample report."""
+class SampleFiles(NamedTuple):
+    report: Any  # render.ReportFiles of the period report
+    score: Any  # render.ReportFiles of the 766 page
+
+
+def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True) -> SampleFiles:
+    """Simulate, load into a fresh chDB under ``work_dir`` and write the sample report and
+    the sample 766 page."""
     settings = load_settings()
     work_dir.mkdir(parents=True, exist_ok=True)
     history = work_dir / "history.jsonl"
@@ -96,16 +104,18 @@ def build_sample(out_dir: Path, work_dir: Path, *, pdf: bool = True):
     data = collect_report(
         ClientRunner(client), parse_period(SAMPLE_PERIOD), targets=targets,
         hold_retention_us=settings.hold_retention_us, calendar=load_calendar(),
+        apology=apology_rule(settings.apology_lead),
         registry=load_units(settings.units_file),
     )
-    return write_report(data, targets, out_dir, pdf=pdf)
+    return SampleFiles(write_report(data, targets, out_dir, pdf=pdf), write_score_page(data, out_dir, pdf=pdf))
 
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else SAMPLE_DIR
     with tempfile.TemporaryDirectory(prefix="tthc-sample-") as tmp:
         files = build_sample(out, Path(tmp))
-    print(f"sample report: {files.html}")
+    print(f"sample report: {files.report.html}")
+    print(f"sample 766 page: {files.score.html}")
     return 0
 
 

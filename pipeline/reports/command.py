@@ -1,4 +1,4 @@
-"""``python -m pipeline report --period 2025-06|2025-Q2|2025 [--unit U] --out DIR``."""
+"""``python -m pipeline report --period 2025-06|2025-Q2|2025[/bc] [--kind report|766] [--unit U] --out DIR``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from pipeline.access import open_runner
-from pipeline.calendar_file import load_calendar
+from pipeline.calendar_file import apology_rule, load_calendar
 from pipeline.config import Settings, UserError
 from pipeline.core.targets import TargetsError
 from pipeline.core.windows import local_date
@@ -14,6 +14,7 @@ from pipeline.progress import progress_bar
 from pipeline.reports.data import collect_report
 from pipeline.reports.period import parse_period
 from pipeline.reports.render import write_report
+from pipeline.reports.score_page import write_score_page
 from pipeline.store.units import load_units
 from pipeline.targets_file import load_targets
 
@@ -29,6 +30,7 @@ def run_report(
     pdf: bool = True,
     now_us: int | None = None,
     structure: str = "period",
+    kind: str = "report",
 ) -> int:
     """``now_us``: the clock that decides whether the period is still running (default: the
     wall clock; with ``TTHC_CLOCK=event``, the latest stored event time). ``structure``:
@@ -58,11 +60,14 @@ def run_report(
 
         data = collect_report(
             runner, period, targets=targets, hold_retention_us=settings.hold_retention_us,
-            calendar=calendar, registry=registry, unit=unit, now_us=now_us, progress=progress,
+            calendar=calendar, apology=apology_rule(settings.apology_lead), registry=registry, unit=unit, now_us=now_us, progress=progress,
             structure_day=local_date(now_us) if structure == "today" else None,
         )
         bar.set_postfix_str("HTML, CSV, PDF")
-        files = write_report(data, targets, Path(out), pdf=pdf)
+        if kind == "766":
+            files = write_score_page(data, Path(out), pdf=pdf)
+        else:
+            files = write_report(data, targets, Path(out), pdf=pdf)
         bar.update(bar.total - bar.n)
     print(f"report: {period.label_vi}: {len(data.units)} units, {len(data.late)} late dossiers, "
           f"{len(data.due_soon)} due soon")

@@ -1,8 +1,11 @@
 """The figures of a period report, computed by SQL from the stored facts.
 
-- indicators: ``pipeline.store.batch.batch_indicators`` with the period's calendar window
-  at the period's last microsecond (``Period.window`` / ``Period.end_us``): exactly the
-  period. Unit scopes (``sector = all``) and the province (``all``/``all``).
+- indicators: ``pipeline.store.batch.batch_indicators`` over the period's outcomes
+  (``since_us = Period.start_us`` up to ``Period.end_us``): exactly the period, calendar or
+  reporting-regime. Unit scopes (``sector = all``) and the province (``all``/``all``).
+- the volume table (``pipeline.store.volume``) per unit, sector and the province.
+- the 766 score (``pipeline.core.score766``) per unit and the province, from the period's
+  figures; the units are ranked by it.
 - late dossiers (hồ sơ trễ hạn): from ``cases FINAL`` (:data:`LATE_SQL`): finished in the
   period and not on time, or received by the period's end, still open at its end and past
   their effective due then. Working days late: the working days of ``deploy/holidays.csv``
@@ -21,14 +24,17 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Callable, Sequence
 
+from pipeline.core.apology import ApologyRule
 from pipeline.core.indicators import INDICATORS
 from pipeline.core.registry import UnitRegistry
+from pipeline.core.score766 import Score, rank_scores, score as score_766
 from pipeline.core.windows import local_date
 from pipeline.contract.localtime import WorkCalendar
 from pipeline.reports.period import Period, _local_midnight_us
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
 from pipeline.store.units import Unit
+from pipeline.store.volume import VolumeRow, volume_rows, volume_scopes
 
 __all__ = [
     "LATE_SQL",
@@ -47,7 +53,7 @@ _OPEN_STATUSES = ("open", "held")
 # Cases late in the period: finished in it not on time, or open at its end past their effective due.
 LATE_SQL = """
 SELECT
-    case_id,
+    c.case_id AS case_id,
     unit_id,
     ifNull(procedure_code, '') AS procedure_code,
     CAST(ifNull(sector, '') AS String) AS sector,
@@ -56,8 +62,16 @@ SELECT
     if(finished_at IS NOT NULL AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'),
        toUnixTimestamp64Micro(finished_at), NULL) AS finished_us,
     has_apology,
-    supplement_requests
-FROM cases FINAL
+    supplement_requests,
+    a.first_apology_us
+FROM cases AS c FINAL
+LEFT JOIN
+(
+    SELECT case_id, min(toUnixTimestamp64Micro(occurred_at)) AS first_apology_us
+    FROM case_events FINAL
+    WHERE event_type = 'apology_issued' AND occurred_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
+    GROUP BY case_id
+) AS a ON a.case_id = c.case_id
 WHERE received_at IS NOT NULL
   AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
   AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
@@ -121,8 +135,9 @@ class UnitRank:
     unit: str
     name: str
     met: int  # targets met
-    missed: int  # targets missed with at least min_volume outcomes
+    missed: int  # targets missed (a miss of a "= 100%" target whatever the volume)
     on_time_766: float | None
+    score: Score  # the 766 score: the ranking's key
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,7 @@ class LateCase:
     working_days_late: int
     has_apology: bool
     supplement_requests: int
+    apology_in_time: bool = False  # an apology dated by the deadline of apology_coverage v1.2
 
 
 @dataclass(frozen=True)
@@ -173,6 +189,9 @@ class ReportData:
     province_name: str = "Tỉnh Bắc Ninh"  # the registry's province in force at the period's end
     mapped_to: dict[str, str] = field(default_factory=dict)  # ceased unit -> today's unit (--structure today)
     structure_day: date | None = None  # the day whose unit structure the figures are shown on
+    volume: dict[tuple[str, str], VolumeRow] = field(default_factory=dict)  # (unit, sector) scopes
+    province_score: Score | None = None
+    apology_lead: int = 1  # working days before the due an apology must be dated by
 
     def name(self, unit: str) -> str:
         return self.unit_names.get(unit, unit)
@@ -202,13 +221,20 @@ def _figures(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str], IndicatorF
 
 
 def period_figures(
-    runner: QueryRunner, period: Period, *, targets: Any, hold_retention_us: int, at_us: int | None = None
+    runner: QueryRunner,
+    period: Period,
+    *,
+    targets: Any,
+    hold_retention_us: int,
+    apology: ApologyRule,
+    at_us: int | None = None,
 ) -> dict[tuple[str, str], IndicatorFigure]:
     """Every indicator of every unit scope and the province in ``period`` (batch SQL) at
     its end, or at ``at_us`` inside it (the period so far)."""
     t = period.end_us if at_us is None else min(at_us, period.end_us)
     rows = batch_indicators(
-        runner, [period.window], t, targets=targets, hold_retention_us=hold_retention_us
+        runner, [], t, targets=targets, hold_retention_us=hold_retention_us, apology=apology,
+        since_us=period.start_us,
     )
     return {k: f for k, f in _figures(rows).items() if f.denominator > 0}
 
@@ -255,14 +281,21 @@ def next_working_day(calendar: WorkCalendar, day: date) -> date:
 
 
 def late_cases(
-    runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
+    runner: QueryRunner,
+    period: Period,
+    calendar: WorkCalendar,
+    unit: str | None = None,
+    at_us: int | None = None,
+    apology: ApologyRule | None = None,
 ) -> list[LateCase]:
+    """``apology``: judges whether the first apology was in time (``apology_in_time``)."""
     t = period.end_us if at_us is None else at_us
     params = {"start": period.start_us, "end": t, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(LATE_SQL, params)
     out = []
-    for case_id, unit_id, proc, sector, due, eff, fin, apology, requests in rows:
+    for case_id, unit_id, proc, sector, due, eff, fin, has_apology, requests, first_apology in rows:
         eff = None if eff is None else int(eff)
+        first_apology = int(first_apology) if first_apology and has_apology else None  # 0: no row joined
         until = local_date(int(fin)) if fin is not None else local_date(t)
         out.append(
             LateCase(
@@ -274,8 +307,9 @@ def late_cases(
                 effective_due_us=eff,
                 finished_us=None if fin is None else int(fin),
                 working_days_late=working_days_late(calendar, eff, until),
-                has_apology=bool(apology),
+                has_apology=bool(has_apology),
                 supplement_requests=int(requests),
+                apology_in_time=apology is not None and eff is not None and apology.counts(first_apology, eff),
             )
         )
     return out
@@ -340,23 +374,36 @@ def map_onto_units(
     return mapped, moved
 
 
+def missed_target(f: IndicatorFigure) -> bool:
+    """The figure misses its target in a report: below target with at least the minimum
+    volume, or a ``= 100%`` target with any miss at all (docs/indicators.md: the minimum
+    volume only holds back paging)."""
+    if f.meets_target is not False:
+        return False
+    return f.below_target or (f.op == "=" and f.target >= 1.0)
+
+
+def unit_score(figures: dict[tuple[str, str], IndicatorFigure], unit: str) -> Score:
+    """The 766 score of ``unit`` (``all``: the province) from the period's figures."""
+    return score_766(unit, {i: (f.numerator, f.denominator) for (u, i), f in figures.items() if u == unit})
+
+
 def rank_units(
     figures: dict[tuple[str, str], IndicatorFigure], units: Sequence[str], names: dict[str, str]
 ) -> list[UnitRank]:
-    """Units by targets met (desc), targets missed (asc), ``on_time_766`` (desc), code."""
-    stats = []
-    for unit in units:
-        own = [figures[(unit, i)] for i in INDICATORS if (unit, i) in figures]
-        met = sum(1 for f in own if f.meets_target)
-        missed = sum(1 for f in own if f.below_target)
-        f766 = figures.get((unit, "on_time_766"))
-        ratio = f766.ratio if f766 else None
-        stats.append((unit, met, missed, ratio))
-    stats.sort(key=lambda s: (-s[1], s[2], -(s[3] if s[3] is not None else -1.0), s[0]))
-    return [
-        UnitRank(rank=i + 1, unit=u, name=names.get(u, u), met=met, missed=missed, on_time_766=r)
-        for i, (u, met, missed, r) in enumerate(stats)
-    ]
+    """Units by their 766 score (``pipeline.core.score766.rank_scores``: share of the
+    assessable points, earned points, code); targets met and missed are shown beside it."""
+    scores = rank_scores([unit_score(figures, u) for u in units])
+    ranks = []
+    for i, s in enumerate(scores):
+        own = [figures[(s.unit, ind)] for ind in INDICATORS if (s.unit, ind) in figures]
+        f766 = figures.get((s.unit, "on_time_766"))
+        ranks.append(UnitRank(
+            rank=i + 1, unit=s.unit, name=names.get(s.unit, s.unit),
+            met=sum(1 for f in own if f.meets_target), missed=sum(1 for f in own if missed_target(f)),
+            on_time_766=f766.ratio if f766 else None, score=s,
+        ))
+    return ranks
 
 
 def collect_report(
@@ -366,6 +413,7 @@ def collect_report(
     targets: Any,
     hold_retention_us: int,
     calendar: WorkCalendar,
+    apology: ApologyRule,
     registry: Sequence[Unit] = (),
     unit: str | None = None,
     now_us: int | None = None,
@@ -381,7 +429,8 @@ def collect_report(
     if now_us is not None and now_us < period.end_us:
         at_us = max(int(now_us), period.start_us)
     progress("chỉ số kỳ báo cáo")
-    figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us)
+    figures = period_figures(runner, period, targets=targets, hold_retention_us=hold_retention_us,
+                             apology=apology, at_us=at_us)
     mapped_to: dict[str, str] = {}
     if structure_day is not None:  # on request: on the structure of that day (e.g. today's)
         figures, mapped_to = map_onto_units(figures, registry, structure_day, targets)
@@ -395,15 +444,21 @@ def collect_report(
 
     progress("kỳ trước")
     previous = period.previous()
-    prev_figures = period_figures(runner, previous, targets=targets, hold_retention_us=hold_retention_us)
+    prev_figures = period_figures(runner, previous, targets=targets, hold_retention_us=hold_retention_us,
+                                  apology=apology)
     repeats = [
         RepeatMiss(unit=u, indicator=i, current=f, previous=prev_figures[(u, i)])
         for (u, i), f in sorted(figures.items(), key=lambda kv: (kv[0][0] == "all", kv[0][0], INDICATORS.index(kv[0][1])))
-        if f.below_target and (u, i) in prev_figures and prev_figures[(u, i)].below_target
+        if missed_target(f) and (u, i) in prev_figures and missed_target(prev_figures[(u, i)])
     ]
 
+    progress("bảng số liệu hồ sơ")
+    volume = volume_scopes(
+        r for r in volume_rows(runner, period.start_us, at_us) if unit is None or r.unit == unit
+    )
+
     progress("hồ sơ trễ hạn")
-    late = late_cases(runner, period, calendar, unit, at_us)
+    late = late_cases(runner, period, calendar, unit, at_us, apology)
     due_soon, soon_us = due_soon_cases(runner, period, calendar, unit, at_us)
 
     trend: dict[str, list[TrendPoint]] = {i: [] for i in INDICATORS}
@@ -416,7 +471,7 @@ def collect_report(
             month_figures = {}  # a month that has not begun
         else:
             month_figures = period_figures(
-                runner, month, targets=targets, hold_retention_us=hold_retention_us, at_us=at_us
+                runner, month, targets=targets, hold_retention_us=hold_retention_us, apology=apology, at_us=at_us
             )
         for i in INDICATORS:
             trend[i].append(TrendPoint(month=month, figure=month_figures.get((scope, i))))
@@ -442,4 +497,7 @@ def collect_report(
         trend=trend,
         mapped_to=mapped_to,
         structure_day=structure_day,
+        volume=volume,
+        province_score=unit_score(figures, "all"),
+        apology_lead=apology.lead,
     )

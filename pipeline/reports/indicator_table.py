@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from pipeline.access import open_runner
+from pipeline.calendar_file import apology_rule
 from pipeline.config import Settings, UserError
 from pipeline.contract.events import parse_time
 from pipeline.core.indicators import NAMES_VI
@@ -126,6 +127,7 @@ def print_indicators(
         sector=sector,
         targets=targets,
         hold_retention_us=settings.hold_retention_us,
+        apology=apology_rule(settings.apology_lead),
     )
     if output_format == "json":
         print(json.dumps(rows, ensure_ascii=False, indent=1))

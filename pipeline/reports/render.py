@@ -4,8 +4,10 @@ Files written into the output directory, ``<stem>`` = ``bao-cao-<period>[-<unit>
 
 - ``<stem>.html`` — self-contained (inline CSS and SVG charts, no script, no link out);
 - ``<stem>.pdf`` — the HTML printed by ``chromium --headless --print-to-pdf`` (A4);
-- ``<stem>-chi-so.csv``, ``-xep-hang.csv``, ``-ho-so-tre-han.csv``, ``-ho-so-sap-tre.csv``,
-  ``-tre-lap-lai.csv``, ``-xu-huong.csv`` — the tables, UTF-8 with BOM.
+- ``<stem>-chi-so.csv``, ``-xep-hang.csv``, ``-so-lieu-ho-so.csv``, ``-ho-so-tre-han.csv``,
+  ``-ho-so-sap-tre.csv``, ``-tre-lap-lai.csv``, ``-xu-huong.csv`` — the tables, UTF-8 with BOM.
+
+Every number a reader sees is in Vietnamese format (``1.234``, ``98,8%``), in the CSV too.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from pipeline.config import UserError
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.reports.charts import distribution_svg, trend_svg
-from pipeline.reports.data import IndicatorFigure, ReportData
+from pipeline.core.score766 import ITEMS
+from pipeline.reports.data import IndicatorFigure, ReportData, missed_target
+from pipeline.store.volume import ALL as VOLUME_ALL, COLUMNS as VOLUME_COLUMNS, VolumeRow
 from pipeline.reports.period import LOCAL_TZ
 from pipeline.store.sectors import load_sectors
 from pipeline.safetext import csv_row
@@ -74,14 +78,34 @@ def report_target_text(f: IndicatorFigure | None, op: str | None = None, value: 
 
 
 def verdict(f: IndicatorFigure | None, min_volume: int) -> str:
-    """``Đạt``; ``Không đạt`` (fails with ≥ min_volume outcomes); ``Chưa đủ N`` (fails, fewer)."""
+    """``Đạt``; ``Không đạt`` (fails with ≥ min_volume outcomes, or any miss of a ``= 100%``
+    target whatever the volume); ``Chưa đủ N lượt`` (fails another target with fewer)."""
     if f is None or f.meets_target is None:
         return _DASH
     if f.meets_target:
         return "Đạt"
-    if f.below_target:
+    if missed_target(f):
         return "Không đạt"
     return f"Chưa đủ {min_volume} lượt"
+
+
+class VolumeTable(NamedTuple):
+    header: str  # the first column's title
+    items: list[tuple[str, VolumeRow]]  # (row name, counts)
+
+
+def volume_tables(data: ReportData) -> list[tuple[str, VolumeTable]]:
+    """The volume table by unit (with the province last) and by sector."""
+    units = sorted({u for u, s in data.volume if s == VOLUME_ALL and u != VOLUME_ALL}, key=lambda u: (data.name(u), u))
+    by_unit = [(f"{data.name(u)} ({u})", data.volume[(u, VOLUME_ALL)]) for u in units]
+    if (VOLUME_ALL, VOLUME_ALL) in data.volume and not data.unit_filter:
+        by_unit.append(("Toàn tỉnh", data.volume[(VOLUME_ALL, VOLUME_ALL)]))
+    sectors = sorted({s for u, s in data.volume if u == VOLUME_ALL and s != VOLUME_ALL})
+    by_sector = [(sector_names().get(s, s), data.volume[(VOLUME_ALL, s)]) for s in sectors]
+    return [
+        ("1. Theo đơn vị", VolumeTable("Đơn vị", by_unit)),
+        ("2. Theo lĩnh vực", VolumeTable("Lĩnh vực", by_sector)),
+    ]
 
 
 @dataclass(frozen=True)
@@ -125,18 +149,25 @@ def _late_rows(data: ReportData, cases) -> list[list[Any]]:
             c.unit, data.name(c.unit), c.case_id, c.procedure_code, sectors.get(c.sector, c.sector), vn_date(c.due_us),
             vn_date(c.effective_due_us),
             vn_date(c.finished_us) if c.finished_us is not None else "Đang giải quyết",
-            c.working_days_late, "Có" if c.has_apology else "Chưa",
+            c.working_days_late, apology_text(c),
         ]
         for c in cases
     ]
 
 
+def apology_text(c) -> str:
+    """``Có`` (in time by apology_coverage v1.2), ``Gửi muộn`` (sent, after the deadline), ``Chưa``."""
+    if c.apology_in_time:
+        return "Có"
+    return "Gửi muộn" if c.has_apology else "Chưa"
+
+
 def _counts(data: ReportData) -> list[dict[str, Any]]:
     per: dict[str, dict[str, int]] = {}
     for c in data.late:
-        row = per.setdefault(c.unit, {"finished": 0, "open": 0, "apology": 0, "no_apology": 0})
+        row = per.setdefault(c.unit, {"finished": 0, "open": 0, "apology": 0, "late_apology": 0, "no_apology": 0})
         row["finished" if c.finished_us is not None else "open"] += 1
-        row["apology" if c.has_apology else "no_apology"] += 1
+        row["apology" if c.apology_in_time else "late_apology" if c.has_apology else "no_apology"] += 1
     return [
         {"unit": u, "name": data.name(u), **v, "total": v["finished"] + v["open"]}
         for u, v in sorted(per.items(), key=lambda kv: (-(kv[1]["finished"] + kv[1]["open"]), kv[0]))
@@ -173,6 +204,9 @@ def _context(data: ReportData, targets: Any) -> dict[str, Any]:
         "scope_name": data.name(scope),
         "ops": _OPS,
         "sector_name": lambda code: sector_names().get(code, code),
+        "apology_text": apology_text,
+        "volume_tables": volume_tables(data),
+        "not_computable_points": sum(i.max_points for i in ITEMS if i.indicator is None),
     }
 
 
@@ -197,8 +231,17 @@ def write_report(data: ReportData, targets: Any, out_dir: Path, *, pdf: bool = T
     )
     csvs["xep-hang"] = _csv(
         out_dir / f"{stem}-xep-hang.csv",
-        ["hang", "ma_don_vi", "ten_don_vi", "so_chi_tieu_dat", "so_chi_tieu_khong_dat", "ty_le_dung_han_766"],
-        [[r.rank, r.unit, r.name, r.met, r.missed, vn_percent(r.on_time_766)] for r in data.ranking],
+        ["hang", "ma_don_vi", "ten_don_vi", "diem_766_dat", "diem_766_tinh_duoc", "ty_le_diem_766",
+         "ty_le_dung_han_766", "so_chi_tieu_dat", "so_chi_tieu_khong_dat"],
+        [[r.rank, r.unit, r.name, vn_number(r.score.earned, 1), r.score.assessable, vn_percent(r.score.share),
+          vn_percent(r.on_time_766), r.met, r.missed] for r in data.ranking],
+    )
+    csvs["so-lieu-ho-so"] = _csv(
+        out_dir / f"{stem}-so-lieu-ho-so.csv",
+        ["ma_don_vi", "ten_don_vi", "linh_vuc", *VOLUME_COLUMNS, "ty_le_truoc_va_dung_han"],
+        [[v.unit, data.name(v.unit), "" if v.sector == VOLUME_ALL else v.sector,
+          *(getattr(v, c) for c in VOLUME_COLUMNS), vn_percent(v.resolved_in_time_ratio)]
+         for (_u, _s), v in sorted(data.volume.items(), key=lambda kv: (kv[0][0] == VOLUME_ALL, kv[0]))],
     )
     late_header = ["ma_don_vi", "ten_don_vi", "ma_ho_so", "thu_tuc", "linh_vuc", "han_giai_quyet",
                    "han_thuc_te", "ngay_giai_quyet", "so_ngay_lam_viec_tre", "phieu_xin_loi"]

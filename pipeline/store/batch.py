@@ -10,13 +10,17 @@ One SQL query does the work (docs/indicators.md, followed rule by rule):
    earliest ``feedback_received`` and every ``feedback_answered``.
 3. ``derived`` — finish, the pause walk (``arrayFold`` over the supplement events with
    ``occurred_at <= finish`` sorted by (``occurred_at``, ``event_id``)), requests,
-   effective due, on time, early (local dates in UTC+7 by integer arithmetic), apology
-   before finish; then the case's outcomes as one array of
+   effective due, on time, early (local dates in UTC+7 by integer arithmetic), whether an
+   apology counts (``apology_coverage`` v1.2: its local date at or before the
+   ``lead``-th working day before the effective due's local date; the working days are
+   Monday–Friday minus the ``hol`` day numbers plus the ``sat`` day numbers, passed from
+   ``deploy/holidays.csv``); then the case's outcomes as one array of
    ``(indicator, unit, sector, time_us, hit)``, exactly those of
    ``pipeline.core.cases.case_outcomes_and_open`` at clock T, plus ``on_time_766``: a finished
    case's ``on_time`` at its finish, and for a case open at T one outcome at time T
    (so in every window) that is a hit when it has at most one supplement request and
-   its effective due at T (pauses so far, an open pause counted up to T) is ≥ T.
+   its effective due at T (pauses so far, an open pause counted up to T) is ≥ T, and
+   ``apology_coverage`` for a case open and late at T, also at time T.
 4. the outcomes are expanded into their scopes — (unit, ``all``), (``all``, sector)
    unless the sector is ``""`` (feedback), (``all``, ``all``) — and counted per window
    with ``sumForEach`` over the windows' exclusive lower bounds
@@ -42,12 +46,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from pipeline.config import UserError
+from pipeline.core.apology import ApologyRule
 from pipeline.core.indicators import INDICATORS
-from pipeline.contract.localtime import DAY_US as _DAY_US, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
+from pipeline.contract.localtime import DAY_US as _DAY_US, EPOCH_ORDINAL, LOCAL_OFFSET_US as _LOCAL_OFFSET_US
 from pipeline.core.windows import WINDOWS, window_start_us
 from pipeline.store.readonly import QueryRunner
 
-__all__ = ["BATCH_SQL", "batch_indicators", "parse_windows"]
+__all__ = ["BATCH_SQL", "PERIOD_WINDOW", "batch_indicators", "parse_windows", "apology_params"]
+
+#: the window name of ``batch_indicators(..., since_us=...)``
+PERIOD_WINDOW = "period"
 
 
 
@@ -55,6 +63,21 @@ def _local_day(expr: str) -> str:
     """SQL for the local (UTC+7) day number of an epoch-µs expression (floor division)."""
     x = f"(({expr}) + {_LOCAL_OFFSET_US})"
     return f"(intDiv({x}, {_DAY_US}) - if(modulo({x}, {_DAY_US}) < 0, 1, 0))"
+
+
+def _apology_last_day(due_day: str) -> str:
+    """SQL for the local day number of the last day an apology counts for a due on local
+    day ``due_day`` (a column): the ``lead``-th working day before it (itself for lead 0).
+    Day number 0 (1970-01-01) was a Thursday, so ``(d + 3) mod 7`` is 0 on Mondays."""
+    working = (
+        f"has({{sat:Array(Int64)}}, {due_day} - k) OR "
+        f"(modulo({due_day} - k + 3, 7) < 5 AND NOT has({{hol:Array(Int64)}}, {due_day} - k))"
+    )
+    # 40 days back hold any lead up to 30 working days plus the longest break (Tết, 9 days)
+    return (
+        f"({due_day} - if({{lead:UInt8}} = 0, 0, "
+        f"arrayFilter(k -> {working}, range(1, toUInt64({{lead:UInt8}}) + 41))[{{lead:UInt8}}]))"
+    )
 
 
 # The named rows the SQL keeps per case (the same facts as core.cases' named rows).
@@ -134,7 +157,10 @@ derived AS
         rec.due + fold.paused + if(fold.open, {{t:Int64}} - fold.since, 0) AS eff_due_open,
         (requests <= 1) AND (eff_due_open >= {{t:Int64}}) AS on_time_open,
         on_time AND ({_local_day('fin_t')} < {_local_day('eff_due')}) AS early,
-        arrayExists(a -> a <= fin_t, apologies) AS apology,
+        {_local_day('eff_due')} AS due_day,
+        {_local_day('eff_due_open')} AS due_day_open,
+        arrayExists(a -> {_local_day('a')} <= {_apology_last_day('due_day')}, apologies) AS apology,
+        arrayExists(a -> {_local_day('a')} <= {_apology_last_day('due_day_open')}, apologies) AS apology_open,
         rec.unit AS ru,
         rec.sector AS rs,
         rec.t AS rt,
@@ -156,6 +182,8 @@ derived AS
                          [('on_time_766', ru, rs, {{t:Int64}}, toUInt8(on_time_open))]),
                       if(finished AND NOT on_time,
                          [('apology_coverage', ru, rs, fin_t, toUInt8(apology))], []),
+                      if(NOT finished AND NOT on_time_open,
+                         [('apology_coverage', ru, rs, {{t:Int64}}, toUInt8(apology_open))], []),
                       if(has_rr, [('e_result', ru, rs, rr.t, toUInt8(rr.electronic))], []),
                       arrayMap(p -> ('online_payment', ru, rs, p.t, toUInt8(p.hit)), payments),
                       arrayMap(r -> ('satisfaction', ru, rs, r.t, toUInt8(r.hit)), ratings)),
@@ -200,6 +228,18 @@ ORDER BY indicator, scope_unit, scope_sector
 """
 
 
+def apology_params(apology: ApologyRule) -> dict[str, Any]:
+    """The query parameters of the apology rule: ``hol`` and ``sat`` (local day numbers of
+    the weekdays off and of the weekend days worked) and ``lead``."""
+    epoch = EPOCH_ORDINAL
+    cal = apology.calendar
+    return {
+        "hol": sorted(d.toordinal() - epoch for d in cal.holidays),
+        "sat": sorted(d.toordinal() - epoch for d in cal.working_saturdays),
+        "lead": apology.lead,
+    }
+
+
 def parse_windows(windows: Sequence[str] | str) -> list[str]:
     """Window names (a sequence or one comma-separated string), deduplicated in order."""
     if isinstance(windows, str):
@@ -239,16 +279,27 @@ def batch_indicators(
     sector: str | None = None,
     targets: Any,
     hold_retention_us: int,
+    apology: ApologyRule,
+    since_us: int | None = None,
 ) -> list[dict[str, Any]]:
     """The indicators at clock ``at_us`` over ``case_events`` (see the module doc).
 
     Each row: ``indicator, unit, sector, window, numerator, denominator, ratio``
     (float or None), ``target`` (float), ``op``, ``meets_target`` (bool or None),
-    ``below_target`` (bool). ``targets`` is a ``pipeline.core.targets.Targets``.
+    ``below_target`` (bool). ``targets`` is a ``pipeline.core.targets.Targets``;
+    ``apology`` the apology rule (working days and lead).
+
+    ``since_us``: instead of ``windows``, one window named ``period`` holding the outcomes
+    with ``since_us <= t <= at_us`` (a report period that is no calendar window, such as
+    the reporting-regime period from the 15th to the 14th).
     """
-    wins = parse_windows(windows)
     at_us = int(at_us)
-    starts = [window_start_us(w, at_us) for w in wins]
+    if since_us is not None:
+        wins = [PERIOD_WINDOW]
+        starts = [int(since_us) - 1]
+    else:
+        wins = parse_windows(windows)
+        starts = [window_start_us(w, at_us) for w in wins]
     params = {
         "t": at_us,
         "hold": int(hold_retention_us),
@@ -257,6 +308,7 @@ def batch_indicators(
         "unit": unit or "",
         "by_sector": 0 if sector is None else 1,
         "sector": sector or "",
+        **apology_params(apology),
     }
     _columns, result = runner.query(BATCH_SQL, params)
     rows: list[dict[str, Any]] = []

@@ -28,10 +28,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
+from pipeline.core.apology import DEFAULT_APOLOGY_LEAD, ApologyRule
 from pipeline.core.cases import CaseState, OpenCase, case_outcomes_and_open
 from pipeline.core.outcomes import Outcome, diff_outcomes
+from pipeline.calendar_file import load_calendar
 from pipeline.core.sectors import SectorLabels
-from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
+from pipeline.core.view import APOLOGY_COVERAGE, ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
 
 # Held outcomes carry sector "unknown" and the view counts them only once they are
@@ -65,23 +67,24 @@ class StoredCase:
     def case_id(self) -> str:
         return self.state.case_id
 
-    def outcomes(self) -> list[Outcome]:
+    def outcomes(self, apology: ApologyRule) -> list[Outcome]:
+        """The case's outcomes (``apology``: the apology rule, the same for every call)."""
         if self._outcomes is None:
-            self._outcomes, self._open = case_outcomes_and_open(self.state, ALL_ATTRIBUTED_US, 0)
+            self._outcomes, self._open = case_outcomes_and_open(self.state, ALL_ATTRIBUTED_US, 0, apology=apology)
         return self._outcomes
 
-    def open_entry(self) -> OpenCase | None:
+    def open_entry(self, apology: ApologyRule) -> OpenCase | None:
         """``open_case`` of the case (cached with its outcomes)."""
-        self.outcomes()
+        self.outcomes(apology)
         return self._open
 
-    def add(self, event: CaseEvent, offset: int) -> tuple[list[Outcome], list[Outcome]]:
+    def add(self, event: CaseEvent, offset: int, apology: ApologyRule) -> tuple[list[Outcome], list[Outcome]]:
         """Add the event; (outcomes before, outcomes after)."""
-        before = self.outcomes()
+        before = self.outcomes(apology)
         self.state.add(event)
         self.offsets[event.event_id] = offset
         self._outcomes = None
-        return before, self.outcomes()
+        return before, self.outcomes(apology)
 
     def to_bytes(self) -> bytes:
         record = self.state.to_dict()
@@ -122,7 +125,16 @@ class _IdEntry(NamedTuple):
 class LiveState:
     """Everything derived from the case records of the partitions this worker holds."""
 
-    def __init__(self, *, hold_retention_us: int, dedupe_retention_us: int, clock_us: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        hold_retention_us: int,
+        dedupe_retention_us: int,
+        clock_us: int = 0,
+        apology: ApologyRule | None = None,
+    ) -> None:
+        """``apology``: the apology rule (None: ``deploy/holidays.csv`` and the default lead)."""
+        self.apology = apology if apology is not None else ApologyRule(load_calendar(), DEFAULT_APOLOGY_LEAD)
         self.view = IndicatorView(hold_retention_us=hold_retention_us, clock_us=clock_us)
         self.open_cases = OpenCaseIndex()
         self.ids: dict[str, _IdEntry] = {}
@@ -132,19 +144,23 @@ class LiveState:
         self._pruned_day: int | None = None
 
     def set_open(self, case: StoredCase) -> None:
-        """Record whether the case is open (open cases count in ``on_time_766`` at T)."""
-        entry = case.open_entry()
+        """Record whether the case is open (open cases count in ``on_time_766`` at T, and
+        in ``apology_coverage`` once late)."""
+        entry = case.open_entry(self.apology)
         self.open_cases.set(case.case_id, entry)
         if entry is not None:
             self.view.ensure_cell(ON_TIME_766, entry.unit, entry.sector)
+            if entry.late_766_after_us() is not None:
+                self.view.ensure_cell(APOLOGY_COVERAGE, entry.unit, entry.sector)
 
     def extra_at(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
-        """What the view's totals need beside the outcomes: open cases of ``on_time_766``."""
-        return self.open_cases.on_time_766(now_us)
+        """What the view's totals need beside the outcomes: open cases of ``on_time_766``
+        and ``apology_coverage``."""
+        return self.open_cases.extra_at(now_us)
 
     def add_case(self, partition: int, case: StoredCase, now_us: int) -> None:
         """Count a whole case (rebuild on assignment)."""
-        self.view.apply_all((outcome, 1) for outcome in case.outcomes())
+        self.view.apply_all((outcome, 1) for outcome in case.outcomes(self.apology))
         self.set_open(case)
         horizon = now_us - self.dedupe_retention_us
         for row in case.state.events:
@@ -228,7 +244,7 @@ class Processor:
         attributed = event if label == event.unit_id else event.with_unit(label)
         if sector is not None and self.sectors is not None and sector_label != sector:
             attributed = attributed.with_sector(self.sectors.live(sector))  # bounded state (issue 20)
-        before, after = case.add(attributed, message.offset)
+        before, after = case.add(attributed, message.offset, live.apology)
         live.view.apply_all(diff_outcomes(before, after))
         live.set_open(case)
         live.ids[event.event_id] = _IdEntry(event.case_id, event.occurred_at_us)

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 from pipeline import kafka_clients
 from pipeline.config import Settings
 from pipeline.contract.localtime import DAY_US
+from pipeline.calendar_file import apology_rule
 from pipeline.stream.processor import LiveState, StoredCase
 from pipeline.stream.state import CaseStore
 
@@ -51,6 +52,7 @@ def new_live_state(settings: Settings, clock_us: int = 0) -> LiveState:
         hold_retention_us=settings.hold_retention_us,
         dedupe_retention_us=settings.dedupe_retention_days * DAY_US,
         clock_us=clock_us,
+        apology=apology_rule(settings.apology_lead),
     )
 
 

@@ -158,7 +158,7 @@ def test_late_list_equals_an_independent_computation(scenario, reports, code):
     assert got == expected
     assert any(f for _u, f in got.values()) and any(not f for _u, f in got.values())
     for r in rows:
-        assert int(r["so_ngay_lam_viec_tre"]) >= 0 and r["phieu_xin_loi"] in ("Có", "Chưa")
+        assert int(r["so_ngay_lam_viec_tre"]) >= 0 and r["phieu_xin_loi"] in ("Có", "Gửi muộn", "Chưa")
         assert re.fullmatch(r"\d{2}/\d{2}/\d{4}", r["han_thuc_te"])
     # per unit, the finished-late dossiers are on_time's denominator minus numerator
     chi_so = _read_csv(reports[code] / f"bao-cao-{code}-chi-so.csv")
@@ -220,20 +220,96 @@ def test_pdf_pages_are_rendered_and_not_blank(reports, code, tmp_path):
         gray = Image.open(image).convert("L")
         width, height = gray.size
         data = gray.tobytes()
-        inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 128)
+        # a row has ink when a pixel is darker than light grey: small text at 30 dpi is anti-aliased
+        # grey (a page holding one short table read as "blank" at < 128); a blank page has no such row
+        inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 200)
         assert inked > height // 10, f"{image.name}: almost blank ({inked} of {height} rows with ink)"
 
 
+@pytest.mark.parametrize("code", PERIODS)
+def test_pdf_embeds_noto_sans_and_the_heading_reads_right(reports, code):
+    """The heading "ỦY BAN NHÂN DÂN TỈNH …" is set in Noto Sans (fonts-noto-core), embedded:
+    DejaVu Sans Bold capitals drew Ủ, Ỉ, Ắ as Ú, Í, Ă."""
+    pdf = reports[code] / f"bao-cao-{code}.pdf"
+    fonts = subprocess.run([_tool("pdffonts"), str(pdf)], capture_output=True, text=True, check=True).stdout
+    embedded = [line.split()[0] for line in fonts.splitlines()[2:] if line.split() and " yes " in line]
+    assert any(name.endswith("+NotoSans-Bold") for name in embedded), fonts
+    assert any(name.endswith("+NotoSans-Regular") for name in embedded), fonts
+    first = subprocess.run([_tool("pdftotext"), "-f", "1", "-l", "1", str(pdf), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "ỦY BAN NHÂN DÂN TỈNH" in first
+
+
+@pytest.fixture(scope="module")
+def score_pages(scenario):
+    settings = scenario["settings"]
+    out = {}
+    for code in ("2025-06", "2025-06/bc"):
+        directory = scenario["base"] / f"out-766-{code.replace('/', '-')}"
+        _cli(settings, "report", "--period", code, "--kind", "766", "--out", str(directory))
+        out[code] = directory
+    return out
+
+
+@pytest.mark.parametrize("code", ["2025-06", "2025-06/bc"])
+def test_the_766_page_ranks_by_score_renders_and_embeds_noto_sans(scenario, score_pages, code, tmp_path):
+    period = parse_period(code)
+    stem = f"ket-qua-766-{period.code}"
+    html = score_pages[code] / f"{stem}.html"
+    dom, problems = _console_problems(html, tmp_path / "profile")
+    assert problems == []
+    title = "Kết quả đánh giá chỉ số 766 " + ("kỳ báo cáo tháng 06/2025" if period.regime else "tháng 06/2025")
+    assert title in dom and period.kind_vi in dom
+    assert "Không tính được" in dom and "Xếp hạng các đơn vị theo chỉ số 766" in dom
+    rows = _read_csv(score_pages[code] / f"{stem}.csv")
+    # never a zero for what dossier data cannot carry: those rows say so, with their maximum
+    blind = [r for r in rows if r["diem"] == "Không tính được"]
+    assert blind and all(int(r["diem_toi_da"]) > 0 and r["ty_le"] == "" for r in blind)
+    assert {r["ma_chi_tieu"] for r in blind} >= {"1.1–1.3", "1.4", "4.4"}
+    # the ranking is by the share of assessable points, descending
+    shares = []
+    for unit in dict.fromkeys(r["ma_don_vi"] for r in rows if r["hang"]):
+        own = [r for r in rows if r["ma_don_vi"] == unit and r["diem"] not in ("Không tính được", "Không phát sinh")]
+        earned = sum(float(r["diem"].replace(",", ".")) for r in own)
+        shares.append(earned / sum(int(r["diem_toi_da"]) for r in own))
+    assert len(shares) > 5
+    # points are printed with one decimal: recomputed shares may differ by a rounding
+    assert all(later <= earlier + 0.005 for earlier, later in zip(shares, shares[1:])), shares
+    pdf = score_pages[code] / f"{stem}.pdf"
+    fonts = subprocess.run([_tool("pdffonts"), str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert "+NotoSans-Bold" in fonts
+
+
+def test_a_reporting_regime_report_says_so_and_cuts_on_the_15th(scenario, tmp_path):
+    settings = scenario["settings"]
+    _cli(settings, "report", "--period", "2025-06/bc", "--out", str(tmp_path), "--no-pdf")
+    html = (tmp_path / "bao-cao-2025-06-bc.html").read_text(encoding="utf-8")
+    assert "Kỳ báo cáo: từ 15/05/2025 đến 14/06/2025" in html
+    assert "Nghị định 09/2019/NĐ-CP" in html
+    volume = _read_csv(tmp_path / "bao-cao-2025-06-bc-so-lieu-ho-so.csv")
+    province = next(r for r in volume if r["ma_don_vi"] == "all" and r["linh_vuc"] == "")
+    counts = {k: int(v) for k, v in province.items() if k not in ("ma_don_vi", "ten_don_vi", "linh_vuc",
+                                                                     "ty_le_truoc_va_dung_han")}
+    sys.path.insert(0, str(ROOT))
+    from tests.oracle import expected_volume
+
+    start = datetime(2025, 5, 15, tzinfo=LOCAL_TZ)
+    end = datetime.fromtimestamp(parse_period("2025-06/bc").end_us / 1e6, tz=LOCAL_TZ)
+    expected = expected_volume(scenario["events"], start.isoformat(), end.isoformat(timespec="microseconds"))
+    assert counts == {c: sum(row[c] for row in expected.values()) for c in counts}
+
+
 def test_committed_sample_is_what_its_command_produces(tmp_path):
-    files = build_sample(tmp_path / "out", tmp_path / "work", pdf=False)
-    produced = [files.html, *files.csv.values()]
+    built = build_sample(tmp_path / "out", tmp_path / "work", pdf=False)
+    produced = [f for files in built for f in (files.html, *files.csv.values())]
     for path in produced:
         committed = SAMPLE_DIR / path.name
         assert committed.exists(), f"{committed} missing: run python -m pipeline.feed.sample_report"
         assert committed.read_bytes() == path.read_bytes(), (
             f"{committed} differs from its command's output: run python -m pipeline.feed.sample_report"
         )
-    assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
+    for files in built:
+        assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
 
 
 def test_one_units_report(scenario, reports, tmp_path):

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import UserError
-from pipeline.contract.events import CaseEvent, format_time, parse_time
+from pipeline.contract.events import CaseEvent, format_time, parse_event, parse_time
+from pipeline.calendar_file import apology_rule
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.targets_file import load_targets
 from pipeline.reports.indicator_table import HEADERS, format_indicator_table
@@ -680,8 +681,9 @@ def loaded(clean):
     return clean, outcomes
 
 
-def run(ch, targets, windows=ALL_WINDOWS, at=T, **kw):
-    return batch_indicators(ClientRunner(ch), windows, at, targets=targets, hold_retention_us=RETENTION, **kw)
+def run(ch, targets, windows=ALL_WINDOWS, at=T, lead=1, **kw):
+    return batch_indicators(ClientRunner(ch), windows, at, targets=targets, hold_retention_us=RETENTION,
+                            apology=apology_rule(lead), **kw)
 
 
 def by_key(rows):
@@ -922,6 +924,91 @@ def test_on_time_766_counts_open_cases_at_t_and_late_ones_as_late(clean, targets
     assert rows[("on_time_766", UA, "all", "30d")]["below_target"] is True
     oracle = expected_indicators([ev.to_record() for ev in e.items], at=format_time(T), hold_retention_days=35)
     assert {k: v for k, v in got.items() if v[1] > 0} == oracle
+
+
+@pytest.mark.parametrize("lead", [1, 2, 0])
+def test_batch_apology_coverage_equals_the_oracle_around_holidays(clean, targets, lead):
+    """apology_coverage v1.2: random dossiers around the 2025 Quốc khánh holidays, finished
+    and open, paused and not, with apologies before and after their deadlines; the batch SQL
+    equals the oracle at several clocks (events after T ignored), for leads 0, 1 and 2."""
+    sys.path.insert(0, str(REPO))
+    from tests.oracle import expected_indicators
+    from tests.unit.test_apology_coverage import _random_case
+
+    ch = clean
+    rng = random.Random(2409 + lead)
+    start = datetime(2025, 8, 22, 8, 0, tzinfo=timezone(timedelta(hours=7)))
+    records = [e for n in range(150) for e in _random_case(rng, n, start)]
+    write(ch, [parse_event(json.dumps(r).encode(), key=r["case_id"].encode(), now_us=parse_time("2030-01-01T00:00:00Z"))
+               for r in records])
+    for k in range(4):
+        at = parse_time((start + timedelta(hours=rng.uniform(24 * 3, 24 * 24))).isoformat())
+        got = {key: v for key, v in by_key(run(ch, targets, at=at, lead=lead)).items()
+               if key[0] == "apology_coverage" and v[1] > 0}
+        held = [r for r in records if parse_time(r["occurred_at"]) <= at]
+        oracle = {key: v for key, v in expected_indicators(held, at=format_time(at), apology_lead=lead).items()
+                  if key[0] == "apology_coverage"}
+        assert got == oracle, format_time(at)
+        assert oracle  # late dossiers exist at every clock tried
+
+
+def test_volume_table_equals_an_independent_count_from_the_facts(clean):
+    """The volume table (pipeline/store/volume.py) of a month and of a reporting-regime
+    period equals tests/oracle.expected_volume over the same records: random dossiers of
+    every channel and ending, carried over, rejected, paused, open at the end."""
+    sys.path.insert(0, str(REPO))
+    from tests.oracle import VOLUME_COLUMNS, expected_volume
+    from pipeline.store.volume import ALL as V_ALL, COLUMNS, volume_rows, volume_scopes
+
+    assert tuple(COLUMNS) == VOLUME_COLUMNS
+    ch = clean
+    rng = random.Random(766)
+    vn = timezone(timedelta(hours=7))
+    start = datetime(2025, 5, 1, 8, 0, tzinfo=vn)
+    records = []
+    for n in range(400):
+        cid = f"V{n}"
+        unit = rng.choice([UA, UB, "SO_XD"])
+        t0 = start + timedelta(hours=rng.uniform(0, 24 * 75))
+        due = t0 + timedelta(hours=rng.uniform(8, 24 * 12))
+
+        def event(kind, at, **fields):
+            records.append({"schema_version": 1, "event_id": f"{cid}-{len(records)}", "event_type": kind,
+                            "case_id": cid, "unit_id": unit, "occurred_at": at.isoformat(), **fields})
+
+        if rng.random() < 0.95:
+            channel = rng.choice(["online", "direct", "postal"])
+            extra = {"online_mode": rng.choice(["full", "partial"])} if channel == "online" else {}
+            event("received", t0, procedure_code="p", sector=rng.choice(["dat_dai", "ho_tich"]), channel=channel,
+                  due_at=due.isoformat(), **extra)
+        if rng.random() < 0.06:
+            event("rejected", t0 + timedelta(hours=rng.uniform(0, 30)))
+            continue
+        for i in range(rng.choice([0, 0, 1, 2])):
+            event(rng.choice(["supplement_requested", "supplement_received"]),
+                  t0 + timedelta(hours=rng.uniform(0, 24 * 10)))
+        if rng.random() < 0.8:
+            kind = rng.choice(["resolved", "resolved", "resolved", "withdrawn", "stopped", "result_returned"])
+            fields = {"electronic_result": True} if kind == "result_returned" else {}
+            event(kind, t0 + timedelta(hours=rng.uniform(1, 24 * 16)), **fields)
+    far = parse_time("2030-01-01T00:00:00Z")
+    write(ch, [parse_event(json.dumps(r).encode(), key=r["case_id"].encode(), now_us=far) for r in records])
+    runner = ClientRunner(ch)
+    june = (parse_time("2025-06-01T00:00:00+07:00"), parse_time("2025-07-01T00:00:00+07:00") - 1)
+    regime = (parse_time("2025-05-15T00:00:00+07:00"), parse_time("2025-06-15T00:00:00+07:00") - 1)
+    for lo, hi in (june, regime):
+        rows = volume_rows(runner, lo, hi)
+        got = {(r.unit, r.sector): {c: getattr(r, c) for c in COLUMNS} for r in rows}
+        expected = expected_volume(records, format_time(lo), format_time(hi))
+        assert got == expected
+        scopes = volume_scopes(rows)
+        province = scopes[(V_ALL, V_ALL)]
+        for c in COLUMNS:
+            assert getattr(province, c) == sum(v[c] for v in expected.values())
+        # every column is exercised, and the identity holds: carried + received = out + still open
+        assert all(getattr(province, c) > 0 for c in COLUMNS), province
+        for row in scopes.values():
+            assert row.carried + row.received == row.resolved + row.withdrawn + row.stopped + row.open
 
 
 # --------------------------------------------------------------------------- the table

@@ -11,16 +11,18 @@ import pytest
 from pipeline.contract.events import CaseEvent, parse_time
 from pipeline.core.cases import CaseState, case_outcomes_and_open, case_summary, held_since_us
 from pipeline.core.outcomes import Outcome, diff_outcomes
+from pipeline.calendar_file import apology_rule
 
 H = 3600 * 1_000_000
 D = 24 * H
 RET = 35 * D  # default hold retention
+RULE = apology_rule(1)  # apology_coverage v1.2 with deploy/holidays.csv
 T0 = parse_time("2025-03-10T09:00:00+07:00")
 FAR = T0 + 400 * D  # a clock long after everything (held events released)
 
 
-def case_outcomes(state: CaseState, now: int, retention: int) -> list[Outcome]:
-    return case_outcomes_and_open(state, now, retention)[0]
+def case_outcomes(state: CaseState, now: int, retention: int, *, apology=None) -> list[Outcome]:
+    return case_outcomes_and_open(state, now, retention, apology=apology or RULE)[0]
 
 
 def us(text: str) -> int:
@@ -54,7 +56,7 @@ def state_of(*events: CaseEvent, case: str = "C1") -> CaseState:
 
 
 def outs(*events: CaseEvent, now: int = FAR, case: str = "C1") -> list[Outcome]:
-    return case_outcomes(state_of(*events, case=case), now, RET)
+    return case_outcomes(state_of(*events, case=case), now, RET, apology=RULE)
 
 
 def by_ind(outcomes: list[Outcome]) -> dict[str, list[Outcome]]:
@@ -120,7 +122,7 @@ def test_rejected_case_yields_nothing():
     ) == []
     # also without a received: held events never come out
     s = state_of(ev("rejected", T0), ev("payment", T0 + H, method="online"), ev("rated", T0 + H, rating=5))
-    assert case_outcomes(s, FAR, RET) == []
+    assert case_outcomes(s, FAR, RET, apology=RULE) == []
     assert held_since_us(s) is None
     assert case_summary(s, FAR).status == "rejected"
 
@@ -303,14 +305,59 @@ def test_early_requires_on_time():
 # --------------------------------------------------------------------------- apology
 
 
-@pytest.mark.parametrize("offset,hit", [(-H, True), (0, True), (1, False)])
-def test_apology_at_or_before_finish(offset, hit):
-    due = T0 + D
-    fin = due + 5 * H  # late
-    o = outs(received(due=due), ev("apology_issued", fin + offset, new_due_at=fin + D), ev("resolved", fin))
+@pytest.mark.parametrize(
+    "due,apology,hit",
+    [
+        # the spec's example: due Tuesday 10 June 2025 17:00 -> Monday 9 June 23:59:59 at the latest
+        ("2025-06-10T17:00:00+07:00", "2025-06-09T23:59:59.999999+07:00", True),
+        ("2025-06-10T17:00:00+07:00", "2025-06-10T00:00:00+07:00", False),
+        ("2025-06-10T08:00:00+07:00", "2025-06-10T07:00:00+07:00", False),  # before the due, same day: too late
+        # due Monday: the Friday before
+        ("2025-06-16T09:00:00+07:00", "2025-06-13T16:00:00+07:00", True),
+        ("2025-06-16T09:00:00+07:00", "2025-06-14T10:00:00+07:00", False),
+        # due Wednesday 3 September 2025: 1 and 2 September are holidays -> Friday 29 August
+        ("2025-09-03T10:00:00+07:00", "2025-08-29T23:00:00+07:00", True),
+        ("2025-09-03T10:00:00+07:00", "2025-09-01T09:00:00+07:00", False),
+        # due Monday 28 April 2025: Saturday 26 April is a make-up working day
+        ("2025-04-28T10:00:00+07:00", "2025-04-26T20:00:00+07:00", True),
+        ("2025-04-28T10:00:00+07:00", "2025-04-27T08:00:00+07:00", False),
+    ],
+)
+def test_apology_counts_only_by_the_working_day_before_the_effective_due(due, apology, hit):
+    due_us = us(due)
+    fin = due_us + 5 * D  # late
+    o = outs(received(t=due_us - 10 * D, due=due_us), ev("apology_issued", us(apology), new_due_at=fin),
+             ev("resolved", fin))
     assert not one(o, "on_time").hit
     a = one(o, "apology_coverage")
     assert a.hit is hit and a.time_us == fin
+
+
+def test_apology_after_the_finish_or_none_is_a_miss_and_the_lead_is_configurable():
+    due = us("2025-06-12T17:00:00+07:00")  # a Thursday
+    fin = due + 2 * D
+    base = (received(t=due - 10 * D, due=due), ev("resolved", fin))
+    assert one(outs(*base), "apology_coverage").hit is False  # late, no apology
+    wed = ev("apology_issued", us("2025-06-11T15:00:00+07:00"), new_due_at=fin)
+    o = case_outcomes(state_of(*base, wed), FAR, RET, apology=RULE)
+    assert one(o, "apology_coverage").hit is True
+    two = apology_rule(2)  # two working days before Thursday: Tuesday
+    assert one(case_outcomes(state_of(*base, wed), FAR, RET, apology=two), "apology_coverage").hit is False
+    tue = ev("apology_issued", us("2025-06-10T15:00:00+07:00"), new_due_at=fin)
+    assert one(case_outcomes(state_of(*base, tue), FAR, RET, apology=two), "apology_coverage").hit is True
+    zero = apology_rule(0)  # the due date itself
+    late_same_day = ev("apology_issued", us("2025-06-12T22:00:00+07:00"), new_due_at=fin)
+    assert one(case_outcomes(state_of(*base, late_same_day), FAR, RET, apology=zero), "apology_coverage").hit is True
+    assert one(case_outcomes(state_of(*base, late_same_day), FAR, RET, apology=RULE), "apology_coverage").hit is False
+
+
+def test_pauses_move_the_apology_deadline_with_the_effective_due():
+    due = us("2025-06-10T17:00:00+07:00")  # Tuesday
+    ap = ev("apology_issued", us("2025-06-11T10:00:00+07:00"), new_due_at=due + 9 * D)  # Wednesday
+    events = [received(t=due - 10 * D, due=due), ap,
+              ev("supplement_requested", due - 5 * D), ev("supplement_received", due - 3 * D),  # +2 days: due Thursday
+              ev("resolved", due + 5 * D)]
+    assert one(outs(*events), "apology_coverage").hit is True
 
 
 def test_on_time_case_has_no_apology_outcome():
@@ -350,13 +397,13 @@ def test_held_events_wait_for_retention_then_go_to_own_unit_with_unknown_sector(
     rr2 = ev("result_returned", T0 + 3 * H, unit="U8", electronic_result=False)
     fin = ev("resolved", T0 + 30 * H)
     s = state_of(p, r, rr1, rr2, fin, ev("apology_issued", T0, new_due_at=T0 + D))
-    assert case_outcomes(s, T0 + RET, RET) == []  # occurred_at + retention == T: still held
+    assert case_outcomes(s, T0 + RET, RET, apology=RULE) == []  # occurred_at + retention == T: still held
     assert held_since_us(s) == T0
     assert held_since_us(s, T0 + RET, RET) == T0
-    o = case_outcomes(s, T0 + RET + 1, RET)  # only the payment is released
+    o = case_outcomes(s, T0 + RET + 1, RET, apology=RULE)  # only the payment is released
     assert o == [Outcome("online_payment", "PAY", "unknown", T0, True)]
     assert held_since_us(s, T0 + RET + 1, RET) == T0 + H
-    o = case_outcomes(s, FAR, RET)
+    o = case_outcomes(s, FAR, RET, apology=RULE)
     assert sorted(o) == sorted([
         Outcome("online_payment", "PAY", "unknown", T0, True),
         Outcome("satisfaction", "KIOSK", "unknown", T0 + H, False),
@@ -368,10 +415,10 @@ def test_held_events_wait_for_retention_then_go_to_own_unit_with_unknown_sector(
 
 def test_received_arriving_later_moves_outcomes_to_owner():
     s = state_of(ev("payment", T0 + H, unit="PAY", method="online"), ev("rated", T0 + 2 * H, unit="K", rating=5))
-    before = case_outcomes(s, FAR, RET)
+    before = case_outcomes(s, FAR, RET, apology=RULE)
     assert {(x.unit, x.sector) for x in before} == {("PAY", "unknown"), ("K", "unknown")}
     s.add(received(unit="U1", sector="ho_tich"))
-    after = case_outcomes(s, FAR, RET)
+    after = case_outcomes(s, FAR, RET, apology=RULE)
     assert {(x.unit, x.sector) for x in after} == {("U1", "ho_tich")}
     assert held_since_us(s) is None
     changes = diff_outcomes(before, after)
@@ -404,7 +451,7 @@ def test_feedback_belongs_to_unit_of_earliest_feedback_received_and_no_sector():
 
 def test_feedback_answered_without_feedback_received_yields_nothing():
     s = state_of(ev("feedback_answered", T0, case="F2"), case="F2")
-    assert case_outcomes(s, FAR, RET) == []
+    assert case_outcomes(s, FAR, RET, apology=RULE) == []
     assert held_since_us(s) is None
 
 
@@ -448,7 +495,7 @@ def test_arrival_order_does_not_matter():
         evs = _random_case(rng, f"C{i}")
         now = T0 + rng.choice([5 * D, 40 * D, 60 * D])
         ref_state = state_of(*evs, case=f"C{i}")
-        ref = case_outcomes(ref_state, now, RET)
+        ref = case_outcomes(ref_state, now, RET, apology=RULE)
         ref_summary = case_summary(ref_state, now)
         ref_held = held_since_us(ref_state, now, RET)
         for _ in range(12):
@@ -458,7 +505,7 @@ def test_arrival_order_does_not_matter():
             for e in perm:
                 s.add(e)
                 s = CaseState.from_dict(json.loads(json.dumps(s.to_dict())))  # as the worker does
-            assert case_outcomes(s, now, RET) == ref  # identical, order included
+            assert case_outcomes(s, now, RET, apology=RULE) == ref  # identical, order included
             assert case_summary(s, now) == ref_summary
             assert held_since_us(s, now, RET) == ref_held
 
@@ -473,7 +520,7 @@ def test_the_open_entry_agrees_with_the_summary():
         for e in _random_case(rng, f"C{i}"):
             s.add(e)
             for now in (T0, T0 + 5 * D, FAR):
-                _outcomes, entry = case_outcomes_and_open(s, now, RET)
+                _outcomes, entry = case_outcomes_and_open(s, now, RET, apology=RULE)
                 summary = case_summary(s, now)
                 assert (entry is not None) == (summary.status == "open")
                 if entry is not None:
@@ -531,7 +578,7 @@ def test_to_dict_round_trip_is_json_only():
     assert _json_only(d)
     back = CaseState.from_dict(json.loads(json.dumps(d)))
     assert back == s and back.to_dict() == d
-    assert case_outcomes(back, FAR, RET) == case_outcomes(s, FAR, RET)
+    assert case_outcomes(back, FAR, RET, apology=RULE) == case_outcomes(s, FAR, RET, apology=RULE)
 
 
 def test_summary_open_overdue_and_apology():

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from pipeline.calendar_file import apology_rule
 from pipeline.core.cases import CaseState, case_outcomes_and_open, case_summary
 from pipeline.core.outcomes import Outcome
 from pipeline.core.view import ALL, IndicatorView, OpenCaseIndex, SeriesKey, scopes_of
@@ -148,7 +149,7 @@ def test_open_case_threshold_agrees_with_the_case_summary_at_every_clock(seed):
     for i in range(rng.randint(0, 4)):
         kind = rng.choice(["supplement_requested", "supplement_received", "apology_issued"])
         state.add(_event(f"e{i}", kind, base + rng.randint(0, 6 * DAY)))
-    entry = case_outcomes_and_open(state, 0, 0)[1]
+    entry = case_outcomes_and_open(state, 0, 0, apology=apology_rule(1))[1]
     assert entry is not None
     for _ in range(200):
         now = base + rng.randint(-DAY, 10 * DAY)

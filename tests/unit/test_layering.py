@@ -24,7 +24,7 @@ LAYERS: dict[str, set[str]] = {
     "safetext": set(),
     "webguard": _BASE,
     "targets_file": _BASE | {"core"},
-    "calendar_file": _BASE,
+    "calendar_file": _BASE | {"core"},
     "store": _BASE | {"core"},
     "sources": {"contract", "core"},
     "intake": _BASE | {"core", "store", "kafka_clients", "infra", "sources", "webguard", "progress", "calendar_file"},

@@ -198,18 +198,26 @@ def test_finish_is_earliest_resolved_stopped_withdrawn_else_earliest_return():
     assert value(r, "apology_coverage") == (0, 2)
 
 
-def test_apology_must_be_at_or_before_the_finish():
+def test_apology_counts_by_the_working_day_before_the_due_and_open_late_cases_count_at_t():
+    """apology_coverage v1.2: T0 is Monday 3 March 2025; due Wednesday 5 March 09:00, so an
+    apology counts when dated Tuesday 4 March or earlier (lead 1)."""
     due = T0 + 2 * D
     events = [
-        received(T0, due, case="A"), ev("apology_issued", due + H, case="A", new_due_at=due + D),
-        ev("resolved", due + H, case="A"),  # apology at the finish instant counts
-        received(T0, due, case="B"), ev("resolved", due + H, case="B"),
-        ev("apology_issued", due + 2 * H, case="B", new_due_at=due + D),  # after: a miss
+        received(T0, due, case="A"), ev("apology_issued", T0 + D + 5 * H, case="A", new_due_at=due + D),
+        ev("resolved", due + H, case="A"),  # late, apology on Tuesday: a hit
+        received(T0, due, case="B"), ev("apology_issued", due - 2 * H, case="B", new_due_at=due + D),
+        ev("resolved", due + H, case="B"),  # late, apology on the due day itself: a miss
         received(T0, due, case="C"), ev("apology_issued", T0 + H, case="C", new_due_at=due + D),
         ev("resolved", T0 + D, case="C"),  # on time: no apology outcome at all
+        received(T0, due, case="D"), ev("apology_issued", T0 + H, case="D", new_due_at=due + D),  # open, late, in time
+        received(T0, due, case="E"),  # open, late, no apology
+        received(T0, due + 20 * D, case="F"),  # open, not late: no outcome
     ]
     r = of(events, T0 + 10 * D)
-    assert value(r, "apology_coverage") == (1, 2)
+    assert value(r, "apology_coverage") == (2, 4)
+    assert value(r, "apology_coverage", window="1h") == (1, 2)  # the open ones count at T, in every window
+    assert value(of(events, T0 + 10 * D, apology_lead=0), "apology_coverage") == (3, 4)  # B is in time on the day
+    assert value(of(events, T0 + 10 * D, apology_lead=2), "apology_coverage") == (1, 4)  # A's Tuesday is too late
 
 
 # --------------------------------------------------------------------------- event outcomes

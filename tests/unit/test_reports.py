@@ -149,3 +149,38 @@ def test_figures_mapped_onto_todays_units_move_only_to_a_single_successor():
     assert mapped[("all", "digitized")].denominator == 49  # the province is unchanged
     unchanged, none = map_onto_units(figures, registry, date(2025, 6, 1), targets)
     assert none == {} and unchanged[("BG_SO_GDDT", "digitized")].denominator == 30
+
+
+def test_reporting_regime_periods_run_from_the_15th_to_the_14th():
+    from datetime import date
+
+    from pipeline.reports.period import parse_period
+
+    june = parse_period("2025-06/bc")
+    assert (june.first_day, june.last_day) == (date(2025, 5, 15), date(2025, 6, 14))
+    assert june.code == "2025-06-bc" and june.label_vi == "Kỳ báo cáo tháng 06/2025"
+    assert "09/2019/NĐ-CP" in june.kind_vi and "dương lịch" in parse_period("2025-06").kind_vi
+    jan = parse_period("2025-01/bc")
+    assert (jan.first_day, jan.last_day) == (date(2024, 12, 15), date(2025, 1, 14))
+    q2 = parse_period("2025-Q2/bc")
+    assert (q2.first_day, q2.last_day) == (date(2025, 3, 15), date(2025, 6, 14))
+    assert [m.first_day for m in q2.months()] == [date(2025, 3, 15), date(2025, 4, 15), date(2025, 5, 15)]
+    year = parse_period("2025/bc")
+    assert (year.first_day, year.last_day) == (date(2024, 12, 15), date(2025, 12, 14))
+    assert june.previous() == parse_period("2025-05/bc")
+    assert june.end_us + 1 == parse_period("2025-07/bc").start_us  # consecutive periods tile time
+    calendar = parse_period("2025-06")
+    assert (calendar.first_day, calendar.last_day, calendar.window) == (date(2025, 6, 1), date(2025, 6, 30), "mtd")
+
+
+def test_a_miss_of_a_100_percent_target_is_never_not_enough_volume():
+    from pipeline.reports.data import IndicatorFigure
+    from pipeline.reports.render import verdict
+
+    def figure(n, d, op, target, below):
+        return IndicatorFigure("apology_coverage", "all", n, d, n / d, op, target, n / d >= target if op != "=" else n == d, below)
+
+    assert verdict(figure(5, 6, "=", 1.0, False), 20) == "Không đạt"  # the province's 5 of 6 apologies
+    assert verdict(figure(6, 6, "=", 1.0, False), 20) == "Đạt"
+    assert verdict(figure(5, 6, ">", 0.95, False), 20) == "Chưa đủ 20 lượt"  # other targets keep the minimum
+    assert verdict(figure(50, 60, ">", 0.95, True), 20) == "Không đạt"
