@@ -99,7 +99,7 @@ def test_four_boards_with_their_uids_titles_and_variables():
     assert [spec.file_name for spec in BOARDS] == list(EXPECTED)
     variables = {b["uid"]: [v["name"] for v in b.get("templating", {}).get("list", [])] for b in boards.values()}
     assert variables["tthc-don-vi"] == ["ds_prometheus", "ds_clickhouse", "unit", "window"]
-    assert variables["tthc-tong-quan"] == ["ds_prometheus", "window"]
+    assert variables["tthc-tong-quan"] == ["ds_prometheus", "ds_clickhouse", "window"]
     assert variables["tthc-linh-vuc"] == ["ds_prometheus", "window"]
     assert variables["tthc-van-hanh"] == ["ds_prometheus"]
     unit_var = boards["tthc-don-vi.json"]["templating"]["list"][2]

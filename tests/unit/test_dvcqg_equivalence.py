@@ -15,7 +15,7 @@ import pytest
 from pipeline.contract.events import CaseEvent, parse_time
 from pipeline.core.cases import CaseState, case_outcomes_and_open
 from pipeline.contract.localtime import LOCAL_TZ
-from pipeline.calendar_file import load_calendar
+from pipeline.calendar_file import apology_rule, load_calendar
 from pipeline.feed.dvcqg import case_calls, simulated_catalogue
 from pipeline.feed.lifecycle import LifecycleGenerator, WorkingClock, load_province
 from pipeline.sources.dvcqg.records import split_call
@@ -55,7 +55,7 @@ def outcomes_of(events):
     state = CaseState.new(events[0]["case_id"])
     for e in events:
         state.add(CaseEvent.from_record(e))
-    outcomes, open_entry = case_outcomes_and_open(state, END, HOLD)
+    outcomes, open_entry = case_outcomes_and_open(state, END, HOLD, apology=apology_rule(1))
     return outcomes, open_entry, state
 
 

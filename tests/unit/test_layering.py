@@ -32,7 +32,7 @@ LAYERS: dict[str, set[str]] = {
     "access": _BASE | {"core", "store", "webguard"},
     "infra": _BASE | {"kafka_clients"},
     "alerting": _BASE | {"core", "targets_file"},
-    "boards": _BASE | {"core", "targets_file"},
+    "boards": _BASE | {"core", "store", "targets_file"},
     "stream": _BASE | {"core", "store", "kafka_clients", "webguard", "targets_file", "calendar_file", "progress"},
     "reports": _BASE | {"core", "store", "access", "targets_file", "calendar_file", "progress"},
     # the simulator, replay and the sample report: tools above the product, which never imports them

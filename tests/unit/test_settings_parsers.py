@@ -16,7 +16,7 @@ SPECIAL_BAD = {
     "kafka_controller_port": "70000", "web_port": "0", "prometheus_port": "x", "alertmanager_port": "65536",
     "webhook_port": "-5", "kafka_extra_port_base": "99999", "clock": "local", "kafka_replication": "two",
     "kafka_min_insync": "0", "kafka_security_protocol": "TLS", "kafka_sasl_mechanism": "GSSAPI",
-    "intake_port": "0",
+    "intake_port": "0", "apology_lead": "31",
 }
 MAY_BE_EMPTY = {"clickhouse_dsn", "kafka_sasl_username", "kafka_sasl_password", "kafka_sasl_password_file",
                 "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile", "intake_accounts_file",
