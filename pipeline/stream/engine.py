@@ -305,6 +305,9 @@ class Engine:
                 rows.append(AcceptedEvent(ev, partition, offset, result.unit_label, result.sector_label))
             timestamps.append(timestamp)
             handled += 1
+        if skipped:
+            log.warning("batch %d: %d messages of partitions not held skipped (never acked: read again)",
+                        batch.seq, len(skipped))
         pending.count += handled
         pending.last_seq = batch.seq
         for outcome in (ACCEPTED, DUPLICATE, INVALID):

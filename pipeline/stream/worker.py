@@ -87,6 +87,7 @@ class Worker:
                                         lambda: self.app.producer)
         self.failure: str | None = None
         self.membership = Membership(settings.session_timeout)  # exports only while confirmed
+        self.held: set[int] = set()  # partitions whose acks wait for the next assignment
         self.engine_clock_us = 0  # the engine's clock, as of its last answer
         self.link: channel.Link | None = None
         self.linked = asyncio.Event()
@@ -258,32 +259,47 @@ class Worker:
                 self.engine_clock_us = message.clock_us
                 skipped = set(message.skipped)
                 self.unacked[message.seq] = [e for i, e in enumerate(events) if i not in skipped] if skipped else events
+                if skipped:
+                    self._hold_acks({events[i].message.partition for i in skipped})
                 if message.invalid:
                     await dead_letters.send_all(
                         [(events[i].message, reason, detail) for i, reason, detail in message.invalid]
                     )
             elif isinstance(message, channel.Flushed):
                 await dead_letters.settle(dead_letters.take())
-                ack, fenced = self._stream.ack, message.fenced
+                if message.fenced:
+                    log.error("partitions %s fenced by another worker; rejoining the group", sorted(message.fenced))
+                    self._hold_acks(message.fenced)
+                ack, held = self._stream.ack, self.held
                 for seq in sorted(s for s in self.unacked if s <= message.upto):
                     for event in self.unacked.pop(seq):
-                        if fenced and event.message.partition in fenced:
-                            continue  # another worker owns it now: it reads this message again
+                        if held and event.message.partition in held:
+                            continue  # read again after the rejoin, by whoever owns it then
                         await ack(event)
-                if fenced:
-                    log.error("partitions %s fenced by another worker; rejoining the group", sorted(fenced))
-                    request_rejoin(self.app)
             elif isinstance(message, channel.Revoked):
                 self._resolve(channel.Answer(message.request))
+
+    def _hold_acks(self, partitions) -> None:
+        """A message of ``partitions`` was not written (skipped by the engine, or fenced):
+        no later message of theirs may be acked in this assignment, since Faust commits
+        the offset after the acked ones even across a gap. If this worker still holds one
+        of them, it rejoins the group: the next assignment reads it again from the
+        committed offset."""
+        new = set(partitions) - self.held
+        self.held |= new
+        held_here = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.settings.topic}
+        if new & held_here:
+            log.error("messages of partitions %s not written; acks held, rejoining the group", sorted(new & held_here))
+            request_rejoin(self.app)
 
     # -- assignment ----------------------------------------------------------------
     async def _on_partitions_revoked(self, app, revoked, **kwargs) -> None:
         self.membership.joining()  # the consumer joins the group again after this returns
         # The engine writes what it holds while this worker still owns the partitions,
         # and the acks are done before Faust goes on (the next owner starts from them).
-        if not self.linked.is_set() or self.failure:
-            return
-        await self._request(channel.Revoke, None)
+        if self.linked.is_set() and not self.failure:
+            await self._request(channel.Revoke, None)
+        self.held = set()  # the next assignment reads from the committed offsets
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
         self.membership.watch(consumer_coordinator(app))

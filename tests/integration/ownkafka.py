@@ -37,7 +37,11 @@ def running_kafka(settings: Settings, fresh: bool = False) -> Iterator[Settings]
     if fresh:
         down(settings)
         shutil.rmtree(settings.data_dir / "infra", ignore_errors=True)
-    up(settings, kafka_only=True)
+    try:
+        up(settings, kafka_only=True)
+    except BaseException:  # a broker that did not start must not leave the others running
+        down(settings)
+        raise
     yield settings
     down(settings)
     assert not any(running_pids(settings).values()), "infra down left a broker running"

@@ -94,6 +94,14 @@ def _calendar(figures: dict) -> dict:
     return {key: value for key, value in _nonzero(figures).items() if key[3] in CALENDAR}
 
 
+def _diagnosis(worker: WorkerProcess) -> tuple:
+    ytd = [v for k, v in _streaming(worker).items() if k[0] == "on_time" and k[3] == "ytd"]
+    health = worker.health()
+    keys = ("status", "partitions", "fenced", "processed", "pending", "rebuilds", "membership_confirmed",
+            "last_heartbeat_seconds", "problems")
+    return (sum(n for n, _ in ytd), sum(d for _, d in ytd)), {k: health.get(k) for k in keys}
+
+
 def _stored(worker: WorkerProcess) -> tuple[int, set[str]]:
     _, rows = WorkerRunner(worker.settings.web_url).query("SELECT event_id FROM case_events FINAL")
     ids = [row[0] for row in rows]
@@ -183,7 +191,8 @@ def test_two_workers_paused_killed_and_a_broker_killed_lose_and_double_nothing(c
             raise AssertionError(f"summed gauges differ from the oracle on {len(wrong)} of {len(wanted)} calendar "
                                  f"series (ytd series: {sum(1 for k in ytd if summed.get(k) != wanted[k])} of "
                                  f"{len(ytd)}); ytd on_time {on_time[0]} instead of {on_time[1]}; "
-                                 f"first: {[(k, summed.get(k), wanted.get(k)) for k in wrong[:3]]}") from None
+                                 f"first: {[(k, summed.get(k), wanted.get(k)) for k in wrong[:3]]}; "
+                                 f"per worker (ytd on_time, /healthz): {[_diagnosis(w) for w in (a, b)]}") from None
         assert not a.health().get("fenced") and not b.health().get("fenced")
         for worker in (a, b):
             worker.wait_for(lambda w=worker: w.health().get("pending") == 0, 60, "nothing pending")
