@@ -70,8 +70,7 @@ def test_baseline_month_meets_most_targets_for_most_units(january):
     assert 0 < sum(len(m) for m in misses.values())  # a few realistic weak spots
     province_misses = [ind for (ind, u, s, _), (n, d) in figures.items()
                        if u == "all" and s == "all" and TARGETS.below_target(ind, s, n, d)]
-    # the province misses only "= 100%" targets, which one weak unit suffices to miss
-    assert len(province_misses) <= 3, province_misses
+    # the province misses only "= 100%" targets, which one weak unit (of ~360 in January) suffices to miss
     assert all(TARGETS.target_for(ind, "all")[0] == "=" for ind in province_misses), province_misses
 
 
@@ -79,10 +78,15 @@ def test_volumes_follow_population_and_sectors_follow_the_kind_of_unit(january):
     _, events = january
     received = [e for e in events if e["event_type"] == "received"]
     by_unit = Counter(e["unit_id"] for e in received)
-    # Bắc Giang city (371,151 residents) receives more than a mountain district, departments less
-    assert by_unit["BG_TP_BAC_GIANG"] > by_unit["BG_H_SON_DONG"] > by_unit["BG_SO_YT"]
+    # Bắc Giang city (371,151 residents) receives more than a lowland district, which receives more than a
+    # mountain one (estimated populations: Hiệp Hòa has no published figure, Sơn Động's communes have)
+    assert by_unit["BG_TP_BAC_GIANG"] > by_unit["BG_H_HIEP_HOA"] > 1.5 * by_unit["BG_H_SON_DONG"] > 0
+    assert by_unit["BG_H_SON_DONG"] > by_unit["BG_SO_TTTT"]
     districts = Counter(e["sector"] for e in received if e["unit_id"].startswith(("BG_H_", "BG_TP_", "BG_TX_")))
     assert {"dat_dai", "chung_thuc", "ho_tich"} <= {s for s, _ in districts.most_common(4)}
+    # the communes' desks of before 1 July: civil status and certification above all
+    communes = Counter(e["sector"] for e in received if e["unit_id"].startswith(("BG_X_", "BN_P_", "BN_X_")))
+    assert {s for s, _ in communes.most_common(2)} == {"chung_thuc", "ho_tich"}
     assert {e["sector"] for e in received if e["unit_id"] == "BG_SO_YT"} == {"y_te"}
     # about a million dossiers a year at scale 1 (the registry in force on 2025-07-01)
     province = Province(load_units(REPO / "deploy" / "units.csv"))
@@ -99,12 +103,31 @@ def test_history_across_1_july_uses_the_units_in_force(tmp_path):
     assert all(registry.valid_at(e["to_unit_id"], parse_time(e["occurred_at"])) for e in events if "to_unit_id" in e)
     june = {e["unit_id"] for e in events if e["occurred_at"].startswith("2025-06") and e["event_type"] == "received"}
     july = {e["unit_id"] for e in events if e["occurred_at"].startswith("2025-07") and e["event_type"] == "received"}
-    assert june and all(u.startswith("BG_") for u in june)
-    assert july and not any(u.startswith("BG_") for u in july) and any(u.startswith(("P_", "X_")) for u in july)
+    assert june and all(u.startswith(("BG_", "BN_")) for u in june)
+    assert any(u.startswith("BN_") for u in june) and any(u.startswith(("BG_X_", "BG_P_", "BG_TT_")) for u in june)
+    assert july and not any(u.startswith(("BG_", "BN_")) for u in july) and any(u.startswith(("P_", "X_")) for u in july)
     # dossiers received in June and still worked in July: their later events name the successor
     assert any(e["occurred_at"].startswith("2025-07") and e["unit_id"] in ("TTPVHCC", "SO_TC", "SO_XD")
                and e["case_id"] in {x["case_id"] for x in events if x["occurred_at"].startswith("2025-06")}
                for e in events)
+
+
+def test_a_2025_history_attributes_no_dossier_of_a_real_unit_to_unknown(tmp_path):
+    """January to June 2025: every desk of the two former provinces is in the registry, so the
+    streaming label of every event is its own unit (none becomes ``unknown``)."""
+    path = tmp_path / "h1.jsonl"
+    write_history(Settings(), 2025, str(path), scale=0.02, days=181, seed=11, progress=False)
+    events = _events(path)
+    registry = load_registry(REPO / "deploy" / "units.csv")
+    labels = Counter(registry.label(e["unit_id"], parse_time(e["occurred_at"])) for e in events)
+    assert labels["unknown"] == 0 and sum(labels.values()) == len(events) > 10_000
+    owners = {e["unit_id"] for e in events if e["event_type"] == "received"}
+    units = load_units(REPO / "deploy" / "units.csv")
+    h1 = {u.unit_id for u in units if u.kind != "province" and u.valid_from < date(2025, 7, 1)}
+    # the dossiers reach nearly every desk of the half year: districts, communes, departments of both
+    assert len(owners & h1) > 0.9 * len(h1)
+    for prefix in ("BG_X_", "BG_P_", "BG_TT_", "BN_X_", "BN_P_", "BN_TT_", "BN_H_", "BN_TX_", "BN_TP_", "BN_SO_"):
+        assert any(u.startswith(prefix) for u in owners), prefix
 
 
 def test_scenario_across_1_july_attributes_every_dossier_to_a_unit_in_force():
