@@ -6,7 +6,8 @@ local time in ``pipeline.core.localtime``; this module reads ``deploy/holidays.c
 Office hours (giờ hành chính): 07:30–11:30 and 13:00–17:00 local time (8 hours with a
 lunch break), Monday to Friday, except the public holidays of ``deploy/holidays.csv``,
 which also lists the Saturdays worked in exchange for a bridging day (``working_day``).
-Years the file does not cover have weekends only.
+A year the file does not list is judged on weekends only with one logged warning per year;
+the history simulator refuses it (``WorkCalendar.covers``).
 """
 
 from __future__ import annotations
@@ -79,4 +80,4 @@ def load_calendar(path: str | PathLike[str] | None = None) -> WorkCalendar:
         else:
             raise UserError(f"{where}: kind must be holiday or working_day, got {cells[1]!r}")
         names[day] = cells[2]
-    return WorkCalendar(frozenset(holidays), frozenset(saturdays), names)
+    return WorkCalendar(frozenset(holidays), frozenset(saturdays), names, frozenset(d.year for d in names), str(p))

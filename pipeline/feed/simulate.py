@@ -262,6 +262,11 @@ def write_history(
             raise UserError(f"incident unit {incident.unit!r} is not in the units registry")
     rng = random.Random(seed)
     clock = WorkingClock()
+    if not clock.calendar.covers(year):
+        raise UserError(
+            f"{clock.calendar.source or 'deploy/holidays.csv'} lists no public holidays for {year}: "
+            f"add the year's announced holidays and swapped working days before simulating it"
+        )
     generator = LifecycleGenerator(
         rng, [], clock=clock, incidents=incidents, province=province,
         new_id=lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)),
