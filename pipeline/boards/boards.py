@@ -132,7 +132,7 @@ def overview(targets: Targets) -> Dashboard:
     board = _board(
         "Tổng quan tỉnh",
         OVERVIEW_UID,
-        "Mười hai chỉ số giải quyết thủ tục hành chính toàn tỉnh so với chỉ tiêu, đơn vị dưới chỉ tiêu, "
+        f"{len(INDICATORS)} chỉ số giải quyết thủ tục hành chính toàn tỉnh so với chỉ tiêu, đơn vị dưới chỉ tiêu, "
         "xếp hạng đơn vị và hồ sơ quá hạn. Nhấn vào một đơn vị để xem chi tiết.",
     ).with_variable(window_variable())
     board = _links_to_others(board, OVERVIEW_UID)
@@ -164,7 +164,7 @@ def overview(targets: Targets) -> Dashboard:
     for title, metric, description, thresholds in (
         ("Hồ sơ đang xử lý", "tthc_open_cases", "Hồ sơ đã tiếp nhận, chưa có kết quả, chưa bị từ chối.", neutral_thresholds()),
         ("Hồ sơ quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn giải quyết (tính cả thời gian tạm dừng).", count_thresholds()),
-        ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi công dân.", count_thresholds()),
+        ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi tổ chức, cá nhân.", count_thresholds()),
     ):
         board = board.with_panel(
             Stat()

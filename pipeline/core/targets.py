@@ -267,9 +267,10 @@ OP_TEXT = {">": ">", ">=": "≥", "=": "="}
 
 
 def target_text(op: str, value: Fraction | float) -> str:
-    """``≥ 95%``, ``> 60%``, ``= 100%``, ``≥ 85.5%``: a target as the alert texts and the
-    boards print it (exact: a float target is read as the decimal it was written as)."""
+    """``≥ 95%``, ``> 60%``, ``= 100%``, ``≥ 85,5%``: a target as the alert texts and the
+    boards print it, decimal comma as Vietnamese writes it (exact: a float target is read
+    as the decimal it was written as)."""
     exact = value if isinstance(value, Fraction) else Fraction(str(value))
     percent = format(Decimal(exact.numerator * 100) / Decimal(exact.denominator), "f")
     percent = percent.rstrip("0").rstrip(".") if "." in percent else percent
-    return f"{OP_TEXT[op]} {percent}%"
+    return f"{OP_TEXT[op]} {percent.replace('.', ',')}%"
