@@ -22,12 +22,15 @@ Time is modelled as *working seconds* from the receipt (a working day is 8 hours
   otherwise ``early`` (a calendar-date comparison) could never be hit within minutes.
 
 Per case the generator draws an outcome class (early / on the due date / late) from
-the unit's profile, then the events: ``received`` (channel mix ≈55 % online — of
-which ≈60 % fully online — 40 % direct, 5 % postal; due 3–15 working days), maybe a
+the unit's profile and the sector, then the events: ``received`` (online at the unit's
+profile rate, ≈86–94 % at a department, × :data:`LOCAL_ONLINE_FACTOR` (≈79–86 %) at a
+commune's or district's desk; the rest ≈90 % direct, ≈10 % postal; due 3–15 working days), maybe a
 supplement request (≈15 %, rarely twice, sometimes never answered), fee payments
 (≈60 % of cases; ≈75 % online), the finish (``resolved``; a few cases ``withdrawn``
-or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), an apology
-before the finish for most late cases (some only after the finish), the result
+or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), for a late
+case an apology at least one working day before the due at a unit meeting its apology
+target (:data:`APOLOGY_LEAD_DAYS`; a weak unit's misses: after the due, only after the
+finish, or none), the result
 return (mostly electronic), ratings (mostly 4–5); ≈3 % are rejected (some without
 any ``received``), ≈0.2 % never finish (stuck, overdue), ≈4 % are transferred (later
 processing events then come from the receiving unit). Feedback items (phản ánh, kiến nghị) are generated separately.
@@ -40,7 +43,10 @@ indicator to ``level``: ``satisfaction`` ratings ≥ 4; ``on_time`` cases on tim
 ``online_payment`` online payments; ``full_online`` fully-online dossiers (the others
 direct); ``remote`` online dossiers; ``e_result`` electronic returns;
 ``digitized``/``data_reuse``/``vneid_auth`` the received's flag; ``apology_coverage``
-late cases with an apology before the finish; ``feedback_on_time`` answers on time.
+late cases with an apology at least one working day before the due; ``feedback_on_time``
+answers on time. Sector effects (land, construction, investment later and less satisfied:
+:data:`SECTOR_LATE_FACTOR`, :data:`SECTOR_SATISFACTION_DROP`) apply to profiles, not to
+incidents.
 """
 
 from __future__ import annotations
@@ -114,6 +120,23 @@ _BASELINE: dict[str, tuple[float, float, float, float]] = {
     "feedback_on_time": (1.0, 1.0, 0.8, 0.95),
 }
 WEAK_SHARE = 0.03
+
+#: Sector effects (before incidents): land, construction and investment dossiers are late more
+#: often (their late share × the factor, their early share × EARLY_FACTOR) and less satisfied
+#: (their satisfaction − the drop: about 94–96 % at a good unit), so the sectors' own 85 % target
+#: (deploy/targets.toml) is what they are judged against, and a department that handles mostly
+#: land still meets the unit's 95 % (e.g. Sở Nông nghiệp và Môi trường: 60 % land, −2.4 points).
+SECTOR_LATE_FACTOR: dict[str, float] = {"dat_dai": 3.0, "xay_dung": 2.5, "dau_tu": 2.0}
+SECTOR_EARLY_FACTOR = 0.8
+SECTOR_SATISFACTION_DROP: dict[str, float] = {"dat_dai": 0.04, "xay_dung": 0.035, "dau_tu": 0.03}
+#: Online filing at the communes' and districts' desks is less common than at the departments
+#: (certification and civil status are mostly done in person): the unit's online share × this.
+LOCAL_ONLINE_FACTOR = 0.92
+#: An apology (phiếu xin lỗi) counts when dated at least one working day before the effective
+#: due (Decree 61/2018 art. 19 as the project reads it); a unit that meets its apology target
+#: issues it this many working days before the due (drawn uniformly), or at the receipt when
+#: the dossier is younger than that.
+APOLOGY_LEAD_DAYS: tuple[float, float] = (1.2, 3.0)
 _PROFILE_RANGES: dict[str, tuple[float, float]] = {k: (v[0], v[1]) for k, v in _BASELINE.items()}
 
 _AMOUNTS = (10_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 500_000, 1_000_000)
@@ -368,23 +391,34 @@ class LifecycleGenerator:
             self.profiles[unit] = profile
         return profile
 
-    def probability(self, unit: str, indicator: str) -> float:
-        """The unit's hit probability for ``indicator`` (incidents applied)."""
+    def probability(self, unit: str, indicator: str, sector: str | None = None) -> float:
+        """The unit's hit probability for ``indicator`` (incidents applied), in ``sector``
+        (the sector effects: :data:`SECTOR_LATE_FACTOR`, :data:`SECTOR_SATISFACTION_DROP`)."""
         override = self.overrides.get((unit, indicator))
         profile = self._profile(unit)
         if indicator == "early":
-            on_time = self.probability(unit, "on_time")
+            on_time = self.probability(unit, "on_time", sector)
             if override is not None:
                 return min(override, on_time)
-            return on_time * profile["early_given_on_time"]
+            factor = SECTOR_EARLY_FACTOR if sector in SECTOR_LATE_FACTOR else 1.0
+            return on_time * profile["early_given_on_time"] * factor
         if override is not None:
             return override
-        return profile[indicator]
+        p = profile[indicator]
+        if indicator == "on_time" and sector in SECTOR_LATE_FACTOR:
+            return max(0.0, 1.0 - (1.0 - p) * SECTOR_LATE_FACTOR[sector])
+        if indicator == "satisfaction" and sector in SECTOR_SATISFACTION_DROP:
+            return max(0.0, p - SECTOR_SATISFACTION_DROP[sector])
+        return p
 
     def _channel_probabilities(self, unit: str) -> tuple[float, float]:
         """(P(online), P(full | online))."""
         profile = self._profile(unit)
-        p_online = self.overrides.get((unit, "remote"), profile["remote"])
+        p_online = self.overrides.get((unit, "remote"))
+        if p_online is None:
+            local = self.province is not None and unit in self.province.by_id and \
+                self.province.by_id[unit].kind in ("commune", "district")
+            p_online = profile["remote"] * (LOCAL_ONLINE_FACTOR if local else 1.0)
         p_full = profile["full_given_online"]
         full_level = self.overrides.get((unit, "full_online"))
         if full_level is not None:  # P(online and full) = level; the dossiers lost go direct
@@ -393,8 +427,8 @@ class LifecycleGenerator:
             p_full = full_level / p_online if p_online > 0 else 0.0
         return p_online, p_full
 
-    def _hit(self, unit: str, indicator: str) -> bool:
-        return self.rng.random() < self.probability(unit, indicator)
+    def _hit(self, unit: str, indicator: str, sector: str | None = None) -> bool:
+        return self.rng.random() < self.probability(unit, indicator, sector)
 
     # ---- helpers
 
@@ -466,8 +500,8 @@ class LifecycleGenerator:
         days = rng.randint(3, 15)
         due_w = days * WORKDAY_SECONDS
 
-        p_on_time = self.probability(unit, "on_time")
-        p_early = self.probability(unit, "early")
+        p_on_time = self.probability(unit, "on_time", sector)
+        p_early = self.probability(unit, "early", sector)
         draw = rng.random()
         outcome = "early" if draw < p_early else ("due_day" if draw < p_on_time else "late")
         due = clock.due(t0, days, early=outcome == "early")
@@ -571,11 +605,23 @@ class LifecycleGenerator:
                 paused += t_resume2 - t_req2
 
         effective_due = due + paused
-        if ending == "stuck":  # never finished: stays open, overdue; sometimes an apology
-            if rng.random() < 0.4 and outcome != "early":
-                t_apology = clock.after(effective_due, rng.uniform(0, 2.0) * WORKDAY_SECONDS)
-                new_due = clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
+
+        def apology_in_time() -> datetime:  # ≥ 1 working day before the effective due (APOLOGY_LEAD_DAYS)
+            lead = rng.uniform(*APOLOGY_LEAD_DAYS) * WORKDAY_SECONDS
+            return at(max(0.02 * WORKDAY_SECONDS, due_w - lead))
+
+        def apologise(t_apology: datetime, new_due: datetime) -> None:
+            events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua",
+                                      new_due_at=format_local_time(new_due)))
+
+        if ending == "stuck":  # never finished: stays open, overdue; the unit apologises in time if it does so
+            if outcome != "early":
+                if self._hit(unit, "apology_coverage"):
+                    t_apology = apology_in_time()
+                    apologise(t_apology, clock.after(effective_due, rng.uniform(2, 5) * WORKDAY_SECONDS))
+                elif rng.random() < 0.4:  # only after the due
+                    t_apology = clock.after(effective_due, rng.uniform(0.1, 2.0) * WORKDAY_SECONDS)
+                    apologise(t_apology, clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS))
             return _sorted(events)
 
         t_finish = at(w_finish)
@@ -599,17 +645,18 @@ class LifecycleGenerator:
             returned = True
 
         if outcome == "late":
-            if self._hit(unit, "apology_coverage"):
-                lo = max(w_finish - 1.5 * WORKDAY_SECONDS, 0.5 * w_finish)
-                t_apology = at(rng.uniform(lo, w_finish - 0.05 * WORKDAY_SECONDS))
-                if t_apology >= t_finish:
-                    t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
-                new_due = clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
-            elif returned and has_resolved and rng.random() < 0.4:  # apology only after the finish
-                t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
-                new_due = clock.after(t_return, 0.5 * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
+            if self._hit(unit, "apology_coverage"):  # in time: ≥ 1 working day before the due
+                apologise(apology_in_time(), clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS))
+            else:
+                miss = rng.random()
+                if miss < 0.15 and t_finish > effective_due:  # late: after the due, before the finish
+                    t_apology = clock.align(effective_due + (t_finish - effective_due) * rng.uniform(0.1, 0.9))
+                    if t_apology >= t_finish:
+                        t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
+                    apologise(t_apology, clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS))
+                elif miss < 0.5 and returned and has_resolved:  # only after the finish
+                    t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
+                    apologise(t_apology, clock.after(t_return, 0.5 * WORKDAY_SECONDS))
 
         if not returned:
             return _sorted(events)
@@ -621,14 +668,14 @@ class LifecycleGenerator:
         )
         if rng.random() < 0.55:
             t_rated = clock.after(t_return, rng.uniform(0, 0.5) * WORKDAY_SECONDS)
-            events.append(self._rating(case_id, handler, unit, t_rated))
+            events.append(self._rating(case_id, handler, unit, t_rated, sector))
             if rng.random() < 0.03:
-                events.append(self._rating(case_id, handler, unit, clock.after(t_rated, rng.uniform(0.5, 3) * WORKDAY_SECONDS)))
+                events.append(self._rating(case_id, handler, unit, clock.after(t_rated, rng.uniform(0.5, 3) * WORKDAY_SECONDS), sector))
         return _sorted(events)
 
-    def _rating(self, case_id: str, handler: str, owner: str, t: datetime) -> dict:
+    def _rating(self, case_id: str, handler: str, owner: str, t: datetime, sector: str | None = None) -> dict:
         rng = self.rng
-        if self._hit(owner, "satisfaction"):
+        if self._hit(owner, "satisfaction", sector):
             rating = 5 if rng.random() < 0.65 else 4
         else:
             rating = rng.choices((3, 2, 1), weights=(0.55, 0.3, 0.15))[0]

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
-from datetime import date, datetime
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.contract.events import parse_time
 from pipeline.targets_file import load_targets
-from pipeline.feed.lifecycle import Incident
+from pipeline.feed.lifecycle import Incident, LifecycleGenerator
 from pipeline.feed.province import Province
 from pipeline.feed.scenario import build_scenario
 from pipeline.feed.simulate import write_history
@@ -23,6 +23,7 @@ from tests.oracle import expected_indicators
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = load_targets(REPO / "deploy" / "targets.toml")
+VN = timezone(timedelta(hours=7))
 
 
 def _events(path: Path) -> list[dict]:
@@ -66,7 +67,8 @@ def test_baseline_month_meets_most_targets_for_most_units(january):
     assert len(judged) >= 20  # the month has volume at most units
     clean = [u for u in misses if not misses[u]]
     assert len(clean) >= 0.6 * len(misses), misses
-    assert max(len(m) for m in misses.values()) <= 2, misses
+    # ~360 desks in January: a unit may have up to three weak spots (on_time_766 follows on_time)
+    assert max(len(set(m) - {"on_time_766"}) for m in misses.values()) <= 3, misses
     assert 0 < sum(len(m) for m in misses.values())  # a few realistic weak spots
     province_misses = [ind for (ind, u, s, _), (n, d) in figures.items()
                        if u == "all" and s == "all" and TARGETS.below_target(ind, s, n, d)]
@@ -92,6 +94,69 @@ def test_volumes_follow_population_and_sectors_follow_the_kind_of_unit(january):
     province = Province(load_units(REPO / "deploy" / "units.csv"))
     per_year = province.daily_total(date(2025, 7, 1)) * 250
     assert 0.7e6 < per_year < 1.3e6
+
+
+def test_the_simulator_exercises_the_rules_sectors_apologies_online_shares(january):
+    """Land, construction and investment are later and less satisfied (judged against their own
+    85 % target, not the general 95 %); apologies mostly at least a working day before the due,
+    a few late; online filing plausible: high at the departments, lower at the local desks."""
+    from pipeline.feed.lifecycle import WORKDAY_SECONDS, WorkingClock
+
+    _, events = january
+    figures = expected_indicators(events, at="2025-01-31T23:59:59+07:00", windows=("mtd",))
+
+    def ratio(indicator, *sectors, unit="all", min_den=100):
+        num = sum(figures[(indicator, unit, s, "mtd")][0] for s in sectors)
+        den = sum(figures[(indicator, unit, s, "mtd")][1] for s in sectors)
+        assert den >= min_den, (indicator, sectors, den)
+        return num / den
+
+    special = ("dat_dai", "xay_dung", "dau_tu")
+    assert all(TARGETS.target_for("satisfaction", s)[1] == 0.85 for s in special)
+    # between the sectors' own 85 % and the general 95 %: the override decides; the usual sectors above
+    assert 0.85 <= ratio("satisfaction", *special) < min(0.95, ratio("satisfaction", "ho_tich", "chung_thuc") - 0.02)
+    assert all(ratio("satisfaction", s, min_den=20) >= 0.85 for s in special)
+    assert ratio("on_time", *special) < ratio("on_time", "ho_tich", "chung_thuc")
+    # apologies of late dossiers (no supplement pause, so the due is the received's due_at)
+    clock = WorkingClock()
+    by_case: dict[str, list[dict]] = {}
+    for e in events:
+        by_case.setdefault(e["case_id"], []).append(e)
+    in_time = late = 0
+    for case in by_case.values():
+        types = {e["event_type"] for e in case}
+        received = next((e for e in case if e["event_type"] == "received"), None)
+        apology = next((e for e in case if e["event_type"] == "apology_issued"), None)
+        if received is None or apology is None or "supplement_requested" in types:
+            continue
+        due = datetime.fromisoformat(received["due_at"])
+        if clock.after(datetime.fromisoformat(apology["occurred_at"]), WORKDAY_SECONDS) <= due:
+            in_time += 1
+        else:
+            late += 1
+    assert in_time >= 30 and late <= 0.1 * (in_time + late), (in_time, late)
+    # a unit that misses its apology target: some apologies late (after the due), some only after the finish
+    import random
+
+    gen = LifecycleGenerator(random.Random(3), ["U"], incidents=[Incident("U", "apology_coverage", 0.0)])
+    after_due = after_finish = 0
+    for n in range(3000):
+        case = gen.case(f"C{n}", datetime(2025, 3, 3, 8, 0, tzinfo=VN) + timedelta(hours=n))
+        received = next((e for e in case if e["event_type"] == "received"), None)
+        apology = next((e for e in case if e["event_type"] == "apology_issued"), None)
+        finish = next((e for e in case if e["event_type"] == "resolved"), None)
+        if received is None or apology is None or finish is None:
+            continue
+        t_apology = datetime.fromisoformat(apology["occurred_at"])
+        after_due += datetime.fromisoformat(received["due_at"]) < t_apology < datetime.fromisoformat(finish["occurred_at"])
+        after_finish += t_apology > datetime.fromisoformat(finish["occurred_at"])
+    assert after_due > 0 and after_finish > 0
+    # online: the province between 75 % and 95 %; the departments above the communes' desks
+    assert 0.75 < ratio("remote", "all") < 0.95
+    received = [e for e in events if e["event_type"] == "received"]
+    dept = [e["channel"] == "online" for e in received if "_SO_" in e["unit_id"]]
+    local = [e["channel"] == "online" for e in received if e["unit_id"].startswith(("BG_X_", "BN_X_", "BG_P_", "BN_P_"))]
+    assert sum(dept) / len(dept) > sum(local) / len(local) + 0.03 and sum(local) / len(local) > 0.7
 
 
 def test_history_across_1_july_uses_the_units_in_force(tmp_path):
