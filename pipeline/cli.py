@@ -47,8 +47,15 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="synthetic dossier lifecycles")
     simulate.add_argument("--rate", type=_positive_float, default=20.0, help="events per second")
     simulate.add_argument("--duration", type=_duration, default=60.0, help="e.g. 90, 90s, 5m, 1h")
-    simulate.add_argument("--units", type=_positive_int, default=12)
+    simulate.add_argument("--units", type=_positive_int, default=None,
+                          help="live: how many units of the registry (default 12; --demo: 60)")
     simulate.add_argument("--seed", type=int, default=None)
+    simulate.add_argument("--demo", action="store_true",
+                          help="live: the demo's preset (60 units, --baseline clean, the incident of "
+                               "pipeline.feed.simulate.DEMO_INCIDENT unless --incident is given)")
+    simulate.add_argument("--baseline", choices=("realistic", "clean"), default=None,
+                          help="live: 'clean' = no weak spot, every unit well above its targets, no sector "
+                               "effect (the demo: only the --incident pages)")
     simulate.add_argument("--history", type=int, metavar="YEAR",
                           help="write a year of the province as JSONL to --out instead of sending live events")
     simulate.add_argument("--out", help="output file of --history")
@@ -179,9 +186,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         run_backfill(settings, args.file)
         return 0
     if args.command == "simulate":
+        from pipeline.feed import simulate as sim
         from pipeline.feed.simulate import parse_incident, run_simulation, write_history
 
         incidents = [parse_incident(text) for text in args.incident]
+        if args.demo and not incidents:
+            incidents = [parse_incident(sim.DEMO_INCIDENT)]
+        units = args.units or (sim.DEMO_UNITS if args.demo else sim.DEFAULT_UNITS)
+        baseline = args.baseline or (sim.DEMO_BASELINE if args.demo else "realistic")
         if args.history is not None or args.out is not None:
             if args.history is None or not args.out:
                 raise UserError("--history YEAR and --out FILE go together")
@@ -195,9 +207,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             settings,
             rate=args.rate,
             duration=args.duration,
-            units=args.units,
+            units=units,
             incidents=incidents,
             seed=args.seed,
+            baseline=baseline,
         )
         return 0
     if args.command == "rules":

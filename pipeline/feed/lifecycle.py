@@ -120,6 +120,11 @@ _BASELINE: dict[str, tuple[float, float, float, float]] = {
     "feedback_on_time": (1.0, 1.0, 0.8, 0.95),
 }
 WEAK_SHARE = 0.03
+#: "realistic" (default: weak spots, sector effects) or "clean" (the demo: see LifecycleGenerator)
+BASELINES = ("realistic", "clean")
+#: the clean baseline's probabilities (1.0 for the others): every target met even at the minimum
+#: volume, where one late dossier of 20 already fails "> 95 %"; a rating below 4 now and then
+_CLEAN: dict[str, float] = {"early_given_on_time": 0.88, "satisfaction": 0.998}
 
 #: Sector effects (before incidents): land, construction and investment dossiers are late more
 #: often (their late share × the factor, their early share × EARLY_FACTOR) and less satisfied
@@ -339,8 +344,8 @@ class CompressedClock:
 class LifecycleGenerator:
     """Draws dossier and feedback lifecycles; deterministic given ``rng``.
 
-    ``units``: unit ids to attribute cases to (the first one, the service centre in
-    the registry, gets a larger share). ``new_id``: event id factory (default: a UUID
+    ``units``: unit ids to attribute cases to (the incidents' units, else the first one,
+    the service centre in the registry, get a triple share). ``new_id``: event id factory (default: a UUID
     drawn from ``rng``).
     """
 
@@ -354,8 +359,18 @@ class LifecycleGenerator:
         new_id: Callable[[], str] | None = None,
         province: "Province | None" = None,
         weak_share: float = WEAK_SHARE,
+        baseline: str = "realistic",
     ) -> None:
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         self._restricted = bool(units)  # an explicit unit list: dossiers go only to those
+        # "clean" (the demo): no weak spot, every unit at the values of _CLEAN, no sector effect, no lower
+        # online share at local desks, no dossier stuck open, so that within minutes only an incident
+        # falls below a target, even at the small volumes (20 and up) at which a target starts to count
+        clean = baseline == "clean"
+        self.sector_effects = not clean
+        if clean:
+            weak_share = 0.0
         if province is not None and not units:
             units = list(dict.fromkeys(province.unit_ids))
         if not units:
@@ -371,13 +386,18 @@ class LifecycleGenerator:
             profile = {}
             for k, (lo, hi, weak_lo, weak_hi) in _BASELINE.items():
                 weak = rng.random() < weak_share
-                profile[k] = rng.uniform(weak_lo, weak_hi) if weak else rng.uniform(lo, hi)
+                profile[k] = rng.uniform(weak_lo, weak_hi) if weak else (
+                    _CLEAN.get(k, 1.0) if clean else rng.uniform(lo, hi))
             self.profiles[unit] = profile
             weights = [0.2] * len(SECTORS)
             for index in rng.sample(range(len(SECTORS)), 3):
                 weights[index] += rng.uniform(1.0, 3.0)
             self.unit_sectors[unit] = weights
-        self.unit_weights = [3.0 if i == 0 and len(self.units) > 1 else rng.uniform(0.6, 1.4) for i in range(len(self.units))]
+        incidents = list(incidents)
+        # an explicit list (the live simulation): the units of the incidents (else the first unit, the
+        # service centre) get a triple share, so an incident shows within a short demo
+        favoured = {i.unit for i in incidents} or ({self.units[0]} if len(self.units) > 1 else set())
+        self.unit_weights = [3.0 if u in favoured else rng.uniform(0.6, 1.4) for u in self.units]
         self.overrides: dict[tuple[str, str], float] = {}
         for incident in incidents:
             self.overrides[(incident.unit, incident.indicator)] = float(incident.level)
@@ -400,11 +420,13 @@ class LifecycleGenerator:
             on_time = self.probability(unit, "on_time", sector)
             if override is not None:
                 return min(override, on_time)
-            factor = SECTOR_EARLY_FACTOR if sector in SECTOR_LATE_FACTOR else 1.0
+            factor = SECTOR_EARLY_FACTOR if sector in SECTOR_LATE_FACTOR and self.sector_effects else 1.0
             return on_time * profile["early_given_on_time"] * factor
         if override is not None:
             return override
         p = profile[indicator]
+        if not self.sector_effects:
+            return p
         if indicator == "on_time" and sector in SECTOR_LATE_FACTOR:
             return max(0.0, 1.0 - (1.0 - p) * SECTOR_LATE_FACTOR[sector])
         if indicator == "satisfaction" and sector in SECTOR_SATISFACTION_DROP:
@@ -416,7 +438,7 @@ class LifecycleGenerator:
         profile = self._profile(unit)
         p_online = self.overrides.get((unit, "remote"))
         if p_online is None:
-            local = self.province is not None and unit in self.province.by_id and \
+            local = self.sector_effects and self.province is not None and unit in self.province.by_id and \
                 self.province.by_id[unit].kind in ("commune", "district")
             p_online = profile["remote"] * (LOCAL_ONLINE_FACTOR if local else 1.0)
         p_full = profile["full_given_online"]
@@ -437,8 +459,7 @@ class LifecycleGenerator:
         local date, weighted by its volume; else from the fixed list."""
         if self.province is not None and t is not None and not self._restricted:
             return self.province.pick(self.rng, t.astimezone(LOCAL_TZ).date())
-        # an explicit list (the live simulation): the first unit (the service centre) gets a
-        # larger share, so an incident there shows within a short demo
+        # an explicit list (the live simulation): weighted by ``unit_weights`` (the incidents' units ×3)
         return self.rng.choices(self.units, weights=self.unit_weights)[0]
 
     def pick_sector(self, unit: str) -> str:
@@ -557,6 +578,8 @@ class LifecycleGenerator:
                 events.remove(received)  # turned away at the desk: never received
             return _sorted(events)
         ending = "withdrawn" if kind < 0.05 else "stopped" if kind < 0.06 else "stuck" if kind < 0.062 else "resolved"
+        if ending == "stuck" and not self.sector_effects:  # the clean baseline: nothing stays open past its due
+            ending = "resolved"
 
         if fields["has_fee"]:
             pay(rng.uniform(120, 4 * HOUR))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -227,3 +228,35 @@ def test_history_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pipeline", "simulate", "--history", "2025"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--out" in bad.stderr
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_demo_pages_only_for_its_planned_incident(seed):
+    """`make demo` (simulate --demo): the live generator with the demo's preset, cases started at
+    about the demo's pace (3 a second at 20 events/s), judged each minute of its first 12 like the
+    page rule (24h window, minimum volume): no scope but the incident's unit is ever below a target,
+    and the incident's is by the end."""
+    import uuid
+
+    from pipeline.feed import simulate as sim
+    from pipeline.feed.lifecycle import CompressedClock, active_unit_ids, load_province
+
+    incident = sim.parse_incident(sim.DEMO_INCIDENT)
+    rng = random.Random(seed)
+    gen = LifecycleGenerator(rng, active_unit_ids()[:sim.DEMO_UNITS], clock=CompressedClock(sim.SECONDS_PER_WORKING_DAY),
+                             incidents=[incident], new_id=lambda: str(uuid.uuid4()), province=load_province(),
+                             baseline=sim.DEMO_BASELINE)
+    t0 = datetime(2026, 12, 7, 9, 0, tzinfo=VN)
+    events: list[dict] = []
+    for n in range(12 * 60 * 3):
+        t = t0 + timedelta(seconds=n / 3)
+        events += gen.feedback(f"F{n}", t) if rng.random() < sim.FEEDBACK_SHARE else gen.case(f"C{n}", t)
+    incident_scope = (incident.indicator, incident.unit, "all")
+    for minute in range(2, 13):
+        at = t0 + timedelta(minutes=minute)
+        seen = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= at]
+        figures = expected_indicators(seen, at=at.isoformat(), windows=("24h",))
+        below = {(ind, u, s) for (ind, u, s, _), (num, den) in figures.items()
+                 if den >= TARGETS.min_volume and TARGETS.below_target(ind, s, num, den)}
+        assert below <= {incident_scope}, (minute, below)
+    assert below == {incident_scope}
