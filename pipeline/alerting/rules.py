@@ -241,7 +241,7 @@ def _recording_rules(targets: Targets) -> list[dict[str, Any]]:
                 "labels": {"indicator": objective.indicator, "target": target_text(objective.op, objective.value)},
             }
         )
-    for name in ("open_cases", "overdue_open_cases", "overdue_without_apology_cases"):
+    for name in ("open_cases", "overdue_open_cases", "overdue_without_apology_cases", "due_soon_open_cases"):
         rules.append({"record": f"tthc:{name}:by_unit", "expr": f"sum by (unit) (tthc_{name})"})
     return rules
 
@@ -302,6 +302,24 @@ def _case_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) -> lis
                 "description": (
                     f"{_UNIT_NAME} ({{{{ $labels.unit }}}}) có {{{{ $value }}}} hồ sơ đang xử lý đã quá hạn "
                     f"mà chưa có phiếu xin lỗi (kéo dài hơn {duration_vi(cfg.overdue_without_apology_for)})."
+                ),
+                "dashboard": _board(grafana),
+            },
+        ),
+        _alert(
+            "TthcDueSoon",
+            f"tthc:due_soon_open_cases:by_unit >= {cfg.due_soon}\n",
+            cfg.due_soon_for,
+            None,
+            options,
+            labels={"severity": "ticket"},
+            annotations={
+                "unit_name": _UNIT_NAME,
+                "summary": f"{_UNIT_NAME}: hồ sơ sắp trễ hạn",
+                "description": (
+                    f"{_UNIT_NAME} ({{{{ $labels.unit }}}}) có {{{{ $value }}}} hồ sơ đang xử lý sẽ đến hạn giải quyết "
+                    "trước khi hết ngày làm việc tiếp theo. Xử lý ngay để không bị trễ hạn "
+                    "(danh sách ở bảng chi tiết đơn vị)."
                 ),
                 "dashboard": _board(grafana),
             },

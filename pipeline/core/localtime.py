@@ -27,6 +27,7 @@ __all__ = [
     "local_midnight_us",
     "days_us",
     "WorkCalendar",
+    "end_of_next_working_day_us",
 ]
 
 US = 1_000_000  # microseconds in a second
@@ -118,3 +119,14 @@ class WorkCalendar:
             if self.is_working_day(day):
                 out.append(day)
         return out
+
+
+def end_of_next_working_day_us(now_us: int, calendar: WorkCalendar) -> int:
+    """Local midnight at the end of the first working day after the local date of
+    ``now_us`` (the horizon of "sắp trễ": due by the end of the next working day)."""
+    day = local_date(now_us) + _dt.timedelta(days=1)
+    for _ in range(400):
+        if calendar.is_working_day(day):
+            break
+        day += _dt.timedelta(days=1)
+    return local_midnight_us(day + _dt.timedelta(days=1))

@@ -79,6 +79,10 @@ class AlertingConfig:
     overdue_rise: int = 5
     overdue_rise_over: str = "24h"
     overdue_rise_for: str = "1h"
+    #: a unit with at least this many open dossiers falling due by the end of the next working day
+    #: (sắp trễ), this long: a ticket, so staff act before they are late
+    due_soon: int = 1
+    due_soon_for: str = "15m"
     #: the worker's scrape failing (up == 0) or its target missing
     worker_down_for: str = "2m"
     #: input waiting (consumer lag > 0) while nothing is processed

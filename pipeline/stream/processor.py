@@ -30,7 +30,10 @@ from typing import Callable, Iterable, Iterator, Mapping, NamedTuple, Protocol
 from pipeline.contract.events import CaseEvent, InvalidEvent, parse_event
 from pipeline.core.cases import CaseState, OpenCase, case_outcomes_and_open
 from pipeline.core.outcomes import Outcome, diff_outcomes
+from pipeline.config import UserError
+from pipeline.core.localtime import WorkCalendar
 from pipeline.core.view import ON_TIME_766, IndicatorView, OpenCaseIndex
+from pipeline.feed.calendar import load_calendar
 from pipeline.core.windows import local_day_number
 
 # Held outcomes carry sector "unknown" and the view counts them only once they are
@@ -113,6 +116,19 @@ class DictRepository:
         self.records.setdefault(partition, {})[case.case_id] = case.to_bytes()
 
 
+def _holidays() -> WorkCalendar:
+    """deploy/holidays.csv as a WorkCalendar, read once (weekends only if it cannot be read)."""
+    if not _HOLIDAYS:
+        try:
+            _HOLIDAYS.append(load_calendar())
+        except UserError:
+            _HOLIDAYS.append(WorkCalendar())
+    return _HOLIDAYS[0]
+
+
+_HOLIDAYS: list[WorkCalendar] = []
+
+
 class _IdEntry(NamedTuple):
     case_id: str
     occurred_at_us: int
@@ -121,9 +137,13 @@ class _IdEntry(NamedTuple):
 class LiveState:
     """Everything derived from the case records of the partitions this worker holds."""
 
-    def __init__(self, *, hold_retention_us: int, dedupe_retention_us: int, clock_us: int = 0) -> None:
+    def __init__(
+        self, *, hold_retention_us: int, dedupe_retention_us: int, clock_us: int = 0,
+        calendar: WorkCalendar | None = None,
+    ) -> None:
         self.view = IndicatorView(hold_retention_us=hold_retention_us, clock_us=clock_us)
-        self.open_cases = OpenCaseIndex()
+        # the working days of "sắp trễ" (due soon): the holidays file unless given
+        self.open_cases = OpenCaseIndex(calendar if calendar is not None else _holidays())
         self.ids: dict[str, _IdEntry] = {}
         self.dedupe_retention_us = dedupe_retention_us
         self.event_time: int | None = None  # latest accepted occurred_at (event clock)
