@@ -400,7 +400,8 @@ def test_units_file_loads_and_syncs_idempotently(clean):
     kinds = defaultdict(int)
     for u in units:
         kinds[u.kind] += 1
-    assert kinds["commune"] == 99 and kinds["district"] == 10 and kinds["department"] >= 12
+    # 99 communes of the new province + 313 commune-level units of the two former provinces (Jan-Jun 2025)
+    assert kinds["commune"] == 99 + 313 and kinds["district"] == 10 + 8 and kinds["department"] >= 12
     assert all(u.valid_to == date(2025, 6, 30) for u in units if u.kind == "district")
     assert {UA, UB} <= {u.unit_id for u in units}
     assert sync_units(ch, units) == len(units)
