@@ -60,12 +60,12 @@ FROM cases FINAL
 WHERE received_at IS NOT NULL
   AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
   AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
+  AND status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
   AND (
         (on_time = false
          AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
          AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
-     OR (status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
-         AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+     OR ((finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
          AND effective_due < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
   )
 ORDER BY unit_id, effective_due, case_id
