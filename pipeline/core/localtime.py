@@ -28,6 +28,7 @@ __all__ = [
     "days_us",
     "WorkCalendar",
     "end_of_next_working_day_us",
+    "next_working_day",
 ]
 
 US = 1_000_000  # microseconds in a second
@@ -121,12 +122,18 @@ class WorkCalendar:
         return out
 
 
+def next_working_day(calendar: WorkCalendar, day: _dt.date) -> _dt.date:
+    """The first working day of ``calendar`` after ``day``."""
+    d = day + _dt.timedelta(days=1)
+    for _ in range(400):
+        if calendar.is_working_day(d):
+            return d
+        d += _dt.timedelta(days=1)
+    raise ValueError(f"no working day within 400 days after {day}")
+
+
 def end_of_next_working_day_us(now_us: int, calendar: WorkCalendar) -> int:
     """Local midnight at the end of the first working day after the local date of
-    ``now_us`` (the horizon of "sắp trễ": due by the end of the next working day)."""
-    day = local_date(now_us) + _dt.timedelta(days=1)
-    for _ in range(400):
-        if calendar.is_working_day(day):
-            break
-        day += _dt.timedelta(days=1)
-    return local_midnight_us(day + _dt.timedelta(days=1))
+    ``now_us``: the horizon of "sắp trễ" (due by the end of the next working day), for the
+    live gauge, the unit board's list and the report alike."""
+    return local_midnight_us(next_working_day(calendar, local_date(now_us)) + _dt.timedelta(days=1))

@@ -22,9 +22,10 @@ from datetime import date, timedelta
 from typing import Any, Callable, Sequence
 
 from pipeline.core.indicators import INDICATORS
+from pipeline.core.localtime import end_of_next_working_day_us, next_working_day
 from pipeline.core.windows import local_date
 from pipeline.feed.calendar import WorkCalendar
-from pipeline.reports.period import Period, _local_midnight_us
+from pipeline.reports.period import Period
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
 from pipeline.store.units import Unit
@@ -246,13 +247,6 @@ def working_days_late(calendar: WorkCalendar, due_us: int | None, until: date) -
     return len(calendar.working_days(due + timedelta(days=1), until + timedelta(days=1)))
 
 
-def next_working_day(calendar: WorkCalendar, day: date) -> date:
-    d = day + timedelta(days=1)
-    while not calendar.is_working_day(d):
-        d += timedelta(days=1)
-    return d
-
-
 def late_cases(
     runner: QueryRunner, period: Period, calendar: WorkCalendar, unit: str | None = None, at_us: int | None = None
 ) -> list[LateCase]:
@@ -286,8 +280,7 @@ def due_soon_cases(
     """Open at T (the period's end) and due by the end of the next working day after T's
     date; and that bound (µs)."""
     t = period.end_us if at_us is None else at_us
-    day = next_working_day(calendar, local_date(t))
-    soon_us = _local_midnight_us(day + timedelta(days=1)) - 1
+    soon_us = end_of_next_working_day_us(t, calendar) - 1  # the one definition (pipeline.core.localtime)
     params = {"end": t, "soon": soon_us, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(DUE_SOON_SQL, params)
     out = [
