@@ -64,7 +64,7 @@ def load_calendar(path: str | PathLike[str] | None = None) -> WorkCalendar:
         else:
             raise UserError(f"{where}: kind must be holiday or working_day, got {cells[1]!r}")
         names[day] = cells[2]
-    return WorkCalendar(frozenset(holidays), frozenset(saturdays), names)
+    return WorkCalendar(frozenset(holidays), frozenset(saturdays), names, frozenset(d.year for d in names), str(p))
 
 
 def apology_rule(lead: int, path: str | PathLike[str] | None = None) -> ApologyRule:

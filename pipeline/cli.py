@@ -150,9 +150,16 @@ def _build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=_positive_float, default=20.0, help="events per second (live)")
     simulate.add_argument("--duration", type=_duration, default=60.0,
                           help="how long to run (live), in seconds or e.g. 90s, 5m, 1h")
-    simulate.add_argument("--units", type=_positive_int, default=12, help="how many units produce dossiers (live)")
+    simulate.add_argument("--units", type=_positive_int, default=None,
+                          help="live: how many units of the registry produce dossiers (default 12; --demo: 60)")
     simulate.add_argument("--seed", type=int, default=None,
                           help="random seed, for a repeatable run (default: random live, 2025 for --history)")
+    simulate.add_argument("--demo", action="store_true",
+                          help="live: the demo's preset (60 units, --baseline clean, the incident of "
+                               "pipeline.feed.simulate.DEMO_INCIDENT unless --incident is given)")
+    simulate.add_argument("--baseline", choices=("realistic", "clean"), default=None,
+                          help="live: 'clean' = no weak spot, every unit well above its targets, no sector "
+                               "effect (the demo: only the --incident pages; default: realistic)")
     simulate.add_argument("--history", type=int, metavar="YEAR",
                           help="write a year of the province as JSONL to --out instead of sending live events")
     simulate.add_argument("--out", metavar="FILE", help="output file of --history")
@@ -365,9 +372,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         run_backfill(settings, args.file)
         return 0
     if args.command == "simulate":
+        from pipeline.feed import simulate as sim
         from pipeline.feed.simulate import parse_incident, run_simulation, write_history
 
         incidents = [parse_incident(text) for text in args.incident]
+        if args.demo and not incidents:
+            incidents = [parse_incident(sim.DEMO_INCIDENT)]
+        units = args.units or (sim.DEMO_UNITS if args.demo else sim.DEFAULT_UNITS)
+        baseline = args.baseline or (sim.DEMO_BASELINE if args.demo else "realistic")
         if args.history is not None or args.out is not None:
             if args.history is None or not args.out:
                 raise UserError("--history YEAR and --out FILE go together")
@@ -381,16 +393,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.output_format == "dvcqg":
             from pipeline.feed.simulate import run_dvcqg_simulation
 
-            run_dvcqg_simulation(settings, rate=args.rate, duration=args.duration, units=args.units,
+            run_dvcqg_simulation(settings, rate=args.rate, duration=args.duration, units=units,
                                  incidents=incidents, seed=args.seed)
             return 0
         run_simulation(
             settings,
             rate=args.rate,
             duration=args.duration,
-            units=args.units,
+            units=units,
             incidents=incidents,
             seed=args.seed,
+            baseline=baseline,
         )
         return 0
     if args.command == "intake":

@@ -12,7 +12,9 @@ mkdir -p "${TTHC_DATA_DIR:-./var}/logs"
 LOG="${TTHC_DATA_DIR:-./var}/logs/worker.log"
 WEBHOOK_LOG="${TTHC_DATA_DIR:-./var}/logs/webhook.log"
 AM_PORT="${TTHC_ALERTMANAGER_PORT:-19093}"
-INCIDENT_UNIT="${DEMO_INCIDENT_UNIT:-TTPVHCC}"
+# the planned incident (pipeline/feed/simulate.py DEMO_INCIDENT unless DEMO_INCIDENT is set, e.g.
+# DEMO_INCIDENT=unit=SO_TC,indicator=online_payment,level=0.5); the baseline is clean: nothing else pages
+INCIDENT="${DEMO_INCIDENT:-$(.venv/bin/python -c 'from pipeline.feed.simulate import DEMO_INCIDENT; print(DEMO_INCIDENT)')}"
 export TTHC_RULES_DIR="${TTHC_DATA_DIR:-./var}/demo/rules"
 
 $PY -m pipeline rules --out "$TTHC_RULES_DIR" --for "${DEMO_FOR:-1m}" >/dev/null
@@ -72,8 +74,9 @@ demo: running. Look at
   Alertmanager amtool --alertmanager.url=http://127.0.0.1:$AM_PORT alert   (Debian's package has no web UI;
                the API: http://127.0.0.1:$AM_PORT/api/v2/alerts)
   pages        tail -f $WEBHOOK_LOG   (webhook receivers on 127.0.0.1:${TTHC_WEBHOOK_PORT:-5001}; JSON in ${TTHC_DATA_DIR:-./var}/logs/alerts.jsonl)
-  incident     satisfaction of $INCIDENT_UNIT driven to 60 %: its page (TthcIndicatorBelowTarget,
-               severity page) appears in both within a few minutes, once it has 20 ratings
+  incident     $INCIDENT (the clean baseline meets every target):
+               its page (TthcIndicatorBelowTarget, severity page) is the only one; it appears in both
+               within about six minutes, once 20 of its dossiers have finished
   SQL          .venv/bin/python -m pipeline sql "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
   worker log   $LOG
   DVCQG intake http://127.0.0.1:${TTHC_INTAKE_PORT:-6070}/dvcqg/  (account in \$TTHC_INTAKE_ACCOUNTS_FILE; a second simulator
@@ -90,8 +93,8 @@ demo: running. Look at
 Ctrl-C stops everything.
 INFO
 # In the background and waited for: `wait` returns at once on Ctrl-C, so the trap runs.
-$PY -m pipeline simulate --rate "${DEMO_RATE:-20}" --duration "${DEMO_DURATION:-24h}" \
-  --incident "unit=$INCIDENT_UNIT,indicator=satisfaction,level=0.6" &
+$PY -m pipeline simulate --demo --rate "${DEMO_RATE:-20}" --duration "${DEMO_DURATION:-24h}" \
+  --incident "$INCIDENT" &
 SIMULATOR=$!
 if [ -n "$INTAKE" ]; then
   $PY -m pipeline simulate --format dvcqg --rate "${DEMO_DVCQG_RATE:-2}" --duration "${DEMO_DURATION:-24h}" \

@@ -49,6 +49,7 @@ from pipeline.config import PROJECT_ROOT
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.core.targets import AlertingConfig, Targets, target_text
 from pipeline.core.windows import WINDOW_NAMES_VI
+from pipeline.store.sectors import load_sectors
 
 __all__ = [
     "BOARD_UID",
@@ -145,7 +146,31 @@ def _windows_text(windows: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " và " + names[-1]
 
 
+_DURATION_UNITS = {"w": "tuần", "d": "ngày", "h": "giờ", "m": "phút", "s": "giây"}
+
+
+def duration_vi(text: str) -> str:
+    """A Prometheus duration in Vietnamese words: ``1h`` -> ``1 giờ``, ``1h30m`` -> ``1 giờ 30 phút``."""
+    parts = re.findall(r"(\d+)(ms|[wdhms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"not a Prometheus duration: {text!r}")
+    return " ".join(f"{n} {'mili giây' if u == 'ms' else _DURATION_UNITS[u]}" for n, u in parts)
+
+
 # ---------------------------------------------------------------- Go templates (alert texts)
+
+#: a ratio as Vietnamese writes it: ``98,8%`` (humanizePercentage, then a decimal comma)
+_PERCENT = ' | humanizePercentage | reReplaceAll "[.]" ","'
+
+
+def _sector_name() -> str:
+    """``$labels.sector`` as its name in deploy/sectors.csv (``Đất đai`` for ``dat_dai``)."""
+    chain = "".join(
+        f'{{{{ {"if" if i == 0 else "else if"} eq $labels.sector "{s.sector}" }}}}{s.name_vi}'
+        for i, s in enumerate(load_sectors())
+    )
+    return chain + "{{ else }}{{ $labels.sector }}{{ end }}"
+
 
 def _scope(with_code: bool) -> str:
     """The scope in words: the unit's registry name, a sector, or the province."""
@@ -154,7 +179,7 @@ def _scope(with_code: bool) -> str:
         '{{ if ne $labels.unit "all" }}'
         '{{ with printf "tthc_unit_info{unit=%q}" $labels.unit | query }}{{ . | first | label "name" }}'
         "{{ else }}{{ $labels.unit }}{{ end }}" + code +
-        '{{ else if ne $labels.sector "all" }}Lĩnh vực {{ $labels.sector }} (toàn tỉnh)'
+        '{{ else if ne $labels.sector "all" }}Lĩnh vực ' + _sector_name() + ' (toàn tỉnh)'
         "{{ else }}Toàn tỉnh{{ end }}"
     )
 
@@ -171,7 +196,7 @@ def _ratio_in(window: str) -> str:
     return (
         '{{ with printf "tthc:indicator_ratio:by_scope{indicator=%q,unit=%q,sector=%q,window=%q}" '
         f'$labels.indicator $labels.unit $labels.sector "{window}" | query }}}}'
-        "{{ . | first | value | humanizePercentage }}{{ else }}không có số liệu{{ end }}"
+        "{{ . | first | value" + _PERCENT + " }}{{ else }}không có số liệu{{ end }}"
     )
 
 
@@ -215,7 +240,7 @@ def _recording_rules(targets: Targets) -> list[dict[str, Any]]:
                 "labels": {"indicator": objective.indicator, "target": target_text(objective.op, objective.value)},
             }
         )
-    for name in ("open_cases", "overdue_open_cases", "overdue_without_apology_cases"):
+    for name in ("open_cases", "overdue_open_cases", "overdue_without_apology_cases", "due_soon_open_cases"):
         rules.append({"record": f"tthc:{name}:by_unit", "expr": f"sum by (unit) (tthc_{name})"})
     return rules
 
@@ -236,7 +261,7 @@ def _indicator_alerts(targets: Targets, cfg: AlertingConfig, options: RuleOption
                     f'tthc:indicator_below_target:by_scope{{window="{window}"}}\n'
                 )
             name_vi = NAMES_VI[indicator]
-            values = [f"{{{{ $value | humanizePercentage }}}} trong {WINDOW_NAMES_VI[first]}"]
+            values = [f"{{{{ $value{_PERCENT} }}}} trong {WINDOW_NAMES_VI[first]}"]
             values += [f"{_ratio_in(w)} trong {WINDOW_NAMES_VI[w]}" for w in others]
             alerts.append(
                 _alert(
@@ -275,7 +300,25 @@ def _case_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) -> lis
                 "summary": f"{_UNIT_NAME}: hồ sơ quá hạn chưa có phiếu xin lỗi",
                 "description": (
                     f"{_UNIT_NAME} ({{{{ $labels.unit }}}}) có {{{{ $value }}}} hồ sơ đang xử lý đã quá hạn "
-                    f"mà chưa có phiếu xin lỗi (kéo dài hơn {cfg.overdue_without_apology_for})."
+                    f"mà chưa có phiếu xin lỗi (kéo dài hơn {duration_vi(cfg.overdue_without_apology_for)})."
+                ),
+                "dashboard": _board(grafana),
+            },
+        ),
+        _alert(
+            "TthcDueSoon",
+            f"tthc:due_soon_open_cases:by_unit >= {cfg.due_soon}\n",
+            cfg.due_soon_for,
+            None,
+            options,
+            labels={"severity": "ticket"},
+            annotations={
+                "unit_name": _UNIT_NAME,
+                "summary": f"{_UNIT_NAME}: hồ sơ sắp trễ hạn",
+                "description": (
+                    f"{_UNIT_NAME} ({{{{ $labels.unit }}}}) có {{{{ $value }}}} hồ sơ đang xử lý sẽ đến hạn giải quyết "
+                    "trước khi hết ngày làm việc tiếp theo. Xử lý ngay để không bị trễ hạn "
+                    "(danh sách ở bảng chi tiết đơn vị)."
                 ),
                 "dashboard": _board(grafana),
             },
@@ -296,7 +339,7 @@ def _case_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) -> lis
                 "summary": f"{_UNIT_NAME}: số hồ sơ quá hạn đang tăng",
                 "description": (
                     f"{_UNIT_NAME} ({{{{ $labels.unit }}}}): số hồ sơ quá hạn đang xử lý tăng thêm "
-                    f"{{{{ $value }}}} so với {cfg.overdue_rise_over} trước "
+                    f"{{{{ $value }}}} so với {duration_vi(cfg.overdue_rise_over)} trước "
                     f"(ngưỡng: tăng từ {cfg.overdue_rise} hồ sơ)."
                 ),
                 "dashboard": _board(grafana),
@@ -320,7 +363,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
                 "summary": "Worker {{ $labels.instance }} không phản hồi",
                 "description": (
                     "Prometheus không lấy được số liệu từ worker {{ $labels.instance }} "
-                    f"(up = 0 hơn {cfg.worker_down_for}). Các chỉ số không còn được cập nhật; "
+                    f"(up = 0 hơn {duration_vi(cfg.worker_down_for)}). Các chỉ số không còn được cập nhật; "
                     "cảnh báo chỉ số bị tạm chặn cho tới khi worker hoạt động lại."
                 ),
                 "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
@@ -336,7 +379,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
             annotations={
                 "summary": "Không có worker nào được Prometheus theo dõi",
                 "description": (
-                    f"Không có chuỗi up{{{job}}} hơn {cfg.worker_down_for}: "
+                    f"Không có chuỗi up{{{job}}} hơn {duration_vi(cfg.worker_down_for)}: "
                     "cấu hình Prometheus thiếu worker, hoặc không có worker nào chạy."
                 ),
                 "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
@@ -357,7 +400,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
                 "summary": "Worker {{ $labels.instance }} ngừng xử lý trong khi còn sự kiện chờ",
                 "description": (
                     "Còn {{ $value }} sự kiện chờ trong hàng đợi đầu vào nhưng worker "
-                    f"{{{{ $labels.instance }}}} không xử lý sự kiện nào (hơn {cfg.stalled_for}). "
+                    f"{{{{ $labels.instance }}}} không xử lý sự kiện nào (hơn {duration_vi(cfg.stalled_for)}). "
                     "Cảnh báo chỉ số bị tạm chặn."
                 ),
                 "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
@@ -374,7 +417,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
                 "summary": "Nhiều sự kiện không hợp lệ (lý do {{ $labels.reason }})",
                 "description": (
                     "{{ $value | printf \"%.0f\" }} sự kiện bị từ chối với lý do {{ $labels.reason }} "
-                    f"trong {cfg.invalid_spike_over} (ngưỡng {cfg.invalid_spike}). "
+                    f"trong {duration_vi(cfg.invalid_spike_over)} (ngưỡng {cfg.invalid_spike}). "
                     "Xem bảng invalid_events và hàng đợi thư lỗi (DLQ)."
                 ),
                 "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
@@ -391,7 +434,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
                 "summary": "Ghi ClickHouse thất bại ở worker {{ $labels.instance }}",
                 "description": (
                     "Worker {{ $labels.instance }} ghi ClickHouse thất bại liên tục "
-                    f"(hơn {cfg.write_errors_for}); sự kiện chưa được xác nhận và sẽ được ghi lại khi "
+                    f"(hơn {duration_vi(cfg.write_errors_for)}); sự kiện chưa được xác nhận và sẽ được ghi lại khi "
                     "ClickHouse hoạt động trở lại. Cảnh báo chỉ số bị tạm chặn."
                 ),
                 "dashboard": f"{grafana}/d/{OPERATIONS_BOARD_UID}",
@@ -411,7 +454,7 @@ def _pipeline_alerts(cfg: AlertingConfig, options: RuleOptions, grafana: str) ->
             annotations={
                 "summary": "Đồng hồ T của worker {{ $labels.instance }} không tiến",
                 "description": (
-                    f"tthc_clock_seconds không đổi trong {cfg.clock_stalled_over} dù worker vẫn nhận sự kiện: "
+                    f"tthc_clock_seconds không đổi trong {duration_vi(cfg.clock_stalled_over)} dù worker vẫn nhận sự kiện: "
                     "các cửa sổ chỉ số không trượt, số liệu và cảnh báo bị đóng băng. "
                     "Cảnh báo chỉ số bị tạm chặn."
                 ),

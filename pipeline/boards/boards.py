@@ -50,7 +50,9 @@ from pipeline.boards.queries import (
 )
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.store.volume import volume_sql_for_range
+from pipeline.contract.localtime import WorkCalendar
 from pipeline.core.targets import Targets, target_text
+from pipeline.calendar_file import load_calendar
 
 PERCENT = "percentunit"
 #: indicators without sector scopes: feedback has no sector (docs/indicators.md, "Scopes")
@@ -166,7 +168,7 @@ def overview(targets: Targets) -> Dashboard:
     board = _board(
         "Tổng quan tỉnh",
         OVERVIEW_UID,
-        "Mười hai chỉ số giải quyết thủ tục hành chính toàn tỉnh so với chỉ tiêu, đơn vị dưới chỉ tiêu, "
+        f"{len(INDICATORS)} chỉ số giải quyết thủ tục hành chính toàn tỉnh so với chỉ tiêu, đơn vị dưới chỉ tiêu, "
         "xếp hạng đơn vị và hồ sơ quá hạn. Nhấn vào một đơn vị để xem chi tiết.",
     ).with_variable(window_variable())
     board = _links_to_others(board, OVERVIEW_UID)
@@ -190,7 +192,7 @@ def overview(targets: Targets) -> Dashboard:
     for title, metric, description, thresholds in (
         ("Hồ sơ đang xử lý", "tthc_open_cases", "Hồ sơ đã tiếp nhận, chưa có kết quả, chưa bị từ chối.", neutral_thresholds()),
         ("Hồ sơ quá hạn", "tthc_overdue_open_cases", "Hồ sơ đang xử lý đã quá hạn giải quyết (tính cả thời gian tạm dừng).", count_thresholds()),
-        ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi công dân.", count_thresholds()),
+        ("Quá hạn chưa có phiếu xin lỗi", "tthc_overdue_without_apology_cases", "Hồ sơ quá hạn mà đơn vị chưa gửi phiếu xin lỗi tổ chức, cá nhân.", count_thresholds()),
     ):
         board = board.with_panel(_count(_panel(
             Stat, ids, title, description + " Toàn tỉnh, tại thời điểm hiện tại.",
@@ -338,6 +340,34 @@ LATE_CASES_SQL = """
     LIMIT 500
 """
 
+def due_soon_sql(calendar: WorkCalendar) -> str:
+    """The unit's open dossiers falling due by the end of the next working day ("sắp trễ"),
+    not yet overdue, soonest first, as of the end of the board's time range (now by default). The working days are deploy/holidays.csv's, written into
+    the query when the boards are generated (weekends off, listed holidays off, listed
+    Saturdays worked); the effective due is the one of the dossier's last change."""
+    holidays = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(calendar.holidays)) or ""
+    worked = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(calendar.working_saturdays)) or ""
+    next_working_day = (
+        "arrayFirst(d -> has(CAST([" + worked + "] AS Array(Date)), d) OR (toDayOfWeek(d) <= 5 AND NOT has(CAST(["
+        + holidays + "] AS Array(Date)), d)), arrayMap(i -> toDate($__toTime, 'Asia/Ho_Chi_Minh') + i, range(1, 31)))"
+    )
+    return f"""
+    SELECT c.case_id AS ma_ho_so,
+           c.sector AS linh_vuc,
+           c.procedure_code AS thu_tuc,
+           c.received_at AS tiep_nhan,
+           c.effective_due AS han_giai_quyet,
+           if(c.has_apology, 'Đã có phiếu xin lỗi', 'Chưa có phiếu xin lỗi') AS phieu_xin_loi
+    FROM cases AS c FINAL
+    WHERE c.unit_id = ${{unit:sqlstring}}
+      AND c.status = 'open' AND NOT c.overdue
+      AND c.effective_due >= $__toTime
+      AND c.effective_due < toDateTime64({next_working_day} + 1, 6, 'Asia/Ho_Chi_Minh')
+    ORDER BY c.effective_due
+    LIMIT 500
+"""
+
+
 APOLOGY_STATUS_SQL = """
     SELECT if(c.has_apology, 'Đã có phiếu xin lỗi', 'Chưa có phiếu xin lỗi') AS phieu_xin_loi,
            countIf(c.status = 'open') AS dang_qua_han,
@@ -437,6 +467,13 @@ def unit_drilldown(targets: Targets) -> Dashboard:
         "Hồ sơ của đơn vị đã giải quyết trễ hạn hoặc đang quá hạn, có hạn giải quyết trong khoảng thời gian đã chọn; "
         "hồ sơ chưa có phiếu xin lỗi ở trên. Tình trạng quá hạn là tại lần thay đổi cuối của hồ sơ.",
         ClickHouseQuery(LATE_CASES_SQL), span=16, height=10, datasource=CLICKHOUSE,
+    ))
+    board = board.with_panel(_panel(
+        Table, ids, "Hồ sơ sắp trễ hạn (đến hết ngày làm việc tiếp theo)",
+        "Hồ sơ đang xử lý của đơn vị chưa quá hạn nhưng đến hạn giải quyết trước khi hết ngày làm việc tiếp theo "
+        "(theo lịch nghỉ lễ của tỉnh), hạn sớm nhất ở trên: cần xử lý ngay để không bị trễ hạn. Hạn giải quyết "
+        "là tại lần thay đổi cuối của hồ sơ; số lượng theo thời gian thực ở chỉ số tthc_due_soon_open_cases.",
+        ClickHouseQuery(due_soon_sql(load_calendar())), span=24, height=10, datasource=CLICKHOUSE,
     ))
     board = board.with_panel(_panel(
         TimeSeries, ids, "Lịch sử tỷ lệ các chỉ số (ảnh chụp định kỳ)",

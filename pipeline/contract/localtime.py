@@ -10,6 +10,7 @@ only the standard library, so the contract and the adapters may import it too.
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -26,6 +27,8 @@ __all__ = [
     "local_midnight_us",
     "days_us",
     "WorkCalendar",
+    "end_of_next_working_day_us",
+    "next_working_day",
 ]
 
 US = 1_000_000  # microseconds in a second
@@ -70,6 +73,19 @@ def local_midnight_us(d: _dt.date) -> int:
     return (d.toordinal() - EPOCH_ORDINAL) * DAY_US - LOCAL_OFFSET_US
 
 
+_WARNED_YEARS: set[int] = set()
+
+
+def _warn_missing_year(year: int, source: str) -> None:
+    """Log once per year that the holidays of ``year`` are unknown (weekends only are off)."""
+    if year not in _WARNED_YEARS:
+        _WARNED_YEARS.add(year)
+        logging.getLogger("pipeline.calendar").warning(
+            "%s lists no public holidays for %d: working days of %d count weekends only as days off; "
+            "add the year's announced holidays", source or "the holidays file", year, year,
+        )
+
+
 @dataclass(frozen=True)
 class WorkCalendar:
     """Working days: Monday to Friday, except the listed holidays, plus the listed weekend
@@ -79,8 +95,19 @@ class WorkCalendar:
     holidays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekdays off
     working_saturdays: frozenset[_dt.date] = field(default_factory=frozenset)  # weekend days worked
     names: dict[_dt.date, str] = field(default_factory=dict, compare=False)
+    #: the years whose holidays are listed (read from the file); empty: a weekends-only calendar
+    #: (tests, no file). A day of another year is judged on weekends only, with one warning per
+    #: year logged (``covers`` lets a caller refuse instead, as the history simulator does)
+    years: frozenset[int] = field(default_factory=frozenset)
+    source: str = field(default="", compare=False)  # where the holidays came from, for messages
+
+    def covers(self, year: int) -> bool:
+        """True when the calendar knows ``year``'s holidays (or is weekends-only by design)."""
+        return not self.years or year in self.years
 
     def is_working_day(self, day: _dt.date) -> bool:
+        if self.years and day.year not in self.years:
+            _warn_missing_year(day.year, self.source)
         if day in self.working_saturdays:
             return True
         return day.weekday() < 5 and day not in self.holidays
@@ -93,3 +120,20 @@ class WorkCalendar:
             if self.is_working_day(day):
                 out.append(day)
         return out
+
+
+def next_working_day(calendar: WorkCalendar, day: _dt.date) -> _dt.date:
+    """The first working day of ``calendar`` after ``day``."""
+    d = day + _dt.timedelta(days=1)
+    for _ in range(400):
+        if calendar.is_working_day(d):
+            return d
+        d += _dt.timedelta(days=1)
+    raise ValueError(f"no working day within 400 days after {day}")
+
+
+def end_of_next_working_day_us(now_us: int, calendar: WorkCalendar) -> int:
+    """Local midnight at the end of the first working day after the local date of
+    ``now_us``: the horizon of "sắp trễ" (due by the end of the next working day), for the
+    live gauge, the unit board's list and the report alike."""
+    return local_midnight_us(next_working_day(calendar, local_date(now_us)) + _dt.timedelta(days=1))

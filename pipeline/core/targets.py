@@ -79,6 +79,10 @@ class AlertingConfig:
     overdue_rise: int = 5
     overdue_rise_over: str = "24h"
     overdue_rise_for: str = "1h"
+    #: a unit with at least this many open dossiers falling due by the end of the next working day
+    #: (sắp trễ), this long: a ticket, so staff act before they are late
+    due_soon: int = 1
+    due_soon_for: str = "15m"
     #: the worker's scrape failing (up == 0) or its target missing
     worker_down_for: str = "2m"
     #: input waiting (consumer lag > 0) while nothing is processed
@@ -270,9 +274,10 @@ OP_TEXT = {">": ">", ">=": "≥", "=": "="}
 
 
 def target_text(op: str, value: Fraction | float) -> str:
-    """``≥ 95%``, ``> 60%``, ``= 100%``, ``≥ 85.5%``: a target as the alert texts and the
-    boards print it (exact: a float target is read as the decimal it was written as)."""
+    """``≥ 95%``, ``> 60%``, ``= 100%``, ``≥ 85,5%``: a target as the alert texts and the
+    boards print it, decimal comma as Vietnamese writes it (exact: a float target is read
+    as the decimal it was written as)."""
     exact = value if isinstance(value, Fraction) else Fraction(str(value))
     percent = format(Decimal(exact.numerator * 100) / Decimal(exact.denominator), "f")
     percent = percent.rstrip("0").rstrip(".") if "." in percent else percent
-    return f"{OP_TEXT[op]} {percent}%"
+    return f"{OP_TEXT[op]} {percent.replace('.', ',')}%"

@@ -29,6 +29,7 @@ from typing import Iterable, Iterator, Mapping, NamedTuple
 from sortedcontainers import SortedDict, SortedList
 
 from pipeline.core.cases import UNKNOWN_SECTOR, OpenCase
+from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number
 from pipeline.core.outcomes import Outcome
 from pipeline.core.targets import Targets
 from pipeline.core.windows import ROLLING_US, WINDOWS, local_month_index
@@ -276,6 +277,8 @@ class OpenCaseCounts:
     open: int = 0
     overdue: int = 0
     overdue_without_apology: int = 0
+    #: "sắp trễ": open, not overdue, falling due by the end of the next working day
+    due_soon: int = 0
 
 
 def _sorted(lists: dict, key) -> SortedList:
@@ -292,10 +295,14 @@ class OpenCaseIndex:
 
     A case is overdue at T when its threshold (``OpenCase.overdue_after_us``) is
     before T; cases that cannot be overdue now (no due date, or paused after their
-    due) have no threshold.
+    due) have no threshold. A case is *due soon* (sắp trễ) at T when its threshold is
+    at or after T and before the end of the next working day of ``calendar`` (weekends
+    and the listed holidays off; without a calendar, weekends only).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, calendar: WorkCalendar | None = None) -> None:
+        self.calendar = calendar if calendar is not None else WorkCalendar()
+        self._horizon: tuple[int, int] = (-1, 0)  # (local day number of T, its horizon)
         self._cases: dict[str, OpenCase] = {}
         self._open: dict[str, int] = {}
         self._thresholds: dict[str, SortedList] = {}  # unit -> thresholds
@@ -346,18 +353,28 @@ class OpenCaseIndex:
             self._apology[scope].remove(NEVER if hit is None else hit)
 
     def counts(self, now_us: int, units: Iterable[str] = ()) -> dict[str, OpenCaseCounts]:
-        """Open, overdue and overdue-without-apology cases per unit at ``now_us``:
+        """Open, overdue, overdue-without-apology and due-soon cases per unit at ``now_us``:
         every unit with an open case, and every unit of ``units`` (zeros)."""
+        horizon = self.due_soon_horizon_us(now_us)
         result = {}
         for unit in sorted(set(units).union(u for u, n in self._open.items() if n)):
             thresholds = self._thresholds.get(unit)
             no_apology = self._no_apology.get(unit)
+            overdue = thresholds.bisect_left(now_us) if thresholds else 0
             result[unit] = OpenCaseCounts(
                 open=self._open.get(unit, 0),
-                overdue=thresholds.bisect_left(now_us) if thresholds else 0,
+                overdue=overdue,
                 overdue_without_apology=no_apology.bisect_left(now_us) if no_apology else 0,
+                due_soon=thresholds.bisect_left(horizon) - overdue if thresholds else 0,
             )
         return result
+
+    def due_soon_horizon_us(self, now_us: int) -> int:
+        """The end of the next working day after ``now_us``'s local date (once per day)."""
+        day = local_day_number(now_us)
+        if self._horizon[0] != day:
+            self._horizon = (day, end_of_next_working_day_us(now_us, self.calendar))
+        return self._horizon[1]
 
     def on_time_766(self, now_us: int) -> dict[tuple[str, str, str], tuple[int, int]]:
         """Per ``on_time_766`` scope: (open cases not late at ``now_us``, open cases).

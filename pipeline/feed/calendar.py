@@ -4,7 +4,8 @@
 Office hours (giờ hành chính): 07:30–11:30 and 13:00–17:00 local time (8 hours with a
 lunch break), Monday to Friday, except the public holidays of ``deploy/holidays.csv``,
 which also lists the Saturdays worked in exchange for a bridging day (``working_day``).
-Years the file does not cover have weekends only.
+A year the file does not list is judged on weekends only with one logged warning per year;
+the history simulator refuses it (``WorkCalendar.covers``).
 """
 
 from __future__ import annotations

@@ -22,12 +22,15 @@ Time is modelled as *working seconds* from the receipt (a working day is 8 hours
   otherwise ``early`` (a calendar-date comparison) could never be hit within minutes.
 
 Per case the generator draws an outcome class (early / on the due date / late) from
-the unit's profile, then the events: ``received`` (channel mix ≈55 % online — of
-which ≈60 % fully online — 40 % direct, 5 % postal; due 3–15 working days), maybe a
+the unit's profile and the sector, then the events: ``received`` (online at the unit's
+profile rate, ≈86–94 % at a department, × :data:`LOCAL_ONLINE_FACTOR` (≈79–86 %) at a
+commune's or district's desk; the rest ≈90 % direct, ≈10 % postal; due 3–15 working days), maybe a
 supplement request (≈15 %, rarely twice, sometimes never answered), fee payments
 (≈60 % of cases; ≈75 % online), the finish (``resolved``; a few cases ``withdrawn``
-or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), an apology
-before the finish for most late cases (some only after the finish), the result
+or ``stopped``; ≈3 % have no ``resolved`` so the return is the finish), for a late
+case an apology at least one working day before the due at a unit meeting its apology
+target (:data:`APOLOGY_LEAD_DAYS`; a weak unit's misses: after the due, only after the
+finish, or none), the result
 return (mostly electronic), ratings (mostly 4–5); ≈3 % are rejected (some without
 any ``received``), ≈0.2 % never finish (stuck, overdue), ≈4 % are transferred (later
 processing events then come from the receiving unit). Feedback items (phản ánh, kiến nghị) are generated separately.
@@ -40,7 +43,10 @@ indicator to ``level``: ``satisfaction`` ratings ≥ 4; ``on_time`` cases on tim
 ``online_payment`` online payments; ``full_online`` fully-online dossiers (the others
 direct); ``remote`` online dossiers; ``e_result`` electronic returns;
 ``digitized``/``data_reuse``/``vneid_auth`` the received's flag; ``apology_coverage``
-late cases with an apology before the finish; ``feedback_on_time`` answers on time.
+late cases with an apology at least one working day before the due; ``feedback_on_time``
+answers on time. Sector effects (land, construction, investment later and less satisfied:
+:data:`SECTOR_LATE_FACTOR`, :data:`SECTOR_SATISFACTION_DROP`) apply to profiles, not to
+incidents.
 """
 
 from __future__ import annotations
@@ -117,6 +123,28 @@ _BASELINE: dict[str, tuple[float, float, float, float]] = {
     "feedback_on_time": (1.0, 1.0, 0.8, 0.95),
 }
 WEAK_SHARE = 0.03
+#: "realistic" (default: weak spots, sector effects) or "clean" (the demo: see LifecycleGenerator)
+BASELINES = ("realistic", "clean")
+#: the clean baseline's probabilities (1.0 for the others): every target met even at the minimum
+#: volume, where one late dossier of 20 already fails "> 95 %"; a rating below 4 now and then
+_CLEAN: dict[str, float] = {"early_given_on_time": 0.88, "satisfaction": 0.998}
+
+#: Sector effects (before incidents): land, construction and investment dossiers are late more
+#: often (their late share × the factor, their early share × EARLY_FACTOR) and less satisfied
+#: (their satisfaction − the drop: about 94–96 % at a good unit), so the sectors' own 85 % target
+#: (deploy/targets.toml) is what they are judged against, and a department that handles mostly
+#: land still meets the unit's 95 % (e.g. Sở Nông nghiệp và Môi trường: 60 % land, −2.4 points).
+SECTOR_LATE_FACTOR: dict[str, float] = {"dat_dai": 3.0, "xay_dung": 2.5, "dau_tu": 2.0}
+SECTOR_EARLY_FACTOR = 0.8
+SECTOR_SATISFACTION_DROP: dict[str, float] = {"dat_dai": 0.04, "xay_dung": 0.035, "dau_tu": 0.03}
+#: Online filing at the communes' and districts' desks is less common than at the departments
+#: (certification and civil status are mostly done in person): the unit's online share × this.
+LOCAL_ONLINE_FACTOR = 0.92
+#: An apology (phiếu xin lỗi) counts when dated at least one working day before the effective
+#: due (Decree 61/2018 art. 19 as the project reads it); a unit that meets its apology target
+#: issues it this many working days before the due (drawn uniformly), or at the receipt when
+#: the dossier is younger than that.
+APOLOGY_LEAD_DAYS: tuple[float, float] = (1.2, 3.0)
 _PROFILE_RANGES: dict[str, tuple[float, float]] = {k: (v[0], v[1]) for k, v in _BASELINE.items()}
 
 _AMOUNTS = (10_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 500_000, 1_000_000)
@@ -309,8 +337,8 @@ class CompressedClock:
 class LifecycleGenerator:
     """Draws dossier and feedback lifecycles; deterministic given ``rng``.
 
-    ``units``: unit ids to attribute cases to (the first one, the service centre in
-    the registry, gets a larger share). ``new_id``: event id factory (default: a UUID
+    ``units``: unit ids to attribute cases to (the incidents' units, else the first one,
+    the service centre in the registry, get a triple share). ``new_id``: event id factory (default: a UUID
     drawn from ``rng``).
     """
 
@@ -324,8 +352,18 @@ class LifecycleGenerator:
         new_id: Callable[[], str] | None = None,
         province: Province | None = None,
         weak_share: float = WEAK_SHARE,
+        baseline: str = "realistic",
     ) -> None:
+        if baseline not in BASELINES:
+            raise ValueError(f"baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
         self._restricted = bool(units)  # an explicit unit list: dossiers go only to those
+        # "clean" (the demo): no weak spot, every unit at the values of _CLEAN, no sector effect, no lower
+        # online share at local desks, no dossier stuck open, so that within minutes only an incident
+        # falls below a target, even at the small volumes (20 and up) at which a target starts to count
+        clean = baseline == "clean"
+        self.sector_effects = not clean
+        if clean:
+            weak_share = 0.0
         if province is not None and not units:
             units = list(dict.fromkeys(province.unit_ids))
         if not units:
@@ -341,13 +379,18 @@ class LifecycleGenerator:
             profile = {}
             for k, (lo, hi, weak_lo, weak_hi) in _BASELINE.items():
                 weak = rng.random() < weak_share
-                profile[k] = rng.uniform(weak_lo, weak_hi) if weak else rng.uniform(lo, hi)
+                profile[k] = rng.uniform(weak_lo, weak_hi) if weak else (
+                    _CLEAN.get(k, 1.0) if clean else rng.uniform(lo, hi))
             self.profiles[unit] = profile
             weights = [0.2] * len(SECTORS)
             for index in rng.sample(range(len(SECTORS)), 3):
                 weights[index] += rng.uniform(1.0, 3.0)
             self.unit_sectors[unit] = weights
-        self.unit_weights = [3.0 if i == 0 and len(self.units) > 1 else rng.uniform(0.6, 1.4) for i in range(len(self.units))]
+        incidents = list(incidents)
+        # an explicit list (the live simulation): the units of the incidents (else the first unit, the
+        # service centre) get a triple share, so an incident shows within a short demo
+        favoured = {i.unit for i in incidents} or ({self.units[0]} if len(self.units) > 1 else set())
+        self.unit_weights = [3.0 if u in favoured else rng.uniform(0.6, 1.4) for u in self.units]
         self.overrides: dict[tuple[str, str], float] = {}
         for incident in incidents:
             self.overrides[(incident.unit, incident.indicator)] = float(incident.level)
@@ -361,23 +404,36 @@ class LifecycleGenerator:
             self.profiles[unit] = profile
         return profile
 
-    def probability(self, unit: str, indicator: str) -> float:
-        """The unit's hit probability for ``indicator`` (incidents applied)."""
+    def probability(self, unit: str, indicator: str, sector: str | None = None) -> float:
+        """The unit's hit probability for ``indicator`` (incidents applied), in ``sector``
+        (the sector effects: :data:`SECTOR_LATE_FACTOR`, :data:`SECTOR_SATISFACTION_DROP`)."""
         override = self.overrides.get((unit, indicator))
         profile = self._profile(unit)
         if indicator == "early":
-            on_time = self.probability(unit, "on_time")
+            on_time = self.probability(unit, "on_time", sector)
             if override is not None:
                 return min(override, on_time)
-            return on_time * profile["early_given_on_time"]
+            factor = SECTOR_EARLY_FACTOR if sector in SECTOR_LATE_FACTOR and self.sector_effects else 1.0
+            return on_time * profile["early_given_on_time"] * factor
         if override is not None:
             return override
-        return profile[indicator]
+        p = profile[indicator]
+        if not self.sector_effects:
+            return p
+        if indicator == "on_time" and sector in SECTOR_LATE_FACTOR:
+            return max(0.0, 1.0 - (1.0 - p) * SECTOR_LATE_FACTOR[sector])
+        if indicator == "satisfaction" and sector in SECTOR_SATISFACTION_DROP:
+            return max(0.0, p - SECTOR_SATISFACTION_DROP[sector])
+        return p
 
     def _channel_probabilities(self, unit: str) -> tuple[float, float]:
         """(P(online), P(full | online))."""
         profile = self._profile(unit)
-        p_online = self.overrides.get((unit, "remote"), profile["remote"])
+        p_online = self.overrides.get((unit, "remote"))
+        if p_online is None:
+            local = self.sector_effects and self.province is not None and unit in self.province.by_id and \
+                self.province.by_id[unit].kind in ("commune", "district")
+            p_online = profile["remote"] * (LOCAL_ONLINE_FACTOR if local else 1.0)
         p_full = profile["full_given_online"]
         full_level = self.overrides.get((unit, "full_online"))
         if full_level is not None:  # P(online and full) = level; the dossiers lost go direct
@@ -386,8 +442,8 @@ class LifecycleGenerator:
             p_full = full_level / p_online if p_online > 0 else 0.0
         return p_online, p_full
 
-    def _hit(self, unit: str, indicator: str) -> bool:
-        return self.rng.random() < self.probability(unit, indicator)
+    def _hit(self, unit: str, indicator: str, sector: str | None = None) -> bool:
+        return self.rng.random() < self.probability(unit, indicator, sector)
 
     # ---- helpers
 
@@ -396,8 +452,7 @@ class LifecycleGenerator:
         local date, weighted by its volume; else from the fixed list."""
         if self.province is not None and t is not None and not self._restricted:
             return self.province.pick(self.rng, t.astimezone(LOCAL_TZ).date())
-        # an explicit list (the live simulation): the first unit (the service centre) gets a
-        # larger share, so an incident there shows within a short demo
+        # an explicit list (the live simulation): weighted by ``unit_weights`` (the incidents' units ×3)
         return self.rng.choices(self.units, weights=self.unit_weights)[0]
 
     def pick_sector(self, unit: str) -> str:
@@ -459,8 +514,8 @@ class LifecycleGenerator:
         days = rng.randint(3, 15)
         due_w = days * WORKDAY_SECONDS
 
-        p_on_time = self.probability(unit, "on_time")
-        p_early = self.probability(unit, "early")
+        p_on_time = self.probability(unit, "on_time", sector)
+        p_early = self.probability(unit, "early", sector)
         draw = rng.random()
         outcome = "early" if draw < p_early else ("due_day" if draw < p_on_time else "late")
         due = clock.due(t0, days, early=outcome == "early")
@@ -516,6 +571,8 @@ class LifecycleGenerator:
                 events.remove(received)  # turned away at the desk: never received
             return _sorted(events)
         ending = "withdrawn" if kind < 0.05 else "stopped" if kind < 0.06 else "stuck" if kind < 0.062 else "resolved"
+        if ending == "stuck" and not self.sector_effects:  # the clean baseline: nothing stays open past its due
+            ending = "resolved"
 
         if fields["has_fee"]:
             pay(rng.uniform(120, 4 * HOUR))
@@ -564,11 +621,23 @@ class LifecycleGenerator:
                 paused += t_resume2 - t_req2
 
         effective_due = due + paused
-        if ending == "stuck":  # never finished: stays open, overdue; sometimes an apology
-            if rng.random() < 0.4 and outcome != "early":
-                t_apology = clock.after(effective_due, rng.uniform(0, 2.0) * WORKDAY_SECONDS)
-                new_due = clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
+
+        def apology_in_time() -> datetime:  # ≥ 1 working day before the effective due (APOLOGY_LEAD_DAYS)
+            lead = rng.uniform(*APOLOGY_LEAD_DAYS) * WORKDAY_SECONDS
+            return at(max(0.02 * WORKDAY_SECONDS, due_w - lead))
+
+        def apologise(t_apology: datetime, new_due: datetime) -> None:
+            events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua",
+                                      new_due_at=format_local_time(new_due)))
+
+        if ending == "stuck":  # never finished: stays open, overdue; the unit apologises in time if it does so
+            if outcome != "early":
+                if self._hit(unit, "apology_coverage"):
+                    t_apology = apology_in_time()
+                    apologise(t_apology, clock.after(effective_due, rng.uniform(2, 5) * WORKDAY_SECONDS))
+                elif rng.random() < 0.4:  # only after the due
+                    t_apology = clock.after(effective_due, rng.uniform(0.1, 2.0) * WORKDAY_SECONDS)
+                    apologise(t_apology, clock.after(t_apology, rng.uniform(2, 5) * WORKDAY_SECONDS))
             return _sorted(events)
 
         t_finish = at(w_finish)
@@ -592,19 +661,18 @@ class LifecycleGenerator:
             returned = True
 
         if outcome == "late":
-            if self._hit(unit, "apology_coverage"):
-                # apology_coverage v1.2: at least one working day before the due (issue 24;
-                # the simulator's own rework may refine this)
-                lo = max(due_w - 3 * WORKDAY_SECONDS, 0.5 * due_w)
-                t_apology = at(rng.uniform(lo, due_w - 1.05 * WORKDAY_SECONDS))
-                if t_apology >= t_finish:
-                    t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
-                new_due = clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
-            elif returned and has_resolved and rng.random() < 0.4:  # apology only after the finish
-                t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
-                new_due = clock.after(t_return, 0.5 * WORKDAY_SECONDS)
-                events.append(self._event("apology_issued", case_id, handler, t_apology, "mot-cua", new_due_at=format_local_time(new_due)))
+            if self._hit(unit, "apology_coverage"):  # in time: ≥ 1 working day before the due
+                apologise(apology_in_time(), clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS))
+            else:
+                miss = rng.random()
+                if miss < 0.15 and t_finish > effective_due:  # late: after the due, before the finish
+                    t_apology = clock.align(effective_due + (t_finish - effective_due) * rng.uniform(0.1, 0.9))
+                    if t_apology >= t_finish:
+                        t_apology = clock.back(t_finish - min(timedelta(minutes=10), (t_finish - t0) / 10))
+                    apologise(t_apology, clock.after(t_finish, rng.uniform(0.5, 3.0) * WORKDAY_SECONDS))
+                elif miss < 0.5 and returned and has_resolved:  # only after the finish
+                    t_apology = clock.after(t_finish, rng.uniform(0.1, 0.9) * return_after)
+                    apologise(t_apology, clock.after(t_return, 0.5 * WORKDAY_SECONDS))
 
         if not returned:
             return _sorted(events)
@@ -616,14 +684,14 @@ class LifecycleGenerator:
         )
         if rng.random() < 0.55:
             t_rated = clock.after(t_return, rng.uniform(0, 0.5) * WORKDAY_SECONDS)
-            events.append(self._rating(case_id, handler, unit, t_rated))
+            events.append(self._rating(case_id, handler, unit, t_rated, sector))
             if rng.random() < 0.03:
-                events.append(self._rating(case_id, handler, unit, clock.after(t_rated, rng.uniform(0.5, 3) * WORKDAY_SECONDS)))
+                events.append(self._rating(case_id, handler, unit, clock.after(t_rated, rng.uniform(0.5, 3) * WORKDAY_SECONDS), sector))
         return _sorted(events)
 
-    def _rating(self, case_id: str, handler: str, owner: str, t: datetime) -> dict:
+    def _rating(self, case_id: str, handler: str, owner: str, t: datetime, sector: str | None = None) -> dict:
         rng = self.rng
-        if self._hit(owner, "satisfaction"):
+        if self._hit(owner, "satisfaction", sector):
             rating = 5 if rng.random() < 0.65 else 4
         else:
             rating = rng.choices((3, 2, 1), weights=(0.55, 0.3, 0.15))[0]

@@ -4,20 +4,34 @@ each receives, in which sectors.
 Built from the checked units registry (``deploy/units.csv`` via
 :func:`pipeline.store.units.load_units`). Volumes follow population:
 
-* commune-level units (phường, xã; before 1 July 2025 the district-level units, which
-  held the local one-stop desks of the registry) receive :data:`LOCAL_RATE` dossiers per
-  resident per year;
+* local desks receive :data:`LOCAL_RATE` dossiers per resident per year: from 1 July
+  2025 the communes and wards; before, the district-level units (thành phố, thị xã,
+  huyện: :data:`DISTRICT_LEVEL_SHARE` of the local volume, the procedures of district
+  level) and their communes, wards and towns (the rest);
 * the provincial level (departments and the service centre) receives
   :data:`PROVINCIAL_RATE` per resident of the province in force, split by
   :data:`DEPARTMENT_SHARES`.
 
 Together about 0.28 dossiers per resident per year: a province of 3.6 million people
-handles about a million dossiers a year. Populations: the registry's figure where
-published; otherwise a commune gets an equal share of what the published figures leave
-of :data:`PROVINCE_POPULATION`, and a district the sum of its successor communes.
+handles about a million dossiers a year.
+
+Populations (:func:`estimate_populations`): the registry's figure where published.
+Elsewhere an estimate, never an equal share of the province: a commune of the new
+province counts its predecessors (the units of before 1 July 2025 naming it as a
+successor, a unit split between n successors counting 1/n for each), and each
+predecessor the average resident count per predecessor of the published figures of the
+same former district (a published district total counts too: Bắc Giang city), else of
+the same former province; the estimates are then scaled so that the whole province has
+:data:`PROVINCE_POPULATION` residents (the published figures are kept as they are). A
+unit of before 1 July 2025 gets its share of its successors' population (a commune:
+1/weight of each successor's; a district: its published figure, else the sum of its
+communes'). So a mountain district (Sơn Động, 17 small communes with published figures)
+is far smaller than a lowland one (Hiệp Hòa, 25 communes without).
+
 Sectors are drawn from the mix of the unit's kind (:data:`LOCAL_SECTORS`,
-:data:`DISTRICT_SECTORS`) or of its department (:data:`DEPARTMENT_SECTORS`, keyed by
-the code without the ``BG_`` prefix of the former Bắc Giang units).
+:data:`DISTRICT_SECTORS`, :data:`COMMUNE_BEFORE_MERGER_SECTORS`) or of its department
+(:data:`DEPARTMENT_SECTORS`, keyed by the code without the ``BG_``/``BN_`` prefix of
+the former provinces' units).
 """
 
 from __future__ import annotations
@@ -34,12 +48,17 @@ __all__ = [
     "LOCAL_RATE",
     "PROVINCIAL_RATE",
     "WORKING_DAYS_PER_YEAR",
+    "DISTRICT_LEVEL_SHARE",
+    "estimate_populations",
 ]
 
 PROVINCE_POPULATION = 3_600_000  # the new Bắc Ninh province, about 3.6 million residents (issue 9)
 LOCAL_RATE = 0.20  # dossiers per resident per year at the commune/district desks
 PROVINCIAL_RATE = 0.08  # dossiers per resident per year at the provincial level
 WORKING_DAYS_PER_YEAR = 250  # 2025: 261 weekdays − 12 weekdays off + 1 make-up Saturday
+#: before 1 July 2025, the share of the local volume received at the district-level desks (land,
+#: business registration, construction permits ...); the communes' desks received the rest
+DISTRICT_LEVEL_SHARE = 0.45
 
 LOCAL_SECTORS: dict[str, float] = {
     "chung_thuc": 0.34, "ho_tich": 0.28, "dat_dai": 0.14, "lao_dong": 0.08, "kinh_doanh": 0.05,
@@ -48,6 +67,11 @@ LOCAL_SECTORS: dict[str, float] = {
 DISTRICT_SECTORS: dict[str, float] = {
     "dat_dai": 0.30, "chung_thuc": 0.18, "ho_tich": 0.14, "kinh_doanh": 0.12, "xay_dung": 0.08,
     "lao_dong": 0.08, "giao_duc": 0.04, "y_te": 0.03, "moi_truong": 0.03,
+}
+#: a commune, ward or town of before 1 July 2025 (the district-level procedures were the district's)
+COMMUNE_BEFORE_MERGER_SECTORS: dict[str, float] = {
+    "chung_thuc": 0.42, "ho_tich": 0.34, "lao_dong": 0.08, "dat_dai": 0.06, "nong_nghiep": 0.04,
+    "van_hoa": 0.03, "giao_duc": 0.03,
 }
 DEPARTMENT_SECTORS: dict[str, dict[str, float]] = {
     "TTPVHCC": {"dau_tu": 0.3, "kinh_doanh": 0.3, "tu_phap": 0.2, "xay_dung": 0.2},
@@ -71,11 +95,11 @@ DEPARTMENT_SECTORS: dict[str, dict[str, float]] = {
     "SO_TTTT": {"thong_tin": 1.0},
     "BAN_DT": {"dan_toc": 1.0},
 }
-#: relative share of the provincial-level volume (code without ``BG_``); unknown codes get 0.03
+#: relative share of the provincial-level volume (code without ``BG_``/``BN_``); unknown codes get 0.03
 DEPARTMENT_SHARES: dict[str, float] = {
     "TTPVHCC": 0.03, "SO_TC": 0.16, "SO_NNMT": 0.16, "SO_XD": 0.14, "SO_TP": 0.12, "SO_YT": 0.08,
     "SO_NV": 0.08, "SO_GDDT": 0.06, "SO_CT": 0.05, "SO_VHTTDL": 0.04, "SO_KHCN": 0.03, "BQL_KCN": 0.04,
-    "SO_DTTG": 0.01, "SO_KHDT": 0.10, "SO_TNMT": 0.10, "SO_NNPTNT": 0.06, "SO_GTVT": 0.07,
+    "SO_DTTG": 0.01, "TTHCC": 0.03, "SO_KHDT": 0.10, "SO_TNMT": 0.10, "SO_NNPTNT": 0.06, "SO_GTVT": 0.07,
     "SO_LDTBXH": 0.05, "SO_TTTT": 0.01, "BAN_DT": 0.01,
 }
 _PROVINCIAL_KINDS = ("department", "service_centre")
@@ -91,13 +115,87 @@ class SimUnit:
     successors: tuple[str, ...]
     population: float  # residents (published or estimated); 0 for the provincial level
     sectors: tuple[tuple[str, float], ...]
+    local_share: float = 1.0  # of LOCAL_RATE × population: district-level vs commune desks before 1 July 2025
 
     def valid_on(self, day: date) -> bool:
         return self.valid_from <= day and (self.valid_to is None or day <= self.valid_to)
 
 
 def _code(unit_id: str) -> str:
-    return unit_id[3:] if unit_id.startswith("BG_") else unit_id
+    return unit_id[3:] if unit_id.startswith(("BG_", "BN_")) else unit_id
+
+
+def _former_province(unit_id: str) -> str:
+    return unit_id[:3] if unit_id.startswith(("BG_", "BN_")) else ""
+
+
+def estimate_populations(rows: Sequence[Any]) -> dict[str, float]:
+    """Residents per commune and district, published or estimated (the module doc)."""
+    communes = [r for r in rows if r.kind == "commune"]
+    districts = {r.unit_id: r for r in rows if r.kind == "district"}
+    old = [r for r in communes if r.parent_id in districts]
+    new = [r for r in communes if r.parent_id not in districts]
+    # predecessor weight of each new commune, and the former district it mostly comes from
+    weight: dict[str, float] = {}
+    origin: dict[str, dict[str, float]] = {}
+    for r in old:
+        for s in r.successors:
+            share = 1.0 / len(r.successors)
+            weight[s] = weight.get(s, 0.0) + share
+            origin.setdefault(s, {}).setdefault(r.parent_id, 0.0)
+            origin[s][r.parent_id] += share
+    district_of = {s: max(d.items(), key=lambda kv: kv[1])[0] for s, d in origin.items()}
+    old_count: dict[str, int] = {}
+    for r in old:
+        old_count[r.parent_id] = old_count.get(r.parent_id, 0) + 1
+    # residents per predecessor where published: by former district, by former province
+    known: dict[str, list[float]] = {}  # key -> [residents, predecessors]
+
+    def add(key: str, residents: float, predecessors: float) -> None:
+        got = known.setdefault(key, [0.0, 0.0])
+        got[0] += residents
+        got[1] += predecessors
+
+    for r in new:
+        if r.population and r.unit_id in district_of:
+            d = district_of[r.unit_id]
+            add(d, r.population, weight[r.unit_id])
+            add(_former_province(d), r.population, weight[r.unit_id])
+    for d, r in districts.items():
+        if r.population and old_count.get(d):
+            add(d, r.population, old_count[d])
+            add(_former_province(d), r.population, old_count[d])
+    everywhere = [sum(v[0] for v in known.values()), sum(v[1] for v in known.values())]
+
+    def per_predecessor(unit_id: str) -> float:
+        d = district_of.get(unit_id, "")
+        for key in (d, _former_province(d)):
+            if key in known and known[key][1] > 0:
+                return known[key][0] / known[key][1]
+        return everywhere[0] / everywhere[1] if everywhere[1] else 1.0
+
+    pop: dict[str, float] = {}
+    estimated: dict[str, float] = {}
+    for r in new:
+        if r.population:
+            pop[r.unit_id] = float(r.population)
+        else:
+            estimated[r.unit_id] = weight.get(r.unit_id, 1.0) * per_predecessor(r.unit_id)
+    rest = PROVINCE_POPULATION - sum(pop.values())
+    total_estimated = sum(estimated.values())
+    scale = rest / total_estimated if total_estimated > 0 and rest > 0 else 1.0
+    for unit_id, value in estimated.items():
+        pop[unit_id] = value * scale
+    for r in old:
+        pop[r.unit_id] = float(r.population) if r.population else sum(
+            pop.get(s, 0.0) / len(r.successors) / weight[s] for s in r.successors
+        )
+    for d, r in districts.items():
+        pop[d] = float(r.population) if r.population else (
+            sum(pop[c.unit_id] for c in old if c.parent_id == d)
+            or sum(pop.get(s, 0.0) / max(len(r.successors), 1) for s in r.successors)
+        )
+    return pop
 
 
 class Province:
@@ -105,26 +203,25 @@ class Province:
 
     def __init__(self, rows: Iterable[Any]) -> None:
         rows = [r for r in rows if r.kind != "province"]
-        communes = [r for r in rows if r.kind == "commune"]
-        known = sum(r.population or 0 for r in communes)
-        unknown = [r for r in communes if not r.population]
-        share = (PROVINCE_POPULATION - known) / len(unknown) if unknown else 0.0
-        pop: dict[str, float] = {r.unit_id: float(r.population or share) for r in communes}
-        for r in rows:
-            if r.kind == "district":
-                pop[r.unit_id] = float(r.population or sum(pop.get(s, 0.0) for s in r.successors))
+        pop = estimate_populations(rows)
+        districts = {r.unit_id for r in rows if r.kind == "district"}
         self.units: list[SimUnit] = []
         for r in rows:
             code = _code(r.unit_id)
             if r.kind == "commune":
-                mix = LOCAL_SECTORS
+                mix = COMMUNE_BEFORE_MERGER_SECTORS if r.parent_id in districts else LOCAL_SECTORS
             elif r.kind == "district":
                 mix = DISTRICT_SECTORS
             else:
                 mix = DEPARTMENT_SECTORS.get(code, {"tu_phap": 1.0})
+            share = 1.0
+            if r.kind == "district":
+                share = DISTRICT_LEVEL_SHARE
+            elif r.kind == "commune" and r.parent_id in districts:
+                share = 1.0 - DISTRICT_LEVEL_SHARE
             self.units.append(
                 SimUnit(r.unit_id, r.kind, r.valid_from, r.valid_to, tuple(r.successors or ()),
-                        pop.get(r.unit_id, 0.0), tuple(mix.items()))
+                        pop.get(r.unit_id, 0.0), tuple(mix.items()), share)
             )
         self.by_id = {u.unit_id: u for u in self.units}
         self._rows: dict[str, list[SimUnit]] = {}
@@ -151,16 +248,24 @@ class Province:
         got = self._day_cache.get(day)
         if got is None:
             units = [u for u in self.units if u.valid_on(day)]
-            local_pop = sum(u.population for u in units if u.kind in _LOCAL_KINDS)
-            provincial = [u for u in units if u.kind in _PROVINCIAL_KINDS]
-            shares = {u.unit_id: DEPARTMENT_SHARES.get(_code(u.unit_id), 0.03) for u in provincial}
-            total_share = sum(shares.values()) or 1.0
+            # the provincial level serves its own province's residents (before 1 July 2025 the
+            # former Bắc Giang's departments Bắc Giang's, the former Bắc Ninh's Bắc Ninh's)
+            local_pop: dict[str, float] = {}
+            total_share: dict[str, float] = {}
+            for u in units:
+                group = _former_province(u.unit_id)
+                if u.kind in _LOCAL_KINDS:
+                    local_pop[group] = local_pop.get(group, 0.0) + u.population * u.local_share
+                elif u.kind in _PROVINCIAL_KINDS:
+                    total_share[group] = total_share.get(group, 0.0) + DEPARTMENT_SHARES.get(_code(u.unit_id), 0.03)
             rates = []
             for u in units:
                 if u.kind in _LOCAL_KINDS:
-                    rates.append(LOCAL_RATE * u.population / WORKING_DAYS_PER_YEAR)
+                    rates.append(LOCAL_RATE * u.population * u.local_share / WORKING_DAYS_PER_YEAR)
                 else:
-                    rates.append(PROVINCIAL_RATE * local_pop * shares[u.unit_id] / total_share / WORKING_DAYS_PER_YEAR)
+                    group = _former_province(u.unit_id)
+                    share = DEPARTMENT_SHARES.get(_code(u.unit_id), 0.03) / (total_share.get(group) or 1.0)
+                    rates.append(PROVINCIAL_RATE * local_pop.get(group, 0.0) * share / WORKING_DAYS_PER_YEAR)
             got = self._day_cache[day] = (units, rates)
         return got
 

@@ -40,6 +40,7 @@ from typing import Callable
 from pipeline.config import Settings, UserError
 from pipeline.core.indicators import INDICATORS
 from pipeline.feed.lifecycle import (
+    BASELINES,
     LOCAL_TZ,
     WORKDAY_SECONDS,
     CompressedClock,
@@ -59,6 +60,16 @@ from pipeline.store.units import load_units
 
 SECONDS_PER_WORKING_DAY = 20.0
 FEEDBACK_SHARE = 0.05  # of new lifecycles
+
+#: ``simulate --demo`` (``make demo``): 60 units (the service centre, the departments and the first
+#: wards of the registry), the clean baseline (every target met, even at the minimum volume) and one
+#: incident: Phường Kinh Bắc finishes only 30 % of its dossiers early (target > 60 %). Its sectors are
+#: shared by many wards, so neither they nor the province fall below a target: its page is the only one
+#: (tests/unit/test_simulation.py). Early dossiers are judged as they finish: it pages within minutes.
+DEMO_UNITS = 60
+DEMO_BASELINE = "clean"
+DEMO_INCIDENT = "unit=P_KINH_BAC,indicator=early,level=0.3"
+DEFAULT_UNITS = 12
 
 
 def parse_incident(text: str) -> Incident:
@@ -115,6 +126,7 @@ def run_simulation(
     incidents=(),
     seed: int | None = None,
     progress: bool = True,
+    baseline: str = "realistic",
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -130,6 +142,8 @@ def run_simulation(
         raise UserError(f"--duration must be positive, got {duration}")
     if units < 1:
         raise UserError(f"--units must be positive, got {units}")
+    if baseline not in BASELINES:
+        raise UserError(f"--baseline must be one of {', '.join(BASELINES)}, got {baseline!r}")
     registry = active_unit_ids(settings.units_file)
     chosen = registry[:units]
     incidents = list(incidents)
@@ -148,6 +162,7 @@ def run_simulation(
         incidents=incidents,
         new_id=lambda: str(uuid.uuid4()),
         province=load_province(settings.units_file),  # volumes and sectors of the chosen units
+        baseline=baseline,
     )
     run_tag = uuid.uuid4().hex[:6].upper()
     producer = open_producer(settings)
@@ -268,6 +283,11 @@ def write_history(
             raise UserError(f"incident unit {incident.unit!r} is not in the units registry")
     rng = random.Random(seed)
     clock = WorkingClock()
+    if not clock.calendar.covers(year):
+        raise UserError(
+            f"{clock.calendar.source or 'deploy/holidays.csv'} lists no public holidays for {year}: "
+            f"add the year's announced holidays and swapped working days before simulating it"
+        )
     generator = LifecycleGenerator(
         rng, [], clock=clock, incidents=incidents, province=province,
         new_id=lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4)),

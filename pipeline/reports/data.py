@@ -26,11 +26,11 @@ from typing import Any, Callable, Sequence
 
 from pipeline.core.apology import ApologyRule
 from pipeline.core.indicators import INDICATORS
+from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us
 from pipeline.core.registry import UnitRegistry
 from pipeline.core.score766 import Score, rank_scores, score as score_766
 from pipeline.core.windows import local_date
-from pipeline.contract.localtime import WorkCalendar
-from pipeline.reports.period import Period, _local_midnight_us
+from pipeline.reports.period import Period
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
 from pipeline.store.units import Unit
@@ -75,12 +75,12 @@ LEFT JOIN
 WHERE received_at IS NOT NULL
   AND received_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC')
   AND ({by_unit:UInt8} = 0 OR unit_id = {unit:String})
+  AND status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
   AND (
         (on_time = false
          AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
          AND finished_at <= fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
-     OR (status NOT IN ('rejected', 'feedback_open', 'feedback_answered')
-         AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
+     OR ((finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
          AND effective_due < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
   )
 ORDER BY unit_id, effective_due, case_id
@@ -273,13 +273,6 @@ def working_days_late(calendar: WorkCalendar, due_us: int | None, until: date) -
     return len(calendar.working_days(due + timedelta(days=1), until + timedelta(days=1)))
 
 
-def next_working_day(calendar: WorkCalendar, day: date) -> date:
-    d = day + timedelta(days=1)
-    while not calendar.is_working_day(d):
-        d += timedelta(days=1)
-    return d
-
-
 def late_cases(
     runner: QueryRunner,
     period: Period,
@@ -321,8 +314,7 @@ def due_soon_cases(
     """Open at T (the period's end) and due by the end of the next working day after T's
     date; and that bound (µs)."""
     t = period.end_us if at_us is None else at_us
-    day = next_working_day(calendar, local_date(t))
-    soon_us = _local_midnight_us(day + timedelta(days=1)) - 1
+    soon_us = end_of_next_working_day_us(t, calendar) - 1  # the one definition (pipeline.contract.localtime)
     params = {"end": t, "soon": soon_us, "by_unit": int(unit is not None), "unit": unit or ""}
     _cols, rows = runner.query(DUE_SOON_SQL, params)
     out = [

@@ -46,7 +46,10 @@ OPEN_CASE_FAMILIES = (
     ("tthc_open_cases", "Open cases (hồ sơ đang xử lý)"),
     ("tthc_overdue_open_cases", "Open cases past their effective due (quá hạn)"),
     ("tthc_overdue_without_apology_cases", "Overdue open cases without an apology letter (chưa có phiếu xin lỗi)"),
+    ("tthc_due_soon_open_cases", "Open cases falling due by the end of the next working day (sắp trễ)"),
 )
+#: the OpenCaseCounts field of each OPEN_CASE_FAMILIES family
+OPEN_CASE_FIELDS = ("open", "overdue", "overdue_without_apology", "due_soon")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ class LiveExposition:
         parts.append(_header(*INDICATOR_FAMILIES[4]))
         parts.extend([f"{s[4]}{'1.0' if s[5](n, d) else '0.0'}\n" for s, n, d in rows])
         units = sorted(open_counts.items())
-        for (name, help_text), field_name in zip(OPEN_CASE_FAMILIES, ("open", "overdue", "overdue_without_apology")):
+        for (name, help_text), field_name in zip(OPEN_CASE_FAMILIES, OPEN_CASE_FIELDS):
             parts.append(_header(name, help_text))
             parts.extend(
                 f'{name}{{unit="{_label_value(unit)}"}} {number(getattr(counts, field_name))}\n'

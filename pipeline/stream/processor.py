@@ -32,6 +32,8 @@ from pipeline.core.apology import DEFAULT_APOLOGY_LEAD, ApologyRule
 from pipeline.core.cases import CaseState, OpenCase, case_outcomes_and_open
 from pipeline.core.outcomes import Outcome, diff_outcomes
 from pipeline.calendar_file import load_calendar
+from pipeline.config import UserError
+from pipeline.contract.localtime import WorkCalendar
 from pipeline.core.sectors import SectorLabels
 from pipeline.core.view import APOLOGY_COVERAGE, ON_TIME_766, IndicatorView, OpenCaseIndex
 from pipeline.core.windows import local_day_number
@@ -117,6 +119,19 @@ class DictRepository:
         self.records.setdefault(partition, {})[case.case_id] = case.to_bytes()
 
 
+def _holidays() -> WorkCalendar:
+    """deploy/holidays.csv as a WorkCalendar, read once (weekends only if it cannot be read)."""
+    if not _HOLIDAYS:
+        try:
+            _HOLIDAYS.append(load_calendar())
+        except UserError:
+            _HOLIDAYS.append(WorkCalendar())
+    return _HOLIDAYS[0]
+
+
+_HOLIDAYS: list[WorkCalendar] = []
+
+
 class _IdEntry(NamedTuple):
     case_id: str
     occurred_at_us: int
@@ -132,11 +147,15 @@ class LiveState:
         dedupe_retention_us: int,
         clock_us: int = 0,
         apology: ApologyRule | None = None,
+        calendar: WorkCalendar | None = None,
     ) -> None:
-        """``apology``: the apology rule (None: ``deploy/holidays.csv`` and the default lead)."""
-        self.apology = apology if apology is not None else ApologyRule(load_calendar(), DEFAULT_APOLOGY_LEAD)
+        """``apology``: the apology rule (None: ``deploy/holidays.csv`` and the default lead);
+        ``calendar``: the working days of "sắp trễ" (None: the holidays file)."""
+        calendar = calendar if calendar is not None else _holidays()
+        self.apology = apology if apology is not None else ApologyRule(calendar, DEFAULT_APOLOGY_LEAD)
         self.view = IndicatorView(hold_retention_us=hold_retention_us, clock_us=clock_us)
-        self.open_cases = OpenCaseIndex()
+        # the working days of "sắp trễ" (due soon): the holidays file unless given
+        self.open_cases = OpenCaseIndex(calendar)
         self.ids: dict[str, _IdEntry] = {}
         self.dedupe_retention_us = dedupe_retention_us
         self.event_time: int | None = None  # latest accepted occurred_at (event clock)

@@ -267,8 +267,17 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                     promql.append(PromTarget(where, expr, bool(target.get("instant"))))
                 elif source == CLICKHOUSE_TYPE:
                     assert target["editorType"] == "sql" and target["format"] in (0, 1), where
+                    variables, end_s = values, to_s
+                    if "NOT c.overdue" in target["rawSql"]:  # "sắp trễ": as of a time when a unit has such a dossier
+                        _, due_rows = runner.query(
+                            "SELECT unit_id, toUnixTimestamp(min(effective_due)) FROM cases FINAL "
+                            "WHERE status = 'open' AND NOT overdue AND effective_due IS NOT NULL "
+                            "GROUP BY unit_id ORDER BY unit_id LIMIT 1"
+                        )
+                        assert due_rows, f"{where}: the scenario has no open dossier before its due"
+                        variables, end_s = {**values, "unit": due_rows[0][0]}, int(due_rows[0][1]) - 3600
                     sql = expand_clickhouse_macros(
-                        substitute_variables(target["rawSql"], values), from_s=from_s, to_s=to_s, interval_s=60
+                        substitute_variables(target["rawSql"], variables), from_s=from_s, to_s=end_s, interval_s=60
                     )
                     assert "$" not in sql, f"{where}: unexpanded macro or variable in {sql}"
                     try:

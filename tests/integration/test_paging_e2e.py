@@ -302,8 +302,8 @@ def test_incident_pages_once_then_resolves_and_worker_down_pages_with_indicators
         assert annotations["unit_name"] == INCIDENT_NAME
         assert annotations["summary"] == f"{INCIDENT_NAME}: «Mức độ hài lòng» dưới chỉ tiêu (24 giờ và 7 ngày)"
         assert annotations["description"] == (
-            f"{INCIDENT_NAME} ({INCIDENT_UNIT}): chỉ số «Mức độ hài lòng» đạt 92.5% trong 24 giờ, "
-            "92.5% trong 7 ngày; chỉ tiêu ≥ 95% (tính khi có từ 20 lượt trở lên)."
+            f"{INCIDENT_NAME} ({INCIDENT_UNIT}): chỉ số «Mức độ hài lòng» đạt 92,5% trong 24 giờ, "
+            "92,5% trong 7 ngày; chỉ tiêu ≥ 95% (tính khi có từ 20 lượt trở lên)."
         )
         assert annotations["dashboard"].endswith(f"/d/tthc-don-vi?var-unit={INCIDENT_UNIT}")
         # the 30-day ticket fires in Prometheus too, but the page inhibits it in Alertmanager

@@ -420,7 +420,8 @@ def test_units_file_loads_and_syncs_idempotently(clean):
     kinds = defaultdict(int)
     for u in units:
         kinds[u.kind] += 1
-    assert kinds["commune"] == 99 and kinds["district"] == 10 and kinds["department"] >= 12
+    # 99 communes of the new province + 313 commune-level units of the two former provinces (Jan-Jun 2025)
+    assert kinds["commune"] == 99 + 313 and kinds["district"] == 10 + 8 and kinds["department"] >= 12
     assert all(u.valid_to == date(2025, 6, 30) for u in units if u.kind == "district")
     assert {UA, UB} <= {u.unit_id for u in units}
     assert sync_units(ch, units) == len(units)
@@ -1074,3 +1075,32 @@ def test_case_events_of_an_earlier_version_get_a_sector_label_equal_to_the_secto
     got = other.query("SELECT event_id, sector_label FROM case_events ORDER BY event_id").result_rows
     assert got == [("e1", "xx_old"), ("e2", None)]  # old rows: the code as stored, as the batch showed before
     ch.command("DROP DATABASE tthc_old_events SYNC")
+def test_the_due_soon_board_query_lists_open_dossiers_due_by_the_end_of_the_next_working_day(clean):
+    """The unit board's "sắp trễ" table on the real engine: Friday 24 April 2026 10:00, Monday 27
+    a holiday (deploy/holidays.csv), so the dossiers due before Wednesday 29 00:00 and not yet overdue."""
+    from pipeline.boards.boards import due_soon_sql
+    from pipeline.boards.queries import expand_clickhouse_macros, substitute_variables
+    from pipeline.calendar_file import load_calendar
+    from pipeline.store.schema import CASE_COLUMNS
+
+    vn = timezone(timedelta(hours=7))
+    now = datetime(2026, 4, 24, 10, 0, tzinfo=vn)
+
+    def row(case_id, due, unit="U1", status="open", overdue=False):
+        values = dict(case_id=case_id, unit_id=unit, sector="dat_dai", procedure_code="1.1", channel="online",
+                      status=status, received_at=now - timedelta(days=5), due_at=due, effective_due=due,
+                      finished_at=None, finish_type=None, on_time=None, early=None, supplement_requests=0,
+                      paused_seconds=0.0, has_apology=False, overdue=overdue, event_count=1, version=1, updated_at=now)
+        return [values[c] for c in CASE_COLUMNS]
+
+    clean.insert("cases", [
+        row("late", datetime(2026, 4, 24, 9, 0, tzinfo=vn), overdue=True),
+        row("today", datetime(2026, 4, 24, 16, 0, tzinfo=vn)),
+        row("tuesday", datetime(2026, 4, 28, 16, 0, tzinfo=vn)),
+        row("wednesday", datetime(2026, 4, 29, 9, 0, tzinfo=vn)),
+        row("finished", datetime(2026, 4, 24, 16, 0, tzinfo=vn), status="finished"),
+        row("other unit", datetime(2026, 4, 24, 16, 0, tzinfo=vn), unit="U2"),
+    ], column_names=list(CASE_COLUMNS))
+    sql = expand_clickhouse_macros(substitute_variables(due_soon_sql(load_calendar()), {"unit": "U1"}),
+                                   from_s=int(now.timestamp()) - 86400, to_s=int(now.timestamp()), interval_s=60)
+    assert [r[0] for r in clean.query(sql).result_rows] == ["today", "tuesday"]

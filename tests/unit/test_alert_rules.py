@@ -7,6 +7,7 @@ fails these tests, it never skips them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -21,6 +22,8 @@ from pipeline.core.indicators import INDICATORS
 from pipeline.core.targets import AlertingConfig, TargetsError, parse_targets
 from pipeline.targets_file import load_targets
 from tests.tools import required_tool
+
+REPO = PROJECT_ROOT
 
 TARGETS = PROJECT_ROOT / "deploy" / "targets.toml"
 PROMTOOL_TESTS = PROJECT_ROOT / "tests" / "promtool"
@@ -234,7 +237,7 @@ def test_target_text() -> None:
     assert target_text(">=", Fraction(95, 100)) == "≥ 95%"
     assert target_text(">", Fraction(3, 5)) == "> 60%"
     assert target_text("=", Fraction(1)) == "= 100%"
-    assert target_text(">=", Fraction(855, 1000)) == "≥ 85.5%"
+    assert target_text(">=", Fraction(855, 1000)) == "≥ 85,5%"
 
 
 def test_write_rules_into_a_directory(tmp_path: Path) -> None:
@@ -275,3 +278,18 @@ def test_every_alert_links_to_a_board_that_exists() -> None:
         link = rule["annotations"]["dashboard"]
         assert link.startswith(f"{grafana}/d/"), rule["alert"]
         assert link.removeprefix(f"{grafana}/d/").split("?")[0] in boards, rule["alert"]
+def test_alert_texts_are_vietnamese_durations_sector_names_and_decimal_commas():
+    from pipeline.alerting.rules import duration_vi
+
+    assert duration_vi("1h") == "1 giờ" and duration_vi("15m") == "15 phút" and duration_vi("24h") == "24 giờ"
+    assert duration_vi("1h30m") == "1 giờ 30 phút" and duration_vi("2d") == "2 ngày" and duration_vi("30s") == "30 giây"
+    with pytest.raises(ValueError):
+        duration_vi("soon")
+    text = (REPO / "deploy" / "prometheus" / "rules" / "tthc-alerts.yml").read_text(encoding="utf-8")
+    # no Prometheus duration and no bare sector code in a description; every ratio through the comma
+    assert not re.search(r"(hơn|trong|với) \d+[smhd]\b", text)
+    assert 'Lĩnh vực {{ $labels.sector }}' not in text and '{{ if eq $labels.sector "dat_dai" }}Đất đai' in text
+    assert "humanizePercentage }}" not in text and text.count('humanizePercentage | reReplaceAll "[.]" ","') > 10
+    board = json.loads((REPO / "dashboards" / "tthc-tong-quan.json").read_text(encoding="utf-8"))
+    assert board["description"].startswith(f"{len(INDICATORS)} chỉ số")
+    assert "công dân" not in json.dumps(board, ensure_ascii=False)

@@ -10,7 +10,7 @@ import pytest
 from pipeline.calendar_file import apology_rule
 from pipeline.core.cases import CaseState, case_outcomes_and_open, case_summary
 from pipeline.core.outcomes import Outcome
-from pipeline.core.view import ALL, IndicatorView, OpenCaseIndex, SeriesKey, scopes_of
+from pipeline.core.view import ALL, IndicatorView, OpenCaseCounts, OpenCaseIndex, SeriesKey, scopes_of
 from pipeline.core.windows import WINDOWS, window_contains
 from pipeline.contract.events import CaseEvent
 
@@ -183,3 +183,39 @@ def test_an_outcome_counts_in_its_unit_its_sector_and_the_province_feedback_in_n
     assert totals[SeriesKey("on_time", ALL, ALL, "ytd")] == (1, 2)
     assert totals[SeriesKey("on_time", "U2", ALL, "ytd")] == (0, 1)
     assert totals[SeriesKey("on_time", ALL, "dat_dai", "mtd")] == (0, 0)
+
+
+def test_due_soon_counts_open_cases_due_by_the_end_of_the_next_working_day():
+    from datetime import date, datetime, timedelta, timezone
+
+    from pipeline.core.cases import OpenCase
+    from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us
+
+    vn = timezone(timedelta(hours=7))
+
+    def at(*args) -> int:
+        return int(datetime(*args, tzinfo=vn).timestamp() * 1_000_000)
+
+    # Friday 24 April 2026, 10:00: Saturday, Sunday and Monday 27 (Giỗ Tổ made up) are off,
+    # so the next working day is Tuesday 28 and the horizon Wednesday 29, 00:00
+    calendar = WorkCalendar(holidays=frozenset({date(2026, 4, 27)}))
+    now = at(2026, 4, 24, 10, 0)
+    assert end_of_next_working_day_us(now, calendar) == at(2026, 4, 29, 0, 0)
+    assert end_of_next_working_day_us(now, WorkCalendar()) == at(2026, 4, 28, 0, 0)
+    index = OpenCaseIndex(calendar)
+    dues = {"late": at(2026, 4, 24, 9, 0), "today": at(2026, 4, 24, 16, 0), "tuesday": at(2026, 4, 28, 16, 0),
+            "wednesday": at(2026, 4, 29, 9, 0), "paused": None}
+    for case_id, due in dues.items():
+        index.set(case_id, OpenCase("U1", "dat_dai", due, False))
+    index.set("other", OpenCase("U2", "ho_tich", at(2026, 4, 24, 11, 0), True))
+    counts = index.counts(now)
+    assert counts["U1"] == OpenCaseCounts(open=5, overdue=1, overdue_without_apology=1, due_soon=2)
+    assert counts["U2"].due_soon == 1
+    assert OpenCaseIndex(WorkCalendar()).counts(now) == {}
+    weekends_only = OpenCaseIndex(WorkCalendar())
+    for case_id, due in dues.items():
+        weekends_only.set(case_id, OpenCase("U1", "dat_dai", due, False))
+    assert weekends_only.counts(now)["U1"].due_soon == 1  # Monday 27 counted a working day: Tuesday is too late
+    # later the same day the horizon is the same; a case due now is due soon, not overdue
+    assert index.counts(at(2026, 4, 24, 16, 0))["U1"] == OpenCaseCounts(5, 1, 1, 2)
+    assert index.counts(at(2026, 4, 24, 16, 0) + 1)["U1"] == OpenCaseCounts(5, 2, 2, 1)

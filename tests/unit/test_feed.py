@@ -263,7 +263,36 @@ def test_holidays_file_and_working_days():
         assert not cal.is_working_day(date.fromisoformat(off)), off
     days = cal.working_days(date(2025, 1, 1), date(2026, 1, 1))
     assert len(days) == 250  # 261 weekdays - 12 weekdays off + Saturday 26 April
-    assert cal.is_working_day(date(2026, 1, 2)) and not cal.is_working_day(date(2026, 1, 3))  # no 2026 list: weekends
+    # 2026 as announced: Tết Dương lịch 1-4/01 (02/01 swapped with Saturday 10/01), Tết 14-22/02,
+    # Giỗ Tổ on Sunday 26/04 -> Monday 27/04 off, 30/04-01/05, Quốc khánh 29/08-02/09 (31/08 swapped with 22/08)
+    for off in ("2026-01-01", "2026-01-02", "2026-02-16", "2026-02-20", "2026-04-27", "2026-04-30", "2026-05-01",
+                "2026-08-31", "2026-09-01", "2026-09-02"):
+        assert not cal.is_working_day(date.fromisoformat(off)), off
+    assert cal.is_working_day(date(2026, 1, 10)) and cal.is_working_day(date(2026, 8, 22))
+    assert cal.is_working_day(date(2026, 2, 23)) and cal.is_working_day(date(2026, 9, 3))
+    assert len(cal.working_days(date(2026, 1, 1), date(2027, 1, 1))) == 261 - 13 + 2
+    assert cal.covers(2025) and cal.covers(2026) and not cal.covers(2027)
+
+
+def test_a_year_without_holidays_is_refused_by_the_simulator_and_warned_once_elsewhere(tmp_path, caplog):
+    import logging
+
+    from pipeline.contract import localtime
+    from pipeline.calendar_file import load_calendar
+    from pipeline.feed.simulate import write_history
+
+    with pytest.raises(UserError) as info:
+        write_history(Settings(), 2027, str(tmp_path / "h.jsonl"), scale=0.01, days=3, progress=False)
+    assert "no public holidays for 2027" in str(info.value) and "holidays.csv" in str(info.value)
+    assert "\n" not in str(info.value) and not (tmp_path / "h.jsonl").exists()
+    cal = load_calendar()
+    localtime._WARNED_YEARS.discard(2027)
+    with caplog.at_level(logging.WARNING, logger="pipeline.calendar"):
+        assert cal.is_working_day(date(2027, 1, 1)) and not cal.is_working_day(date(2027, 1, 2))
+        assert cal.is_working_day(date(2027, 1, 4))
+        assert not cal.is_working_day(date(2026, 1, 1))
+    warned = [r.getMessage() for r in caplog.records if r.name == "pipeline.calendar"]
+    assert len(warned) == 1 and "no public holidays for 2027" in warned[0], warned
 
 
 @pytest.mark.parametrize(

@@ -31,8 +31,8 @@ LAYERS: dict[str, set[str]] = {
     "kafka_clients": _BASE,
     "access": _BASE | {"core", "store", "webguard"},
     "infra": _BASE | {"kafka_clients"},
-    "alerting": _BASE | {"core", "targets_file"},
-    "boards": _BASE | {"core", "store", "targets_file"},
+    "alerting": _BASE | {"core", "store", "targets_file"},
+    "boards": _BASE | {"core", "store", "targets_file", "calendar_file"},
     "stream": _BASE | {"core", "store", "kafka_clients", "webguard", "targets_file", "calendar_file", "progress"},
     "reports": _BASE | {"core", "store", "access", "targets_file", "calendar_file", "progress"},
     # the simulator, replay and the sample report: tools above the product, which never imports them

@@ -28,7 +28,7 @@ def _view() -> IndicatorView:
 
 def test_the_live_exposition_is_byte_for_byte_what_the_collector_gives():
     view = _view()
-    counts = {"U1": OpenCaseCounts(3, 2, 1), 'U"2\\': OpenCaseCounts(0, 0, 0)}
+    counts = {"U1": OpenCaseCounts(3, 2, 1, 1), 'U"2\\': OpenCaseCounts(0, 0, 0)}
     reference = reference_text(LiveFigures(view.clock_us, indicator_figures(view, TARGETS), counts))
     fast = LiveExposition(TARGETS).render(view, counts)
     assert fast == reference
@@ -40,6 +40,8 @@ def test_the_live_exposition_is_byte_for_byte_what_the_collector_gives():
     }
     assert below[("U1", "all", "30d")] == 1.0  # 22/30 fails > 95% with 30 >= min volume
     assert below[("U1", "all", "24h")] == 0.0  # one dossier pages nobody
+    due_soon = {s.labels["unit"]: s.value for s in families["tthc_due_soon_open_cases"].samples}
+    assert due_soon == {"U1": 1.0, 'U"2\\': 0.0}
 
 
 def test_a_rendering_reflects_later_changes_and_new_series():

@@ -9,7 +9,7 @@ import zlib
 
 from pipeline.contract.events import parse_time
 from pipeline.contract.localtime import DAY_US
-from pipeline.core.view import ALL, SeriesKey
+from pipeline.core.view import ALL, OpenCaseCounts, SeriesKey
 from pipeline.contract.events import message_key
 from pipeline.feed.scenario import build_scenario
 from pipeline.stream.processor import (
@@ -162,7 +162,13 @@ def test_a_rebuild_from_the_records_equals_the_incremental_state():
     assert fresh.view.clock_us == live.view.clock_us
     assert _nonzero(fresh) == _nonzero(live)
     now = live.view.clock_us
-    assert fresh.open_cases.counts(now, fresh.view.units()) == live.open_cases.counts(now, live.view.units())
+    # every unit with an open case counts the same; units known only with zeros may differ (the live view
+    # keeps a unit once seen, e.g. in an event later superseded; the rebuild knows the kept records' units)
+    rebuilt = fresh.open_cases.counts(now, fresh.view.units())
+    incremental = live.open_cases.counts(now, live.view.units())
+    assert rebuilt.keys() <= incremental.keys()
+    assert {u: c for u, c in rebuilt.items() if c != OpenCaseCounts()} == {u: c for u, c in incremental.items() if c != OpenCaseCounts()}
+    assert any(c != OpenCaseCounts() for c in incremental.values())
     live.prune_ids(now)  # the rebuild keeps only the ids within the dedupe retention
     assert fresh.ids.keys() == live.ids.keys()
 

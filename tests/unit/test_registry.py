@@ -31,8 +31,24 @@ def test_shipped_registry_holds_both_periods():
     assert len(communes) == 99
     assert sum(u.name_vi.startswith("Phường ") for u in communes) == 33
     assert sum(u.name_vi.startswith("Xã ") for u in communes) == 66
-    assert {u.kind for u in before} == {"province", "service_centre", "department", "district"}
-    assert sum(u.kind == "district" for u in before) == 10
+    assert {u.kind for u in before} == {"province", "service_centre", "department", "district", "commune"}
+    # the two former provinces, 1 January to 30 June 2025: Bắc Giang's 10 and Bắc Ninh's 8 district-level
+    # units, their 192 + 121 communes, wards and towns (each under its district), both sets of departments
+    assert sum(u.kind == "district" for u in before) == 18
+    old_communes = [u for u in before if u.kind == "commune"]
+    assert sum(u.unit_id.startswith("BG_") for u in old_communes) == 192
+    assert sum(u.unit_id.startswith("BN_") for u in old_communes) == 121
+    by_id = {u.unit_id: u for u in before}
+    assert all(by_id[u.parent_id].kind == "district" for u in old_communes)
+    assert all(u.valid_from == date(2025, 1, 1) and u.valid_to == date(2025, 6, 30) for u in old_communes)
+    assert {u.unit_id for u in before if u.kind == "province"} == {"BAC_GIANG", "BN_BAC_NINH"}
+    assert {u.unit_id for u in before if u.kind == "service_centre"} == {"BG_TTPVHCC", "BN_TTHCC"}
+    # a few units of the national list of before 1 July and where their work went (Resolution 1658)
+    assert by_id["BN_P_VU_NINH"].successors == ("P_VU_NINH",)
+    assert by_id["BG_P_THO_XUONG"].successors == ("P_BAC_GIANG",)
+    assert by_id["BN_TT_CHO"].successors == ("X_YEN_PHONG",) and by_id["BN_TT_CHO"].parent_id == "BN_H_YEN_PHONG"
+    assert by_id["BG_X_XA_LY"].successors == ("X_SA_LY",)
+    assert len({u.admin_code for u in old_communes}) == 313
     assert {u.unit_id for u in after if u.kind == "service_centre"} == {"TTPVHCC"}
     # every unit of the first half of 2025 leads to units of the new province
     registry = load_registry(UNITS)
