@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from pipeline.stream.metrics import CLOCK_FAMILY, INDICATOR_FAMILIES, LABELS, OPEN_CASE_FAMILIES, LiveFigures
+from pipeline.stream.metrics import CLOCK_FAMILY, INDICATOR_FAMILIES, LABELS, OPEN_CASE_FAMILIES, OPEN_CASE_FIELDS, LiveFigures
 
 
 class LiveCollector(Collector):
@@ -35,14 +35,11 @@ class LiveCollector(Collector):
             target.add_metric(labels, figure.target)
             below.add_metric(labels, 1.0 if figure.below_target else 0.0)
         yield from (numerator, denominator, ratio, target, below)
-        open_cases, overdue, no_apology = (
-            GaugeMetricFamily(name, help_text, labels=["unit"]) for name, help_text in OPEN_CASE_FAMILIES
-        )
+        families = [GaugeMetricFamily(name, help_text, labels=["unit"]) for name, help_text in OPEN_CASE_FAMILIES]
         for unit, counts in sorted(current.open_cases.items()):
-            open_cases.add_metric([unit], counts.open)
-            overdue.add_metric([unit], counts.overdue)
-            no_apology.add_metric([unit], counts.overdue_without_apology)
-        yield from (open_cases, overdue, no_apology)
+            for family, field_name in zip(families, OPEN_CASE_FIELDS):
+                family.add_metric([unit], getattr(counts, field_name))
+        yield from families
 
 
 def reference_text(figures: LiveFigures) -> str:

@@ -12,7 +12,8 @@ from pipeline.config import UserError
 from pipeline.core.windows import window_start_us
 from pipeline.calendar_file import load_calendar
 from pipeline.contract.localtime import WorkCalendar
-from pipeline.reports.data import IndicatorFigure, next_working_day, rank_units, working_days_late
+from pipeline.contract.localtime import next_working_day
+from pipeline.reports.data import IndicatorFigure, rank_units, working_days_late
 from pipeline.reports.period import LOCAL_TZ, Period, parse_period
 from pipeline.reports.render import vn_date, vn_number, vn_percent
 
