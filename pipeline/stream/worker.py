@@ -44,6 +44,7 @@ from pipeline.stream.metrics import CONTENT_TYPE
 from pipeline.stream.registry_metrics import install_registry_metrics
 from pipeline.stream import guard as faults, webguard
 from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
+from pipeline.stream.retry import SOON
 from pipeline.store.client import describe_dsn
 from pipeline.secrets import install_log_redaction, redact
 
@@ -170,7 +171,9 @@ class Worker:
     # -- the engine ----------------------------------------------------------------
     async def _start_link(self) -> None:
         try:
-            await self.dlq.maybe_declare()  # now, with the replication policy (not the broker's defaults on first use)
+            # now, with the replication policy (not the broker's defaults on first use); a
+            # broker that has just restarted may not answer yet: tried again for about 15 s
+            await SOON.run("dead-letter topic", self.dlq.maybe_declare, self.guard)
             self.link = await channel.Link.open(self._engine_socket)
             await self.link.send(self.settings)
         except Exception as exc:
