@@ -44,13 +44,14 @@ from pipeline.store.units import load_units
 from pipeline.store.writer import AcceptedEvent, InvalidRow
 from pipeline.stream import channel, gcpolicy
 from pipeline.stream.answers import Answers
-from pipeline.stream.checkpoint import Checkpoint, Flush
+from pipeline.stream.checkpoint import RECORDS, Checkpoint, Flush
 from pipeline.stream.facts import FactStore
 from pipeline.stream.guard import Problems
 from pipeline.stream.labels import bound_figures, registered_sectors
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
+from pipeline.stream.retry import SOON
 from pipeline.targets_file import load_targets
 
 log = logging.getLogger("pipeline.worker")
@@ -172,7 +173,7 @@ class Engine:
 
     async def _start_state(self) -> None:
         try:
-            await self.store.start()
+            await SOON.run(RECORDS, self.store.start, self.problems)
         except Exception as exc:
             log.error("error: cannot open the case changelog: %s", exc)
             await self.fail(f"cannot open the case changelog: {exc}")
@@ -199,9 +200,9 @@ class Engine:
                 if generation != self.generation:
                     return
                 # first fence any earlier owner, then read: the recovery sees all it committed
-                await self.store.own(partitions)
+                await SOON.run(RECORDS, lambda: self.store.own(partitions), self.problems)
             for partition in sorted(partitions):
-                stats = await self.store.recover(partition)
+                stats = await SOON.run(RECORDS, lambda p=partition: self.store.recover(p), self.problems)
                 log.info("partition %d: %d changelog records recovered", partition, stats.records)
                 if generation != self.generation:
                     return

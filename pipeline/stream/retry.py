@@ -65,3 +65,6 @@ class RetryPolicy:
 
 #: the policy of every write of the worker (facts, case records, dead letters)
 RETRY = RetryPolicy()
+#: the same for what must succeed soon or stop the worker (its start, taking over its
+#: partitions): 0.5 + 1 + 2 + 4 + 8 s of waits, e.g. while a restarted broker comes back
+SOON = RetryPolicy(attempts=6)

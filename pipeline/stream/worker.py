@@ -45,6 +45,7 @@ from pipeline.stream.registry_metrics import install_registry_metrics
 from pipeline import webguard
 from pipeline.stream import guard as faults
 from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
+from pipeline.stream.retry import SOON
 from pipeline.store.client import describe_dsn
 from pipeline.secrets import install_log_redaction, redact
 
@@ -171,7 +172,9 @@ class Worker:
     # -- the engine ----------------------------------------------------------------
     async def _start_link(self) -> None:
         try:
-            await self.dlq.maybe_declare()  # now, with the replication policy (not the broker's defaults on first use)
+            # now, with the replication policy (not the broker's defaults on first use); a
+            # broker that has just restarted may not answer yet: tried again for about 15 s
+            await SOON.run("dead-letter topic", self.dlq.maybe_declare, self.guard)
             limit = await kafka_clients.topic_max_message_bytes(self.settings, self.settings.dlq_topic)
             kafka_clients.check_dlq_limit(self.settings.dlq_topic, limit)  # every dead letter must fit (issue 20)
         except Exception as exc:
