@@ -3,7 +3,7 @@
 # running (scripts/demo.sh, started here and stopped at the end): Prometheus' alerts page
 # once the incident's page fires, what Alertmanager holds (`amtool alert query`: Debian's
 # Alertmanager has no web UI), the webhook log, and the first page of the month's report.
-# Takes 5-10 minutes: the page needs 20 ratings of the unit, then its `for:` (DEMO_FOR, 1m).
+# Takes 5-10 minutes: the page needs 20 outcomes of the unit, then its `for:` (DEMO_FOR, 1m).
 # Written to docs/pictures/ (PICTURES_DIR); nothing is drawn by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,11 @@ OUT="${PICTURES_DIR:-docs/pictures}"
 DATA="${TTHC_DATA_DIR:-./var}"
 PROM="http://127.0.0.1:${TTHC_PROMETHEUS_PORT:-19090}"
 AM="http://127.0.0.1:${TTHC_ALERTMANAGER_PORT:-19093}"
-UNIT="${DEMO_INCIDENT_UNIT:-TTPVHCC}"  # the demo's incident: this unit's satisfaction driven to 60 %
+# the demo's planned incident (scripts/demo.sh: DEMO_INCIDENT, else pipeline/feed/simulate.py's)
+INCIDENT="${DEMO_INCIDENT:-$(.venv/bin/python -c 'from pipeline.feed.simulate import DEMO_INCIDENT; print(DEMO_INCIDENT)')}"
+UNIT="$(sed -n 's/.*unit=\([^,]*\).*/\1/p' <<<"$INCIDENT")"
+INDICATOR="$(sed -n 's/.*indicator=\([^,]*\).*/\1/p' <<<"$INCIDENT")"
+INDICATOR_VI="$(.venv/bin/python -c 'import sys; from pipeline.core.indicators import NAMES_VI; print(NAMES_VI[sys.argv[1]])' "$INDICATOR")"
 PERIOD="$(TZ=Asia/Ho_Chi_Minh date +%Y-%m)"
 WAIT_S="${PICTURES_WAIT:-1200}"
 mkdir -p "$OUT" "$DATA/logs"
@@ -45,14 +49,14 @@ import json, sys
 alerts = json.load(sys.stdin)["data"]["alerts"]
 sys.exit(not any(a["state"] == "firing" and a["labels"].get("alertname") == "TthcIndicatorBelowTarget"
                  and a["labels"].get("severity") == "page" and a["labels"].get("unit") == sys.argv[1]
-                 and a["labels"].get("indicator") == "satisfaction" for a in alerts))
-' "$UNIT"
+                 and a["labels"].get("indicator") == sys.argv[2] for a in alerts))
+' "$UNIT" "$INDICATOR"
 }
 page_in_alertmanager() {
   curl -fs -G "$AM/api/v2/alerts" --data-urlencode "filter=unit=\"$UNIT\"" \
-    --data-urlencode 'filter=indicator="satisfaction"' --data-urlencode 'filter=severity="page"' | grep -q '"fingerprint"'
+    --data-urlencode "filter=indicator=\"$INDICATOR\"" --data-urlencode 'filter=severity="page"' | grep -q '"fingerprint"'
 }
-page_in_webhook_log() { grep -q "TthcIndicatorBelowTarget (page): .*($UNIT): chỉ số «Mức độ hài lòng»" "$DATA/logs/webhook.log"; }
+page_in_webhook_log() { grep -q "TthcIndicatorBelowTarget (page): .*($UNIT): chỉ số «$INDICATOR_VI»" "$DATA/logs/webhook.log"; }
 report_written() { test -s "$DATA/reports/bao-cao-$PERIOD.pdf"; }
 
 shot() {  # shot FILE URL: a 1280×800 screenshot once the page's scripts have run
