@@ -181,7 +181,17 @@ def rss_bytes(pid: int) -> int:
 
 
 def dir_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+    """Bytes of the files under ``path``, read while a live engine may be writing it: a file
+    or directory that vanishes during the walk (a chDB merge's ``tmp_merge_*`` directory,
+    a RocksDB log rolled over) counts as gone, instead of failing the part."""
+    total = 0
+    for root, _dirs, files in os.walk(path, onerror=lambda _exc: None):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(root, name), follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+    return total
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
-from benchmarks import load, report
+from benchmarks import harness, load, report
 from benchmarks.harness import metric_sum, percentile, state_gauges, steady_rate
 from benchmarks.parts import Scrape, reflected_latencies
 from pipeline.contract.events import parse_event
@@ -145,3 +145,22 @@ def test_bad_arguments_are_one_line_and_exit_2(args, tmp_path):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
+
+
+def test_dir_bytes_counts_a_file_that_vanishes_during_the_walk_as_gone(tmp_path, monkeypatch):
+    """A chDB merge removes its tmp_merge_* directory while the memory part measures the
+    store (issue 21: `make bench` failed there); the walk must go on without it."""
+    (tmp_path / "kept").write_bytes(b"x" * 10)
+    merging = tmp_path / "tmp_merge_all_30_35_2"
+    merging.mkdir()
+    (merging / "data.bin").write_bytes(b"y" * 5)
+    real_stat = harness.os.stat
+
+    def stat(path, *args, **kwargs):
+        if "tmp_merge_" in str(path):
+            raise FileNotFoundError(path)  # removed between the listing and the stat
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(harness.os, "stat", stat)
+    assert harness.dir_bytes(tmp_path) == 10
+    assert harness.dir_bytes(tmp_path / "missing") == 0
