@@ -28,6 +28,8 @@ class Answered(Protocol):
 
     def health(self) -> dict: ...
 
+    def score_text(self) -> str: ...
+
 
 class Answers:
     def __init__(self, engine: Answered) -> None:
@@ -55,7 +57,7 @@ class Answers:
         withholds them while its group membership is not confirmed)."""
         engine = self.engine
         current = engine.view_at_clock() if live else None
-        live_text = engine.exposition.render(*current) if current is not None else ""
+        live_text = engine.exposition.render(*current) + engine.score_text() if current is not None else ""
         return engine.metrics.render(live_text), engine.clock_us()
 
     async def health(self) -> dict:

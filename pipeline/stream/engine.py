@@ -50,6 +50,7 @@ from pipeline.stream.guard import Problems
 from pipeline.stream.labels import bound_figures, registered_sectors
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
 from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
+from pipeline.stream.score_metrics import score_exposition
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
 from pipeline.stream.retry import SOON
 from pipeline.targets_file import load_targets
@@ -87,6 +88,7 @@ class Engine:
         self.link = link
         self.metrics = WorkerMetrics(self._current_figures)
         self.exposition = LiveExposition(targets)
+        self._score: tuple[object, str] = (None, "")  # (the view it was computed on, the 766 families)
         self.problems = Problems()
         self.facts = FactStore(settings, self.metrics)
         self.sql_reader = SqlReader(settings.effective_clickhouse_dsn)  # POST /sql: never on the writer's thread
@@ -424,10 +426,18 @@ class Engine:
             open_cases=open_counts,
         )
 
+    def score_text(self) -> str:
+        """The 766 score families of the last snapshot tick, while they describe the live
+        view as it is now (a rebuilt view, after a rebalance, has none until the next tick)."""
+        view, text = self._score
+        return text if view is self.live.view and self.view_ready.is_set() else ""
+
     async def _write_snapshots(self) -> None:
+        current = self._current_figures()
+        if current is not None:  # a monthly score: refreshed with the snapshots, not per scrape
+            self._score = (self.live.view, score_exposition(current))
         if not self.facts.ready:
             return
-        current = self._current_figures()
         if current is None or not current.indicators:
             return
         try:

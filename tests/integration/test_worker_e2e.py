@@ -10,6 +10,8 @@ from collections import Counter
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from pipeline.contract.rejected import DEAD_LETTER_VALUE_MAX, EXCERPT_BYTES
+from pipeline.core.score766 import GROUPS, SOURCE_INDICATORS, score
 from pipeline.feed.replay import replay_file
 from tests.integration.workerproc import WorkerProcess, isolated_settings, run_cli, sql_json
 
@@ -117,7 +119,7 @@ class Skeleton:
 
 @pytest.fixture(scope="module")
 def skeleton(infra, tmp_path_factory):
-    settings = isolated_settings(infra, "skeleton", clock="event", batch_size=7, flush_interval=0.3)
+    settings = isolated_settings(infra, "skeleton", clock="event", batch_size=7, flush_interval=0.3, snapshot_interval=1.0)
     path = tmp_path_factory.mktemp("skeleton") / "events.jsonl"
     lines = _lines()
     path.write_bytes(b"\n".join(lines) + b"\n")
@@ -142,6 +144,35 @@ def test_each_message_is_counted_once_by_outcome(skeleton):
     assert worker.counter("tthc_events_total", outcome="accepted") == len(VALID)
     assert worker.counter("tthc_events_total", outcome="invalid") == len(MALFORMED)
     assert worker.counter("tthc_events_total", outcome="duplicate") == len(DUPLICATES)
+
+
+def test_the_766_score_gauges_are_the_score_of_the_exported_month_figures(skeleton):
+    """Issue 24: live 766 gauges per unit and group, from the same figures as the indicator
+    gauges (the mtd window), refreshed with the snapshots; what dossier data cannot carry is
+    exported as its maximum under ``not_computable``, never as a zero score."""
+    worker = skeleton.worker
+    worker.wait_for(lambda: any(name == "tthc_score_766_points" for name, _ in worker.metrics()), 30,
+                    "the 766 score gauges")
+    samples = worker.metrics()
+    units = {dict(labels)["unit"] for name, labels in samples if name == "tthc_score_766_points"}
+    assert "all" in units and len(units) > 1
+    for unit in units:
+        figures = {}
+        for indicator in SOURCE_INDICATORS:
+            labels = dict(indicator=indicator, unit=unit, sector="all", window="mtd")
+            den = samples.get(("tthc_indicator_denominator", tuple(sorted(labels.items()))))
+            if den is not None:
+                num = samples[("tthc_indicator_numerator", tuple(sorted(labels.items())))]
+                figures[indicator] = (int(num), int(den))
+        expected = score(unit, figures)
+        for group in expected.groups:
+            key = tuple(sorted(dict(unit=unit, group=group.group.code).items()))
+            if group.computable:
+                assert samples[("tthc_score_766_points", key)] == pytest.approx(group.earned), (unit, group)
+                assert samples[("tthc_score_766_assessable", key)] == pytest.approx(group.assessable), (unit, group)
+    blind = {dict(labels)["group"]: value for (name, labels), value in samples.items()
+             if name == "tthc_score_766_not_computable"}
+    assert set(blind) == {g.code for g in GROUPS} and sum(blind.values()) > 0
 
 
 def test_invalid_messages_are_counted_by_reason(skeleton):
@@ -193,7 +224,12 @@ def test_dead_letters_keep_the_original_bytes_and_reason(skeleton):
     assert len(dead) == len(MALFORMED)
     reasons = Counter(dict(m.headers)["tthc-reason"].decode() for m in dead)
     assert reasons == EXPECTED_REASONS
-    assert sorted(m.value for m in dead) == sorted(line for line, _ in MALFORMED)  # original bytes kept
+    # original bytes kept; a value over the contract's 64 KiB as a 4 KiB excerpt with its size (issue 20)
+    expected = sorted(line if len(line) <= DEAD_LETTER_VALUE_MAX else line[:EXCERPT_BYTES] for line, _ in MALFORMED)
+    assert sorted(m.value for m in dead) == expected
+    cut = [m for m in dead if "tthc-original-size" in dict(m.headers)]
+    assert [int(dict(m.headers)["tthc-original-size"]) for m in cut] == [
+        len(line) for line, _ in MALFORMED if len(line) > DEAD_LETTER_VALUE_MAX]
 
 
 def test_sql_opens_the_embedded_engine_when_no_worker_runs(stopped):
