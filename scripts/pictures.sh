@@ -91,7 +91,9 @@ amtool --alertmanager.url="$AM" "${AMTOOL_ARGS[@]}" \
   | as_page "amtool --alertmanager.url=$AM ${AMTOOL_ARGS[*]}" >"$PROFILE/alertmanager.html"
 shot "$OUT/alertmanager-alerts.png" "file://$PROFILE/alertmanager.html"
 # the webhook log: the lines of the incident's unit first, then the latest others
-{ grep "^\[.*($UNIT)" "$DATA/logs/webhook.log" | tail -n 6; grep "^\[" "$DATA/logs/webhook.log" | grep -v "($UNIT)" | tail -n 8; } \
+# (either part may be empty: with the clean baseline the incident's page is the only one)
+{ grep "^\[.*($UNIT)" "$DATA/logs/webhook.log" | tail -n 6 || true
+  grep "^\[" "$DATA/logs/webhook.log" | grep -v "($UNIT)" | tail -n 8 || true; } \
   | as_page "tail -f $DATA/logs/webhook.log   # đơn vị $UNIT trước" >"$PROFILE/webhook.html"
 shot "$OUT/webhook-log.png" "file://$PROFILE/webhook.html"
 pdftoppm -png -r 60 -f 1 -l 1 -singlefile "$DATA/reports/bao-cao-$PERIOD.pdf" "$OUT/report-page-1"
