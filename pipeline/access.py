@@ -57,6 +57,14 @@ class WorkerRunner:
             raise UserError(message) from None
         return answer["columns"], [tuple(row) for row in answer["rows"]]
 
+    def data_dir(self) -> str | None:
+        """The data dir the worker serves, as its ``/healthz`` says (None: it does not say)."""
+        try:
+            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=15) as response:
+                return json.load(response).get("data_dir")
+        except (OSError, ValueError):
+            return None
+
     def alive(self) -> bool:
         try:
             # a busy worker can take seconds to answer; a refused connection fails at once
@@ -112,18 +120,16 @@ def open_runner(settings: Settings) -> QueryRunner:
 
 
 def check_same_store(worker: WorkerRunner, settings: Settings) -> None:
-    """The worker answering on ``TTHC_WEB_PORT`` must serve this data dir's store. Its
-    ``POST /sql`` token is generated per data dir (``webguard.sql_token``), so a worker of
-    another data dir refuses this one's token: say which way to go instead of "401"."""
-    try:
-        worker.query("SELECT 1")
-    except UserError as exc:
-        if "token" not in str(exc).lower():
-            raise
+    """The worker answering on ``TTHC_WEB_PORT`` must serve this data dir: another data dir's
+    worker on the same port would answer for the wrong facts (its ``/healthz`` names its
+    data dir)."""
+    served = worker.data_dir()
+    expected = settings.data_dir.resolve()
+    if served is not None and Path(served) != expected:
         raise UserError(
-            f"the worker on {settings.web_url} refused the token of {settings.data_dir}: it serves another "
-            f"data dir (use --data-dir of that worker), or set TTHC_SQL_TOKEN(_FILE) to its token"
-        ) from None
+            f"the worker on {settings.web_url} serves another store ({served}), not {expected}: "
+            f"use --data-dir {served} (its data dir), or TTHC_WEB_PORT of this data dir's worker"
+        )
 
 
 def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> str:

@@ -368,6 +368,7 @@ class Worker:
                 "status": status,
                 "failure": failure,
                 "clock": self.settings.clock,
+                "data_dir": str(self.settings.data_dir.resolve()),  # `sql` checks it talks to its own worker
                 "clock_us": engine.get("clock_us", self.clock_us()),
                 "processed": engine.get("processed", 0),
                 "pending": engine.get("pending", 0),
