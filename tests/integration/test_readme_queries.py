@@ -196,7 +196,7 @@ def test_every_readme_example_has_a_check():
 def test_readme_examples_return_what_the_scenario_holds(infra, tmp_path):
     examples = readme_examples()
     settings = isolated_settings(infra, "readme", clock="event", snapshot_interval=1.0)
-    scenario = build_scenario(seed=3, cases=200, start="2025-04-01", months=4)
+    scenario = build_scenario(seed=3, cases=1000, start="2025-04-01", months=4)
     extras = extra_events(scenario)
     path = tmp_path / "scenario.jsonl"
     lines = scenario.lines + [json.dumps(e, ensure_ascii=False).encode() for e in extras]
