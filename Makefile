@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-.PHONY: setup demo pictures test unit integration bench clean
+.PHONY: setup demo pictures test unit integration soak bench clean
 
 setup: $(VENV)/.installed
 	@bash scripts/install-system-packages.sh
@@ -21,13 +21,16 @@ pictures: setup
 	@bash scripts/pictures.sh
 
 test: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider -m "not soak" tests
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit
 
 integration: setup
-	$(PY) -m pytest -q -p no:cacheprovider tests/integration
+	$(PY) -m pytest -q -p no:cacheprovider -m "not soak" tests/integration
+
+soak: setup
+	bash scripts/soak-loop.sh 1
 
 bench: setup
 	$(PY) -m benchmarks
