@@ -57,23 +57,17 @@ class WorkerRunner:
             raise UserError(message) from None
         return answer["columns"], [tuple(row) for row in answer["rows"]]
 
-    def data_dir(self) -> str | None:
-        """The data dir the worker serves, as its ``/healthz`` says (None: it does not say)."""
-        try:
-            with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=15) as response:
-                return json.load(response).get("data_dir")
-        except (OSError, ValueError):
-            return None
-
-    def alive(self) -> bool:
+    def health(self) -> dict | None:
+        """The worker's ``/healthz`` answer, None when no worker answers on the port."""
         try:
             # a busy worker can take seconds to answer; a refused connection fails at once
             with urllib.request.urlopen(self.url.replace("/sql", "/healthz"), timeout=15) as response:
-                # any answer means a worker holds the engine: ask it (degraded, or starting
-                # during a rebuild, it still answers POST /sql, or says why not in one line)
-                return "status" in json.load(response)
+                answer = json.load(response)
         except (OSError, ValueError):
-            return False
+            return None
+        # any answer means a worker holds the engine: ask it (degraded, or starting during a
+        # rebuild, it still answers POST /sql, or says why not in one line)
+        return answer if isinstance(answer, dict) and "status" in answer else None
 
 
 NO_DATA = (
@@ -92,8 +86,9 @@ def open_runner(settings: Settings) -> QueryRunner:
     without tables, or a worker serving another data dir, is one line saying what to do."""
     if settings.embedded_clickhouse:
         worker = WorkerRunner(settings.web_url, sql_token(settings))
-        if worker.alive():
-            check_same_store(worker, settings)
+        health = worker.health()
+        if health is not None:
+            check_same_store(health.get("data_dir"), settings)
             return worker
         path = embedded_path(settings)
         if not path.is_dir():  # do not create a store where none is: a wrong --data-dir, or nothing run yet
@@ -119,11 +114,10 @@ def open_runner(settings: Settings) -> QueryRunner:
     return runner
 
 
-def check_same_store(worker: WorkerRunner, settings: Settings) -> None:
+def check_same_store(served: str | None, settings: Settings) -> None:
     """The worker answering on ``TTHC_WEB_PORT`` must serve this data dir: another data dir's
-    worker on the same port would answer for the wrong facts (its ``/healthz`` names its
-    data dir)."""
-    served = worker.data_dir()
+    worker on the same port would answer for the wrong facts (``served``: the data dir its
+    ``/healthz`` names; None, an older worker that does not say)."""
     expected = settings.data_dir.resolve()
     if served is not None and Path(served) != expected:
         raise UserError(
