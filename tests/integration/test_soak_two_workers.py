@@ -37,6 +37,7 @@ from typing import Iterator
 import pytest
 
 from pipeline.access import WorkerRunner
+from pipeline.webguard import sql_token
 from pipeline.config import Settings
 from pipeline.contract.events import format_time, parse_time
 from pipeline.feed.replay import replay_file
@@ -105,7 +106,7 @@ def _diagnosis(worker: WorkerProcess) -> tuple:
 
 
 def _stored(worker: WorkerProcess) -> tuple[int, set[str]]:
-    _, rows = WorkerRunner(worker.settings.web_url).query("SELECT event_id FROM case_events FINAL")
+    _, rows = WorkerRunner(worker.settings.web_url, sql_token(worker.settings)).query("SELECT event_id FROM case_events FINAL")
     ids = [row[0] for row in rows]
     return len(ids), set(ids)
 
