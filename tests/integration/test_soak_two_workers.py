@@ -26,11 +26,12 @@ About three minutes; ``scripts/soak-loop.sh N`` runs it N times.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -58,6 +59,39 @@ RATE = 50.0  # messages/s: the replay runs through every fault
 SESSION_S = 6.0  # the group session (the broker's minimum): a pause of PAUSE_S is far past it
 PAUSE_S = 20.0
 CALENDAR = ("mtd", "qtd", "ytd")
+EVENTS_PER_CASE = 4.6  # of the scenario (messages per dossier, with duplicates and malformed ones)
+
+
+@dataclass(frozen=True)
+class Soak:
+    """The soak's size and faults. Default: the fixed seven faults below (about three
+    minutes). ``TTHC_SOAK_SEED=N``: a schedule drawn from N instead, as the issue's
+    operator's bad day went: ``TTHC_SOAK_FAULTS`` faults (12) among whole-worker pauses,
+    Faust-process pauses (``TTHC_SOAK_PAUSE`` seconds, "20-40"), SIGKILLs and broker kills,
+    ``TTHC_SOAK_RATE`` messages/s (100), a ``TTHC_SOAK_SESSION`` s session (15)."""
+
+    seed: int | None
+    faults: int
+    rate: float
+    session_s: float
+    pause_s: tuple[float, float]
+
+    @classmethod
+    def from_env(cls) -> "Soak":
+        seed = os.environ.get("TTHC_SOAK_SEED")
+        if not seed:
+            return cls(None, 7, RATE, SESSION_S, (PAUSE_S, PAUSE_S))
+        low, _, high = os.environ.get("TTHC_SOAK_PAUSE", "20-40").partition("-")
+        return cls(int(seed), int(os.environ.get("TTHC_SOAK_FAULTS", "12")),
+                   float(os.environ.get("TTHC_SOAK_RATE", "100")),
+                   float(os.environ.get("TTHC_SOAK_SESSION", "15")), (float(low), float(high or low)))
+
+    def cases(self) -> int:
+        if self.seed is None:
+            return CASES
+        # enough messages to flow through every fault (a pause, its gap and a restart each)
+        seconds = 10 + self.faults * (sum(self.pause_s) / 2 + 10)
+        return max(CASES, int(seconds * self.rate / EVENTS_PER_CASE))
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +157,75 @@ def _kill_busiest_broker(cluster: Settings, settings: Settings) -> str:
     return name
 
 
+def _fixed_faults(cluster: Settings, base: Settings, a: WorkerProcess, b: WorkerProcess, faults: list[str]) -> None:
+    time.sleep(5)
+    _pause(a, whole=True, seconds=PAUSE_S)  # both processes: B takes every partition
+    faults.append("A paused (both processes)")
+    time.sleep(3)
+    assert b.stop(signal.SIGKILL) == -signal.SIGKILL
+    b.start(wait_healthy=False)
+    faults.append("B killed and restarted")
+    time.sleep(5)
+    _pause(b, whole=False, seconds=PAUSE_S)  # the Faust process only: its engine goes on
+    faults.append("B paused (Faust process)")
+    time.sleep(3)
+    broker = _kill_busiest_broker(cluster, base)
+    faults.append(f"broker {broker} killed")
+    time.sleep(5)
+    restart = threading.Thread(target=up, args=(cluster,), kwargs={"kafka_only": True}, daemon=True)
+    restart.start()  # the broker comes back while A is paused
+    _pause(a, whole=False, seconds=PAUSE_S)
+    faults.append(f"broker {broker} restarted; A paused (Faust process)")
+    restart.join(timeout=120)
+    assert all(pid for name, pid in running_pids(cluster).items() if name.startswith("kafka"))
+    assert a.stop(signal.SIGKILL) == -signal.SIGKILL
+    a.start(wait_healthy=False)
+    faults.append("A killed and restarted")
+
+
+def _drawn_faults(cluster: Settings, base: Settings, workers: dict[str, WorkerProcess], faults: list[str],
+                  soak: Soak) -> None:
+    """``soak.faults`` faults drawn from ``soak.seed``: a pause of a whole worker or of its
+    Faust process (``soak.pause_s``), a SIGKILL and restart, a broker killed and restarted
+    (during the next fault) — one at a time, a few seconds apart, at most one broker down."""
+    rng = random.Random(soak.seed)
+    restart: threading.Thread | None = None
+    for _ in range(soak.faults):
+        time.sleep(rng.uniform(3, 10))
+        name = rng.choice(sorted(workers))
+        worker = workers[name]
+        kind = rng.choices(["pause", "pause-faust", "kill", "broker"], weights=[3, 3, 2, 1])[0]
+        if kind == "broker" and restart is not None:
+            kind = "kill"
+        if kind.startswith("pause"):
+            seconds = round(rng.uniform(*soak.pause_s), 1)
+            _pause(worker, whole=kind == "pause", seconds=seconds)
+            faults.append(f"{name} paused {seconds:g}s ({'both processes' if kind == 'pause' else 'Faust process'})")
+        elif kind == "kill":
+            assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+            worker.start(wait_healthy=False)
+            faults.append(f"{name} killed and restarted")
+        else:
+            broker = _kill_busiest_broker(cluster, base)
+            time.sleep(rng.uniform(5, 15))
+            restart = threading.Thread(target=up, args=(cluster,), kwargs={"kafka_only": True}, daemon=True)
+            restart.start()  # comes back during the next fault
+            faults.append(f"broker {broker} killed and restarted")
+        if restart is not None and not restart.is_alive():
+            restart.join()
+            assert all(pid for n, pid in running_pids(cluster).items() if n.startswith("kafka"))
+            restart = None
+    if restart is not None:
+        restart.join(timeout=120)
+        assert all(pid for n, pid in running_pids(cluster).items() if n.startswith("kafka"))
+
+
 def test_two_workers_paused_killed_and_a_broker_killed_lose_and_double_nothing(cluster, tmp_path):
-    scenario = build_scenario(seed=37, cases=CASES)
+    soak = Soak.from_env()
+    scenario = build_scenario(seed=37 if soak.seed is None else soak.seed, cases=soak.cases())
     total = len(scenario.lines)
     base = isolated_settings(cluster, "soak", clock="event", batch_size=200, flush_interval=0.3,
-                             session_timeout=SESSION_S)
+                             session_timeout=soak.session_s)
     settings_a = replace(base, data_dir=base.data_dir / "a")
     settings_b = replace(base, data_dir=base.data_dir / "b", web_port=base.web_port + 1)
     path = tmp_path / "scenario.jsonl"
@@ -140,45 +238,26 @@ def test_two_workers_paused_killed_and_a_broker_killed_lose_and_double_nothing(c
 
     def send() -> None:
         try:
-            replay_file(base, path, rate=RATE, progress=False)
+            replay_file(base, path, rate=soak.rate, progress=False)
         except BaseException as exc:  # noqa: BLE001 - reported below
             failures.append(exc)
 
     a = WorkerProcess(settings_a).start()
     b = WorkerProcess(settings_b).start()
     sender = threading.Thread(target=send, daemon=True)
-    faults = []
+    faults: list[str] = []
     started = time.monotonic()
     try:
         sender.start()
-        time.sleep(5)
-        _pause(a, whole=True, seconds=PAUSE_S)  # both processes: B takes every partition
-        faults.append("A paused (both processes)")
-        time.sleep(3)
-        assert b.stop(signal.SIGKILL) == -signal.SIGKILL
-        b.start(wait_healthy=False)
-        faults.append("B killed and restarted")
-        time.sleep(5)
-        _pause(b, whole=False, seconds=PAUSE_S)  # the Faust process only: its engine goes on
-        faults.append("B paused (Faust process)")
-        time.sleep(3)
-        broker = _kill_busiest_broker(cluster, base)
-        faults.append(f"broker {broker} killed")
-        time.sleep(5)
-        restart = threading.Thread(target=up, args=(cluster,), kwargs={"kafka_only": True}, daemon=True)
-        restart.start()  # the broker comes back while A is paused
-        _pause(a, whole=False, seconds=PAUSE_S)
-        faults.append(f"broker {broker} restarted; A paused (Faust process)")
-        restart.join(timeout=120)
-        assert all(pid for name, pid in running_pids(cluster).items() if name.startswith("kafka"))
-        assert a.stop(signal.SIGKILL) == -signal.SIGKILL
-        a.start(wait_healthy=False)
-        faults.append("A killed and restarted")
-        sender.join(timeout=300)
+        if soak.seed is None:
+            _fixed_faults(cluster, base, a, b, faults)
+        else:
+            _drawn_faults(cluster, base, {"A": a, "B": b}, faults, soak)
+        sender.join(timeout=600)
         assert not sender.is_alive(), "replay did not finish"
         assert not failures, f"replay failed: {failures[0]!r}"
         replayed = time.monotonic()
-        print(f"\n{total} messages replayed at {RATE:.0f}/s in {replayed - started:.0f}s through: {'; '.join(faults)}")
+        print(f"\n{total} messages replayed at {soak.rate:.0f}/s in {replayed - started:.0f}s through: {'; '.join(faults)}")
 
         for worker in (a, b):
             worker.wait_for(lambda w=worker: w.health().get("status") == "ok", 120, "worker healthy")
