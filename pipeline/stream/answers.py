@@ -1,12 +1,13 @@
-"""The engine's answers to the Faust process's questions (``channel.Ask``): the
+"""The engine's answers to the Faust process's questions (``channel.QUESTIONS``): the
 ``/metrics`` text, the ``/healthz`` figures, a read-only ``/sql`` query. One handler per
-question; an error goes back as one redacted line."""
+question type; an error goes back as one redacted line."""
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Protocol
 
 from pipeline.config import UserError
+from pipeline.errors import one_line
 from pipeline.secrets import redact
 from pipeline.store.sqlreader import SqlReader
 from pipeline.stream import channel
@@ -34,22 +35,22 @@ class Answered(Protocol):
 class Answers:
     def __init__(self, engine: Answered) -> None:
         self.engine = engine
-        self.handlers: dict[str, Callable[..., Awaitable[Any]]] = {
-            "metrics": self.metrics,
-            "health": self.health,
-            "sql": self.sql,
-        }
 
-    async def answer(self, ask: channel.Ask) -> channel.Answer:
-        handler = self.handlers.get(ask.what)
+    async def answer(self, ask: channel.Question) -> channel.Answer:
         try:
-            if handler is None:
-                raise ValueError(f"unknown question {ask.what!r}")
-            value = await handler(*ask.args)
+            match ask:
+                case channel.AskMetrics(live=live):
+                    value = await self.metrics(live)
+                case channel.AskHealth():
+                    value = self.engine.health()
+                case channel.AskSql(query=query, parameters=parameters, limits=limits, wait_seconds=wait):
+                    value = await self.sql(query, parameters, limits, wait)
+                case _:
+                    raise TypeError(f"not a question: {type(ask).__name__}")
         except UserError as exc:
             return channel.Answer(ask.request, error=redact(str(exc)), user_error=True)
         except Exception as exc:  # the engine's own message, one line
-            return channel.Answer(ask.request, error=redact(str(exc).strip().splitlines()[0][:500]))
+            return channel.Answer(ask.request, error=redact(one_line(exc, with_type=False)))
         return channel.Answer(ask.request, value)
 
     async def metrics(self, live: bool = True) -> tuple[str, int]:
@@ -59,9 +60,6 @@ class Answers:
         current = engine.view_at_clock() if live else None
         live_text = engine.exposition.render(*current) + engine.score_text() if current is not None else ""
         return engine.metrics.render(live_text), engine.clock_us()
-
-    async def health(self) -> dict:
-        return self.engine.health()
 
     async def sql(self, sql: str, parameters, limits: dict, wait_seconds: float):
         if not self.engine.facts.ready:

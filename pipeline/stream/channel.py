@@ -42,12 +42,31 @@ class Revoke(NamedTuple):
     request: int
 
 
-class Ask(NamedTuple):
-    """A question answered out of band: ``metrics``, ``health`` or ``sql``."""
+# Questions answered out of band (``answers.Answers``), one type each: a misspelt
+# question is an error where it is written, not an "unknown question" at run time.
+class AskMetrics(NamedTuple):
+    """The engine's ``/metrics`` families; the live ones only when ``live``."""
 
     request: int
-    what: str
-    args: tuple = ()
+    live: bool
+
+
+class AskHealth(NamedTuple):
+    request: int
+
+
+class AskSql(NamedTuple):
+    """A read-only query (already checked) with the reader's limits."""
+
+    request: int
+    query: str
+    parameters: Any
+    limits: dict
+    wait_seconds: float
+
+
+QUESTIONS = (AskMetrics, AskHealth, AskSql)
+Question = AskMetrics | AskHealth | AskSql
 
 
 # -- engine -> Faust process ---------------------------------------------------------

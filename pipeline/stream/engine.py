@@ -140,7 +140,7 @@ class Engine:
                 self._spawn(self._rebuild(self.generation, message.partitions))
             elif isinstance(message, channel.Revoke):
                 self._spawn(self._revoke(message.request))
-            elif isinstance(message, channel.Ask):
+            elif isinstance(message, channel.QUESTIONS):
                 self._spawn(self._answer(message))
 
     def _spawn(self, coro) -> None:
@@ -447,7 +447,7 @@ class Engine:
             self.problems.failing("ClickHouse write", exc)
             log.error("snapshot write failed; skipped: %s", exc)
 
-    async def _answer(self, ask: channel.Ask) -> None:
+    async def _answer(self, ask: channel.Question) -> None:
         await self.link.send(await self.answers.answer(ask))
 
     def health(self) -> dict:

@@ -28,7 +28,8 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
 import faust
 import mode.loop
@@ -47,6 +48,7 @@ from pipeline.stream import guard as faults
 from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
 from pipeline.stream.retry import SOON
 from pipeline.store.client import describe_dsn
+from pipeline.errors import one_line
 from pipeline.secrets import install_log_redaction, redact
 
 log = logging.getLogger("pipeline.worker")
@@ -227,8 +229,10 @@ class Worker:
         if future is not None and not future.done():
             future.set_result(answer)
 
-    async def _ask(self, what: str, *args, timeout: float | None = ASK_TIMEOUT_S) -> Any:
-        answer = await self._request(lambda request: channel.Ask(request, what, args), timeout)
+    async def _ask(self, question: Callable[[int], channel.Question], timeout: float | None = ASK_TIMEOUT_S) -> Any:
+        """``question``: the question's type with its arguments but the request id
+        (``functools.partial(channel.AskSql, query=...)``)."""
+        answer = await self._request(question, timeout)
         if answer.error is not None:
             raise (UserError if answer.user_error else RuntimeError)(answer.error)
         return answer.value
@@ -345,14 +349,14 @@ class Worker:
     async def _metrics_page(self, web, request):
         # the indicator series only while the group membership is confirmed (checked
         # again once the engine answered): never summed with a new owner's
-        text, self.engine_clock_us = await self._ask("metrics", self.membership.current())
+        text, self.engine_clock_us = await self._ask(partial(channel.AskMetrics, live=self.membership.current()))
         if not self.membership.current():
-            text, _ = await self._ask("metrics", False)
+            text, _ = await self._ask(partial(channel.AskMetrics, live=False))
         return web.bytes(generate_latest(self.registry) + text, content_type=CONTENT_TYPE)
 
     async def _health_page(self, web, request):
         try:
-            engine = await self._ask("health")
+            engine = await self._ask(channel.AskHealth)
         except (asyncio.TimeoutError, RuntimeError, OSError) as exc:  # OSError: the engine is gone
             engine = {"ready": False, "failure": None, "problems": [
                 {"problem": "engine", "detail": f"not answering: {type(exc).__name__}", "for_seconds": ASK_TIMEOUT_S}]}
@@ -398,9 +402,11 @@ class Worker:
                 try:
                     body = webguard.parse_sql_body(await request.read())
                     check_read_only(body.query)
+                    limits = worker.web.limits
                     columns, rows = await worker._ask(
-                        "sql", body.query, body.parameters, worker.web.limits.settings(),
-                        worker.web.limits.wait_seconds, timeout=worker.web.limits.wait_seconds + 1,
+                        partial(channel.AskSql, query=body.query, parameters=body.parameters,
+                                limits=limits.settings(), wait_seconds=limits.wait_seconds),
+                        timeout=limits.wait_seconds + 1,
                     )
                 except UserError as exc:
                     return self.json({"error": redact(str(exc))}, status=400)
@@ -408,8 +414,7 @@ class Worker:
                     return self.json({"error": "POST /sql: no answer within "
                                                f"{worker.web.limits.wait_seconds:g} s"}, status=504)
                 except Exception as exc:  # the engine's own message, one line
-                    line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    return self.json({"error": redact(line[:500])}, status=400)
+                    return self.json({"error": redact(one_line(exc, with_type=False))}, status=400)
                 return self.json({"columns": columns, "rows": rows})
 
         return SqlView
