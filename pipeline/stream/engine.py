@@ -9,7 +9,8 @@ facts, then case records, then ``Flushed`` so the Faust process settles dead let
 and acks). On every assignment the engine recovers the records of its partitions and
 rebuilds the live view from them before it processes a message.
 
-The parts around it: ``facts.FactStore`` (the ClickHouse thread), ``answers.Answers``
+The parts around it: ``batches.process_batch`` (a batch through the processor into the
+rows of the next flush), ``facts.FactStore`` (the ClickHouse thread), ``answers.Answers``
 (the questions of the Faust process), ``gcpolicy.FreezePolicy`` (the collector kept off
 the live state).
 
@@ -28,7 +29,6 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
 
 import uvloop
 
@@ -41,7 +41,6 @@ from pipeline.core.view import indicator_figures
 from pipeline.secrets import install_log_redaction
 from pipeline.store.sqlreader import SqlReader
 from pipeline.store.units import load_units
-from pipeline.store.writer import AcceptedEvent, InvalidRow
 from pipeline.stream import channel, gcpolicy
 from pipeline.stream.answers import Answers
 from pipeline.stream.checkpoint import RECORDS, Checkpoint, Flush
@@ -49,7 +48,8 @@ from pipeline.stream.facts import FactStore
 from pipeline.stream.guard import Problems
 from pipeline.stream.labels import bound_figures, registered_sectors
 from pipeline.stream.metrics import LiveExposition, LiveFigures, WorkerMetrics
-from pipeline.stream.processor import ACCEPTED, DUPLICATE, INVALID, REDELIVERED, Processor, RawMessage, rebuild
+from pipeline.stream.batches import Pending, process_batch
+from pipeline.stream.processor import Processor, rebuild
 from pipeline.stream.score_metrics import score_exposition
 from pipeline.stream.repository import CachedRepository, case_store, new_live_state, stored_cases, stored_clocks
 from pipeline.stream.retry import SOON
@@ -63,22 +63,6 @@ FENCED_REJOIN_S = 120.0  # a fenced worker not assigned anew within this time st
 
 def _now_us() -> int:
     return time.time_ns() // 1000
-
-
-@dataclass
-class _Pending:
-    """Rows waiting for the next flush, and how many messages they came from."""
-
-    events: list[AcceptedEvent] = field(default_factory=list)
-    invalid: list[InvalidRow] = field(default_factory=list)
-    cases: dict = field(default_factory=dict)
-    timestamps: list[float] = field(default_factory=list)
-    count: int = 0
-    last_seq: int = 0
-    started: float = 0.0
-
-    def __len__(self) -> int:
-        return self.count
 
 
 class Engine:
@@ -106,7 +90,7 @@ class Engine:
             self.repository, self.live, event_clock=settings.clock == "event", unit_label=registry.label,
             sectors=SectorLabels(registered_sectors()),  # sectors outside the registry mapped at the door
         )
-        self.pending = _Pending()
+        self.pending = Pending()
         self.flush_lock = asyncio.Lock()
         self.store_started = asyncio.Event()
         self.view_ready = asyncio.Event()  # the live state matches the assignment
@@ -272,61 +256,11 @@ class Engine:
         self._flush_task.add_done_callback(self._flush_behind)
 
     def _process_batch(self, batch: channel.Batch) -> channel.Done:
-        """Process the messages of ``batch`` in order (no await in between, so no flush
-        can split them)."""
-        started = time.perf_counter()
-        pending = self.pending
-        if not pending.count:
-            pending.started = time.monotonic()
-        process, partitions, topic = self.processor.process, self.partitions, self.settings.topic
-        rows, cases, timestamps = pending.events, pending.cases, pending.timestamps
-        skipped, invalid = [], []
-        counts = {ACCEPTED: 0, DUPLICATE: 0, INVALID: 0, REDELIVERED: 0}
-        unknown = handled = 0
-        wall_now_us = _now_us()
-        for index, (key, value, partition, offset, timestamp) in enumerate(
-            zip(batch.keys, batch.values, batch.partitions, batch.offsets, batch.timestamps)
-        ):
-            if partition not in partitions:
-                skipped.append(index)  # buffered before a rebalance took the partition away: not ours
-                continue
-            result = process(RawMessage(key, value, partition, offset), wall_now_us=wall_now_us)
-            outcome = result.outcome
-            counts[outcome] += 1
-            if outcome == INVALID:
-                self.metrics.invalid.labels(result.reason).inc()
-                invalid.append((index, result.reason, result.detail))
-                pending.invalid.append(InvalidRow(
-                    topic=topic, partition=partition, offset=offset, key=key,
-                    reason=result.reason, detail=result.detail, raw=value or b"",
-                ))
-            elif outcome != DUPLICATE:
-                ev = result.event
-                if outcome == ACCEPTED and result.unit_label != ev.unit_id:
-                    unknown += 1
-                cases[(partition, ev.case_id)] = result.case
-                rows.append(AcceptedEvent(ev, partition, offset, result.unit_label, result.sector_label))
-            timestamps.append(timestamp)
-            handled += 1
-        if skipped:
-            log.warning("batch %d: %d messages of partitions not held skipped (never acked: read again)",
-                        batch.seq, len(skipped))
-        pending.count += handled
-        pending.last_seq = batch.seq
-        for outcome in (ACCEPTED, DUPLICATE, INVALID):
-            if counts[outcome]:
-                self.metrics.events.labels(outcome).inc(counts[outcome])
-        if counts[REDELIVERED]:
-            self.metrics.redelivered.inc(counts[REDELIVERED])
-        if unknown:
-            self.metrics.unknown_units.inc(unknown)
-        self.processed += handled
-        if handled:
-            per_message = (time.perf_counter() - started) / handled
-            observe = self.metrics.processing.observe
-            for _ in range(handled):
-                observe(per_message)
-        return channel.Done(batch.seq, skipped, invalid, self.live.view.clock_us)
+        before = self.pending.count
+        done = process_batch(batch, self.pending, self.processor, self.partitions, self.settings.topic,
+                             self.metrics)
+        self.processed += self.pending.count - before
+        return done
 
     async def _timers(self) -> None:
         """The flush interval (and the daily prune of old ids), and the snapshots."""
@@ -345,7 +279,7 @@ class Engine:
     # -- the flush: the checkpoint writes what the batches buffered -------------------
     async def flush(self) -> None:
         async with self.flush_lock:
-            batch, self.pending = self.pending, _Pending()
+            batch, self.pending = self.pending, Pending()
             records = self.repository.take_staged()
             if not batch.count and not records:
                 return
