@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 import logging
 import os
 import socket
@@ -56,6 +57,7 @@ GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPyth
 TAKE_MAX = 2_000  # messages handed to the engine at once
 TAKE_WITHIN_S = 0.05  # or what arrived within this time (bounds the event -> gauge delay)
 BATCHES_AHEAD = 3  # batches handed over and not yet processed (the engine's queue stays short)
+START_ATTEMPT_ENV = "TTHC_WORKER_START_ATTEMPT"  # consecutive failed starts of this worker (start_again)
 ASK_TIMEOUT_S = 10.0  # an engine that does not answer a scrape in this time is reported as such
 
 
@@ -91,6 +93,7 @@ class Worker:
         self.failure: str | None = None
         self.membership = Membership(settings.session_timeout)  # exports only while confirmed
         self.held: set[int] = set()  # partitions whose acks wait for the next assignment
+        self.joined = False  # the group assigned partitions at least once: the start is over
         self.engine_clock_us = 0  # the engine's clock, as of its last answer
         self.link: channel.Link | None = None
         self.linked = asyncio.Event()
@@ -309,6 +312,7 @@ class Worker:
         self.held = set()  # the next assignment reads from the committed offsets
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
+        self.joined = True
         self.membership.watch(consumer_coordinator(app))
         self.membership.joined()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
@@ -443,8 +447,31 @@ def run_worker(settings: Settings) -> int:
         f"metrics at {settings.web_url}/metrics (clock: {settings.clock})",
         flush=True,
     )
+    code: int | str | None = 0
     try:
         faust_worker.execute_from_commandline()
+    except SystemExit as exit_:
+        code = exit_.code
     finally:
         worker.stop_engine()
-    return 0
+    if code and not worker.joined and worker.failure is None:
+        start_again()  # Faust's own start failed (a broker went down meanwhile): returns when tried enough
+    return code if isinstance(code, int) else 1
+
+
+def start_again() -> None:
+    """Run this worker again in this process (``exec``: same pid, arguments and
+    environment) after a failed start, on the ``SOON`` schedule; return when that is
+    used up. Faust's start asks brokers for metadata and its leader topic without
+    retrying, so a broker that dies just then would otherwise stop a starting worker."""
+    attempt = int(os.environ.get(START_ATTEMPT_ENV, "1"))
+    delays = list(itertools.islice(SOON.delays(), SOON.attempts))
+    if attempt >= len(delays):
+        print(f"worker: the start failed {attempt} times in a row; stopping", file=sys.stderr, flush=True)
+        return
+    delay = delays[attempt - 1]
+    print(f"worker: the start failed (see above); starting again in {delay:g} s "
+          f"(attempt {attempt + 1} of {len(delays)})", file=sys.stderr, flush=True)
+    time.sleep(delay)
+    os.environ[START_ATTEMPT_ENV] = str(attempt + 1)
+    os.execv(sys.executable, [sys.executable, "-m", "pipeline", *sys.argv[1:]])

@@ -44,7 +44,7 @@ from pipeline.contract.events import format_time, parse_time
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from pipeline.infra.manager import running_pids, up
-from pipeline.kafka_clients import kafka_python_options
+from pipeline.kafka_clients import kafka_python_options, local_brokers, managed_address
 from tests.integration.ownkafka import own_kafka_settings, running_kafka
 from tests.integration.test_indicators_e2e import WINDOWS, _nonzero, _open_cases, _streaming
 from tests.integration.workerproc import WorkerProcess, isolated_settings
@@ -226,6 +226,9 @@ def test_two_workers_paused_killed_and_a_broker_killed_lose_and_double_nothing(c
     total = len(scenario.lines)
     base = isolated_settings(cluster, "soak", clock="event", batch_size=200, flush_interval=0.3,
                              session_timeout=soak.session_s)
+    # every broker, as production lists them: a worker restarted while broker 1 is down still starts
+    brokers = local_brokers(cluster, managed_address(cluster.kafka_bootstrap))
+    base = replace(base, kafka_bootstrap=",".join(broker.address for broker in brokers))
     settings_a = replace(base, data_dir=base.data_dir / "a")
     settings_b = replace(base, data_dir=base.data_dir / "b", web_port=base.web_port + 1)
     path = tmp_path / "scenario.jsonl"
