@@ -95,6 +95,7 @@ class Engine:
         self.store_started = asyncio.Event()
         self.view_ready = asyncio.Event()  # the live state matches the assignment
         self.partitions: frozenset[int] = frozenset()  # partitions the live state covers
+        self.assigned: frozenset[int] = frozenset()  # partitions of the current assignment (none while revoked)
         self.generation = 0
         self.rebuilding = False
         self.rebuilds = 0
@@ -119,6 +120,7 @@ class Engine:
             if isinstance(message, channel.Batch):
                 await self.batches.put(message)
             elif isinstance(message, channel.Assign):
+                self.assigned = message.partitions
                 self.view_ready.clear()
                 self.generation += 1
                 self._spawn(self._rebuild(self.generation, message.partitions))
@@ -170,10 +172,12 @@ class Engine:
     async def _revoke(self, request: int) -> None:
         # Write what is buffered while this worker still owns the partitions: the next
         # owner recovers their records only after the answer, so writes from here can
-        # never land behind its own in a changelog.
-        await self.flush()
+        # never land behind its own in a changelog. No batch is processed from the
+        # first line on (until the next assignment's rebuild), so the flush takes all.
         self.view_ready.clear()
         self.generation += 1
+        self.assigned = frozenset()
+        await self.flush()
         await self.link.send(channel.Revoked(request))
 
     async def _rebuild(self, generation: int, partitions: frozenset[int]) -> None:
@@ -317,8 +321,12 @@ class Engine:
         records are not written, their messages not acked, and the live view, which
         counts them in, is neither exported nor used until the next assignment rebuilds
         it from the changelog (the Faust process rejoins the group for that)."""
-        self.fenced |= partitions
-        self.partitions = self.partitions - partitions
+        lost = partitions & self.assigned
+        if not lost:  # rows of an assignment that is over (revoked since): their messages are read again
+            log.warning("records of partitions %s not written: no longer held here", sorted(partitions))
+            return
+        self.fenced |= lost
+        self.partitions = self.partitions - lost
         self.view_ready.clear()
         self.generation += 1  # a rebuild under way is for an assignment that is over
         text = (f"partitions {sorted(self.fenced)} were taken over by another worker: "
