@@ -4,7 +4,8 @@
 # once the incident's page fires, what Alertmanager holds (`amtool alert query`: Debian's
 # Alertmanager has no web UI), the webhook log, and the first page of the month's report.
 # Takes 5-10 minutes: the page needs 20 outcomes of the unit, then its `for:` (DEMO_FOR, 1m).
-# Written to docs/pictures/ (PICTURES_DIR); nothing is drawn by hand.
+# Written to docs/pictures/ (PICTURES_DIR); nothing is drawn by hand. Before the pictures it checks
+# that every address and command of the demo's "Look at" block answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${PICTURES_DIR:-docs/pictures}"
@@ -70,6 +71,25 @@ wait_until "page firing in Prometheus" page_firing
 wait_until "page in Alertmanager" page_in_alertmanager
 wait_until "page in the webhook log" page_in_webhook_log
 wait_until "report" report_written
+
+# every address and command of the demo's "Look at" block answers (scripts/demo.sh prints it)
+look_at() {
+  local what="$1"; shift
+  if "$@" >/dev/null 2>&1; then echo "pictures: look-at $what answers"; else echo "pictures: look-at $what does not answer: $*" >&2; exit 1; fi
+}
+has_rows() { test -n "$(.venv/bin/python -m pipeline sql --format csv "$1" 2>/dev/null | sed -n 2p)"; }
+look_at metrics curl -fs "http://127.0.0.1:${TTHC_WEB_PORT:-6066}/metrics"
+look_at "Prometheus alerts" curl -fs "$PROM/classic/alerts"
+look_at "Alertmanager API" curl -fs "$AM/api/v2/alerts"
+look_at amtool amtool --alertmanager.url="$AM" alert
+look_at "webhook log" test -s "$DATA/logs/webhook.log"
+look_at SQL has_rows "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
+if [ "${DEMO_DVCQG:-1}" = "1" ]; then
+  look_at "DVCQG intake" curl -fs "http://127.0.0.1:${TTHC_INTAKE_PORT:-6070}/healthz"
+  look_at "steps SQL" has_rows "SELECT department, handler_name, count() FROM steps FINAL GROUP BY ALL"
+fi
+look_at report test -s "$DATA/reports/bao-cao-$PERIOD.html"
+for board in tong-quan don-vi linh-vuc van-hanh; do look_at "board $board" test -s "dashboards/tthc-$board.json"; done
 
 # terminal output as a page to photograph: as_page TITLE < text
 as_page() {
