@@ -1,5 +1,6 @@
 """The engine's answers to the Faust process's questions (``channel.Ask``): the
-``/metrics`` text, the ``/healthz`` figures, a read-only ``/sql`` query. One handler per
+``/metrics`` text, the ``/healthz`` figures, a read-only ``/sql`` query, and the DVCQG
+rating summaries to store (the translation agent's: the engine holds the embedded chDB). One handler per
 question; an error goes back as one redacted line."""
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Answers:
             "metrics": self.metrics,
             "health": self.health,
             "sql": self.sql,
+            "ratings": self.ratings,
         }
 
     async def answer(self, ask: channel.Ask) -> channel.Answer:
@@ -62,6 +64,11 @@ class Answers:
 
     async def health(self) -> dict:
         return self.engine.health()
+
+    async def ratings(self, summaries) -> int:
+        """DVCQG monthly rating summaries (the translation agent's) into ``dvcqg_ratings``."""
+        await self.engine.facts.wait_ready()
+        return await self.engine.facts.write_ratings(summaries)
 
     async def sql(self, sql: str, parameters, limits: dict, wait_seconds: float):
         if not self.engine.facts.ready:
