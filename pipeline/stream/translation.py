@@ -102,6 +102,7 @@ class TranslationAgent:
     def __init__(
         self, settings: Settings, registries: Registries, problems: ProblemBoard, registry: CollectorRegistry, *,
         store_ratings: Callable[[list[RatingSummary]], Awaitable[Any]], rejoin: Callable[[], Any],
+        fail: Callable[[str], Awaitable[Any]],
     ) -> None:
         self.settings = settings
         self.translator = Translator(registries)
@@ -109,6 +110,7 @@ class TranslationAgent:
         self.store = dvcqg_store(settings)
         self.store_ratings = store_ratings  # the engine writes them (it holds the embedded chDB)
         self.rejoin = rejoin
+        self.fail = fail  # stops the worker (its supervisor restarts it): never a silent stop
         self.started = asyncio.Event()
         self.ready = asyncio.Event()  # the states of the assigned raw partitions are recovered
         self.lock = asyncio.Lock()  # one batch at a time; assignment and revocation wait for it
@@ -129,8 +131,18 @@ class TranslationAgent:
         app.agent(topic, name=AGENT_NAME)(self.consume)
         app.task(self.start)
 
+    async def _guarded(self, coro) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("the DVCQG translation failed; stopping the worker")
+            await self.fail(f"DVCQG translation: {type(exc).__name__}: {exc}")
+            raise
+
     async def start(self) -> None:
-        await SOON.run(STATES, self._start, self.problems)
+        await self._guarded(SOON.run(STATES, self._start, self.problems))
         self.started.set()
 
     async def _start(self) -> None:
@@ -153,7 +165,7 @@ class TranslationAgent:
         (in the background; the agent waits for it before it translates)."""
         self.generation += 1
         self.ready.clear()
-        asyncio.ensure_future(self._recover(self.generation, frozenset(partitions)))
+        asyncio.ensure_future(self._guarded(self._recover(self.generation, frozenset(partitions))))
 
     async def revoke(self) -> None:
         """Stop translating; the batch in flight is written and acked first."""
@@ -182,6 +194,9 @@ class TranslationAgent:
 
     # -- the agent -----------------------------------------------------------------
     async def consume(self, stream) -> None:
+        await self._guarded(self._consume(stream))
+
+    async def _consume(self, stream) -> None:
         async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
             while True:
                 await self.ready.wait()

@@ -105,7 +105,8 @@ class Worker:
         self._engine_socket, self.engine = self._spawn_engine()
         self.translation = TranslationAgent(  # the DVCQG raw topic's agent (translation.py)
             settings, registries, self.guard, self.registry,
-            store_ratings=lambda ratings: self._ask("ratings", ratings, timeout=None), rejoin=lambda: request_rejoin(self.app))
+            store_ratings=lambda ratings: self._ask("ratings", ratings, timeout=None),
+            rejoin=lambda: request_rejoin(self.app), fail=self._fail)
         self.app = self._build_app()
 
     def _spawn_engine(self) -> tuple[socket.socket, subprocess.Popen]:
