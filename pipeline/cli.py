@@ -112,7 +112,8 @@ def _build_parser() -> argparse.ArgumentParser:
         commands, "worker", "run the stream processor",
         "Consumes the input topic, validates each event, keeps case state and the live\n"
         "indicators, writes ClickHouse and serves /metrics, /healthz and POST /sql on\n"
-        "127.0.0.1:TTHC_WEB_PORT. Runs until SIGTERM or Ctrl-C.",
+        "127.0.0.1:TTHC_WEB_PORT; translates the DVCQG raw topic (TTHC_DVCQG_TOPIC) into\n"
+        "contract events. Runs until SIGTERM or Ctrl-C.",
         "tthc worker --clock event --web-port 6066", with_common,
     )
     worker.add_argument("--clock", choices=["wall", "event"],

@@ -181,16 +181,16 @@ class TranslationAgent:
                 return
             # first fence any earlier owner, then read: the recovery sees all it committed
             await SOON.run(STATES, lambda: self.store.own(partitions), self.problems)
-            dossiers = 0
+            records = 0
             for partition in sorted(partitions):
                 stats = await SOON.run(STATES, lambda p=partition: self.store.recover(p), self.problems)
-                dossiers += stats.records
+                records += stats.records
                 if generation != self.generation:
                     return
             self.store.close_partitions_except(partitions)
             self.held = set()
             self.ready.set()
-            log.info("dvcqg: raw partitions %s owned, %d changelog records recovered", sorted(partitions), dossiers)
+            log.info("dvcqg: raw partitions %s owned, %d changelog records recovered", sorted(partitions), records)
 
     # -- the agent -----------------------------------------------------------------
     async def consume(self, stream) -> None:

@@ -16,6 +16,9 @@ done before Faust goes on; on assignment it rebuilds the live view of the new
 partitions before it processes a message. The engine dies with this process, and this
 process stops when the engine fails: a supervisor restarts both, and whatever was not
 acked is read again and recognised as a redelivery.
+
+A second agent of this process translates the DVCQG raw topic into contract events
+(``translation.py``); the worker only registers it and passes it the assignment.
 """
 
 from __future__ import annotations
