@@ -112,7 +112,8 @@ def _build_parser() -> argparse.ArgumentParser:
         commands, "worker", "run the stream processor",
         "Consumes the input topic, validates each event, keeps case state and the live\n"
         "indicators, writes ClickHouse and serves /metrics, /healthz and POST /sql on\n"
-        "127.0.0.1:TTHC_WEB_PORT. Runs until SIGTERM or Ctrl-C.",
+        "127.0.0.1:TTHC_WEB_PORT; translates the DVCQG raw topic (TTHC_DVCQG_TOPIC) into\n"
+        "contract events. Runs until SIGTERM or Ctrl-C.",
         "tthc worker --clock event --web-port 6066", with_common,
     )
     worker.add_argument("--clock", choices=["wall", "event"],
@@ -179,20 +180,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "The calls a provincial one-stop system already sends the national portal (login, then\n"
         "DongBoHoSoMC, CapNhatTienDoHoSoMC, DongBoDanhGia), answered error_code 0 once the raw\n"
         "record is in Kafka (TTHC_DVCQG_TOPIC); on TTHC_INTAKE_HOST:TTHC_INTAKE_PORT, accounts from\n"
-        "TTHC_INTAKE_ACCOUNTS_FILE (docs/intake.md).",
+        "TTHC_INTAKE_ACCOUNTS_FILE (docs/intake.md). The worker translates them into contract events.",
         "tthc intake\ntthc intake --file sync-log.jsonl", with_common,
     )
     intake.add_argument("--file", metavar="FILE",
                         help="a sync log: one DVCQG request body per line; exits once all are in Kafka")
-
-    translate = _command(
-        commands, "translate", "translate the DVCQG raw topic into contract events",
-        "Reads TTHC_DVCQG_TOPIC and writes the contract events the spec's mapping implies to\n"
-        "TTHC_TOPIC, each once (derived event ids); make demo runs it beside the worker.",
-        "tthc translate\ntthc translate --until-idle 5", with_common,
-    )
-    translate.add_argument("--until-idle", dest="until_idle", type=_positive_float, metavar="SECONDS",
-                           help="stop once no record arrived for this many seconds (default: run until Ctrl-C)")
 
     rules = _command(
         commands, "rules", "write the Prometheus rules generated from the targets file",
@@ -358,9 +350,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
         return manager.run_action(settings, args.action)
     if args.command == "worker":
+        from pipeline.feed.dvcqg import registries_for
         from pipeline.stream.worker import run_worker
 
-        return run_worker(settings)
+        # the DVCQG translation's registries: the deploy files and the simulated world's codes
+        return run_worker(settings, registries_for(settings))
     if args.command == "replay":
         from pipeline.feed.replay import replay_file
 
@@ -410,11 +404,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from pipeline.intake.server import run_file, run_intake
 
         return run_file(settings, args.file) if args.file else run_intake(settings)
-    if args.command == "translate":
-        from pipeline.feed.dvcqg import registries_for
-        from pipeline.intake.translate import run_translate
-
-        return run_translate(settings, registries_for(settings), until_idle=args.until_idle)
     if args.command == "rules":
         from pipeline.alerting.rules import RULES_DIR, RuleOptions, write_rules
         from pipeline.core.targets import TargetsError

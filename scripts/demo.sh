@@ -26,14 +26,13 @@ SIMULATOR=""
 WORKER=""
 REPORTER=""
 INTAKE=""
-TRANSLATOR=""
 DVCQG_SIM=""
 REPORT_DIR="${TTHC_DATA_DIR:-./var}/reports"
 REPORT_PERIOD="$(TZ=Asia/Ho_Chi_Minh date +%Y-%m)"
 cleanup() {
   trap - INT TERM EXIT
   echo; echo "demo: stopping simulator, worker, webhook logger and infrastructure…"
-  for pid in $REPORTER $DVCQG_SIM $SIMULATOR $TRANSLATOR $INTAKE $WORKER $WEBHOOK; do
+  for pid in $REPORTER $DVCQG_SIM $SIMULATOR $INTAKE $WORKER $WEBHOOK; do
     kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   $PY -m pipeline infra down || true
@@ -48,8 +47,8 @@ for _ in $(seq 1 60); do
   kill -0 "$WORKER" 2>/dev/null || { echo "demo: the worker stopped; see $LOG"; tail -20 "$LOG"; exit 1; }
   sleep 1
 done
-# the DVCQG intake (docs/intake.md) with a demo account, the translation of its records into
-# contract events, and a second simulator that sends its dossiers as DVCQG sync calls
+# the DVCQG intake (docs/intake.md) with a demo account (the worker translates its records
+# into contract events), and a second simulator that sends its dossiers as DVCQG sync calls
 # (DEMO_DVCQG=0 leaves them out)
 if [ "${DEMO_DVCQG:-1}" = "1" ]; then
   export TTHC_INTAKE_ACCOUNTS_FILE="${TTHC_INTAKE_ACCOUNTS_FILE:-${TTHC_DATA_DIR:-./var}/demo/intake-accounts}"
@@ -59,8 +58,6 @@ if [ "${DEMO_DVCQG:-1}" = "1" ]; then
   fi
   $PY -m pipeline intake >"${TTHC_DATA_DIR:-./var}/logs/intake.log" 2>&1 &
   INTAKE=$!
-  $PY -m pipeline translate >"${TTHC_DATA_DIR:-./var}/logs/translate.log" 2>&1 &
-  TRANSLATOR=$!
   for _ in $(seq 1 30); do
     curl -fs "http://127.0.0.1:${TTHC_INTAKE_PORT:-6070}/healthz" >/dev/null 2>&1 && break
     kill -0 "$INTAKE" 2>/dev/null || { echo "demo: the intake stopped; see ${TTHC_DATA_DIR:-./var}/logs/intake.log"; exit 1; }
@@ -80,7 +77,7 @@ demo: running. Look at
   SQL          .venv/bin/python -m pipeline sql "SELECT event_type, count() FROM case_events FINAL GROUP BY event_type"
   worker log   $LOG
   DVCQG intake http://127.0.0.1:${TTHC_INTAKE_PORT:-6070}/dvcqg/  (account in \$TTHC_INTAKE_ACCOUNTS_FILE; a second simulator
-               sends DVCQG calls at ${DEMO_DVCQG_RATE:-2}/s; logs intake.log, translate.log; DEMO_DVCQG=0: off)
+               sends DVCQG calls at ${DEMO_DVCQG_RATE:-2}/s; log intake.log; the worker translates; DEMO_DVCQG=0: off)
                .venv/bin/python -m pipeline sql "SELECT department, handler_name, count() FROM steps FINAL GROUP BY ALL"
   report       after ${DEMO_REPORT_AFTER:-60} s of simulation, the report of $REPORT_PERIOD (this month) goes to
                $REPORT_DIR/bao-cao-$REPORT_PERIOD.html (.pdf, *.csv); again at any time:

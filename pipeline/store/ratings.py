@@ -3,8 +3,8 @@
 One row per (unit, month): raters and the % very satisfied / satisfied / unsatisfied, as
 the one-stop system reported them (the latest report of a month wins). Shown beside the
 per-dossier ``rated`` events, never mixed into their counts (``docs/intake.md``). Filled by
-:func:`write_ratings` from the translator's ``RatingSummary`` records (the worker's agent,
-once wired). Read with ``FINAL``.
+:func:`write_ratings` from the translator's ``RatingSummary`` records (the worker's engine,
+asked by its DVCQG translation agent before the batch's transaction). Read with ``FINAL``.
 """
 
 from __future__ import annotations

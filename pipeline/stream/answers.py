@@ -1,5 +1,6 @@
 """The engine's answers to the Faust process's questions (``channel.QUESTIONS``): the
-``/metrics`` text, the ``/healthz`` figures, a read-only ``/sql`` query. One handler per
+``/metrics`` text, the ``/healthz`` figures, a read-only ``/sql`` query, and the DVCQG
+rating summaries to store (the translation agent's: the engine holds the embedded chDB). One handler per
 question type; an error goes back as one redacted line."""
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Answers:
                     value = self.engine.health()
                 case channel.AskSql(query=query, parameters=parameters, limits=limits, wait_seconds=wait):
                     value = await self.sql(query, parameters, limits, wait)
+                case channel.StoreRatings(summaries=summaries):
+                    value = await self.ratings(summaries)
                 case _:
                     raise TypeError(f"not a question: {type(ask).__name__}")
         except UserError as exc:
@@ -60,6 +63,11 @@ class Answers:
         current = engine.view_at_clock() if live else None
         live_text = engine.exposition.render(*current) + engine.score_text() if current is not None else ""
         return engine.metrics.render(live_text), engine.clock_us()
+
+    async def ratings(self, summaries) -> int:
+        """DVCQG monthly rating summaries (the translation agent's) into ``dvcqg_ratings``."""
+        await self.engine.facts.wait_ready()
+        return await self.engine.facts.write_ratings(summaries)
 
     async def sql(self, sql: str, parameters, limits: dict, wait_seconds: float):
         if not self.engine.facts.ready:

@@ -65,8 +65,15 @@ class AskSql(NamedTuple):
     wait_seconds: float
 
 
-QUESTIONS = (AskMetrics, AskHealth, AskSql)
-Question = AskMetrics | AskHealth | AskSql
+class StoreRatings(NamedTuple):
+    """DVCQG monthly rating summaries (the translation agent's) for ``dvcqg_ratings``."""
+
+    request: int
+    summaries: Any
+
+
+QUESTIONS = (AskMetrics, AskHealth, AskSql, StoreRatings)
+Question = AskMetrics | AskHealth | AskSql | StoreRatings
 
 
 # -- engine -> Faust process ---------------------------------------------------------

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pipeline.config import Settings
 from pipeline.store.client import connect, describe_dsn
+from pipeline.store.ratings import write_ratings
 from pipeline.store.schema import ensure_schema
 from pipeline.store.units import load_units, sync_units
 from pipeline.store.writer import FactWriter
@@ -61,6 +62,13 @@ class FactStore:
                 write(rows)
                 self.metrics.rows_written.labels(table).inc(len(rows))
                 self.metrics.inserts.labels(table).inc()
+
+    async def write_ratings(self, summaries) -> int:
+        """DVCQG monthly rating summaries (``dvcqg_ratings``: the latest report wins)."""
+        written = await self._on_thread(write_ratings, self.client, summaries)
+        self.metrics.rows_written.labels("dvcqg_ratings").inc(written)
+        self.metrics.inserts.labels("dvcqg_ratings").inc()
+        return written
 
     async def write_snapshots(self, indicators, clock_us: int) -> None:
         await self._on_thread(self.writer.write_snapshots, indicators, clock_us)

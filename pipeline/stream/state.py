@@ -24,7 +24,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -57,6 +57,18 @@ class Fenced(Exception):
     def __init__(self, partitions) -> None:
         self.partitions = frozenset(partitions)
         super().__init__(f"partitions {sorted(self.partitions)} are fenced: another worker owns them now")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """A message for another topic, written in the same transaction as a partition's
+    records (``CaseStore.commit(..., extra=...)``): visible to read_committed readers
+    exactly when the records are."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,14 +310,19 @@ class CaseStore:
             yield key.decode(), value
 
     # -- writing -------------------------------------------------------------------
-    async def commit(self, changes: Mapping[int, Mapping[str, bytes]], clocks: Mapping[int, int]) -> int:
+    async def commit(self, changes: Mapping[int, Mapping[str, bytes]], clocks: Mapping[int, int], *,
+                     extra: Mapping[int, Sequence[OutboundRecord]] | None = None) -> int:
         """Write changed records (and each partition's clock) to the changelog, one
         transaction per partition, wait for the broker, then to the local cache. Returns
         the number of records. A partition another worker owns now is not written:
-        ``Fenced`` is raised for those once the others are written."""
-        partitions = sorted(set(changes) | set(clocks))
+        ``Fenced`` is raised for those once the others are written. ``extra``: messages
+        for other topics that partition N's transaction carries too (the DVCQG
+        translation's contract events and dead letters: written exactly when the states
+        that produced them are)."""
+        extra = extra or {}
+        partitions = sorted(set(changes) | set(clocks) | {p for p, records in extra.items() if records})
         outcomes = await asyncio.gather(
-            *(self._commit_partition(p, changes.get(p, {}), clocks.get(p)) for p in partitions),
+            *(self._commit_partition(p, changes.get(p, {}), clocks.get(p), extra.get(p, ())) for p in partitions),
             return_exceptions=True,
         )
         written, fenced, failure = 0, set(), None
@@ -327,7 +344,8 @@ class CaseStore:
             raise Fenced(fenced)
         return written
 
-    async def _commit_partition(self, partition: int, changes: Mapping[str, bytes], clock: int | None) -> int:
+    async def _commit_partition(self, partition: int, changes: Mapping[str, bytes], clock: int | None,
+                                extra: Sequence[OutboundRecord] = ()) -> int:
         if partition not in self._owned:
             raise Fenced([partition])  # not (or no longer) this worker's to write
         producer = self._producers.get(partition)
@@ -337,24 +355,34 @@ class CaseStore:
         if clock is not None:
             items.append((CLOCK_KEY, str(clock).encode()))
         sent = []  # (delivery future, records in the batch)
+        others = []  # delivery futures of ``extra``
         try:
             async with producer.transaction():
-                batch, size, count = producer.create_batch(), 0, 0
-                for key, value in items:
-                    if size and size + len(key) + len(value) > _MAX_BATCH_BYTES:
-                        sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
-                        batch, size, count = producer.create_batch(), 0, 0
-                    if batch.append(key=key, value=value, timestamp=None) is None:
-                        raise ValueError(f"case record too large for one changelog message ({len(value)} bytes)")
-                    size += len(key) + len(value)
-                    count += 1
-                sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
+                if items:
+                    batch, size, count = producer.create_batch(), 0, 0
+                    for key, value in items:
+                        if size and size + len(key) + len(value) > _MAX_BATCH_BYTES:
+                            sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
+                            batch, size, count = producer.create_batch(), 0, 0
+                        if batch.append(key=key, value=value, timestamp=None) is None:
+                            raise ValueError(f"case record too large for one changelog message ({len(value)} bytes)")
+                        size += len(key) + len(value)
+                        count += 1
+                    sent.append((await producer.send_batch(batch, self.topic, partition=partition), count))
+                for record in extra:
+                    others.append(await producer.send(record.topic, value=record.value, key=record.key,
+                                                      headers=list(record.headers)))
                 offsets = [((await future).offset, n) for future, n in sent]
+                for future in others:
+                    await future
         except BaseException:
-            for future, _ in sent:  # the failure is the one raised: the others' are the same
+            # the failure is the one raised: the others' are the same
+            for future in [f for f, _ in sent] + others:
                 if future.done() and not future.cancelled():
                     future.exception()
             raise
+        if not offsets:
+            return 0  # only ``extra``: the changelog partition is not part of the transaction
         first_of_last, in_last = offsets[-1]  # a batch holds consecutive offsets from its first
         # the commit marker follows the last record: the end a read_committed reader sees
         self._ends[partition] = first_of_last + in_last + 1

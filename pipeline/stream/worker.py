@@ -16,6 +16,9 @@ done before Faust goes on; on assignment it rebuilds the live view of the new
 partitions before it processes a message. The engine dies with this process, and this
 process stops when the engine fails: a supervisor restarts both, and whatever was not
 acked is read again and recognised as a redelivery.
+
+A second agent of this process translates the DVCQG raw topic into contract events
+(``translation.py``); the worker only registers it and passes it the assignment.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from pipeline import webguard
 from pipeline.stream import guard as faults
 from pipeline.stream.membership import Membership, consumer_coordinator, request_rejoin
 from pipeline.stream.retry import SOON
+from pipeline.stream.translation import TranslationAgent
 from pipeline.store.client import describe_dsn
 from pipeline.errors import one_line
 from pipeline.secrets import install_log_redaction, redact
+from pipeline.sources.dvcqg.translator import Registries
 
 log = logging.getLogger("pipeline.worker")
 GC_THRESHOLD = 10_000  # allocations between young-generation collections (CPython: 700)
@@ -84,7 +89,7 @@ class QuietMonitor(faust.Monitor):
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, registries: Registries) -> None:
         self.settings = settings
         self.registry = CollectorRegistry()  # this process's families; the engine renders the others
         self.web = webguard.web_access(settings)  # TTHC_WEB_HOST, the /sql token and limits
@@ -106,6 +111,10 @@ class Worker:
         self.ordered: asyncio.Queue = asyncio.Queue()  # Done, Flushed, Revoked: in the engine's order
         self._stream = None
         self._engine_socket, self.engine = self._spawn_engine()
+        self.translation = TranslationAgent(  # the DVCQG raw topic's agent (translation.py)
+            settings, registries, self.guard, self.registry,
+            store_ratings=lambda ratings: self._ask(partial(channel.StoreRatings, summaries=ratings), timeout=None),
+            rejoin=lambda: request_rejoin(self.app), fail=self._fail)
         self.app = self._build_app()
 
     def _spawn_engine(self) -> tuple[socket.socket, subprocess.Popen]:
@@ -159,6 +168,7 @@ class Worker:
         # tthc_unit_info and tthc_consumer_lag (pipeline/stream/registry_metrics.py)
         install_registry_metrics(self.registry, app, topic=s.topic, units_file=s.units_file, clock_us=self.clock_us)
         app.agent(self.topic, name="process-case-events")(self._agent)
+        self.translation.install(app, raw)
         app.on_partitions_revoked.connect(self._on_partitions_revoked)
         app.on_partitions_assigned.connect(self._on_partitions_assigned)
         app.timer(faults.PROBE_INTERVAL)(self.guard.probe_broker)
@@ -309,6 +319,7 @@ class Worker:
         # and the acks are done before Faust goes on (the next owner starts from them).
         if self.linked.is_set() and not self.failure:
             await self._request(channel.Revoke, None)
+        await self.translation.revoke()
         self.held = set()  # the next assignment reads from the committed offsets
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
@@ -316,6 +327,7 @@ class Worker:
         self.membership.watch(consumer_coordinator(app))
         self.membership.joined()
         partitions = frozenset(tp.partition for tp in assigned if tp.topic == self.settings.topic)
+        self.translation.assign(tp.partition for tp in assigned if tp.topic == self.settings.dvcqg_topic)
         await self._send(channel.Assign(partitions))
 
     # -- the agent -----------------------------------------------------------------
@@ -424,7 +436,8 @@ class Worker:
         return SqlView
 
 
-def run_worker(settings: Settings) -> int:
+def run_worker(settings: Settings, registries: Registries) -> int:
+    """``registries``: the DVCQG translation's (``pipeline.feed.dvcqg.registries_for``, built by the CLI)."""
     # The Faust process allocates a few objects per message and keeps few: collect the
     # young generation less often (the engine process does the same; BENCHMARKS.md).
     gc.set_threshold(GC_THRESHOLD, 20, 100)
@@ -440,7 +453,7 @@ def run_worker(settings: Settings) -> int:
     # uvloop: Faust's consumer runs a few asyncio tasks per message (its per-message
     # wait_first); on uvloop its CPU per message fell by a fifth (BENCHMARKS.md)
     mode.loop.use("uvloop")
-    worker = Worker(settings)
+    worker = Worker(settings, registries)
     faust_worker = faust.Worker(worker.app, loglevel="WARNING", quiet=True)
     print(
         f"worker: {settings.topic} on {settings.kafka_bootstrap} -> {describe_dsn(settings.effective_clickhouse_dsn)}; "

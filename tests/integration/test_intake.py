@@ -12,7 +12,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import signal
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from pipeline.feed.dvcqg import registries_for
 from pipeline.kafka_clients import kafka_python_options
 from pipeline.sources.dvcqg.records import RawRecord, scrub, split_call
 from pipeline.sources.dvcqg.translator import Translator
+from tests.integration.workerproc import WorkerProcess, isolated_settings, settings_env, sql_json
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "mat-khau-thu-nghiem-42"
@@ -165,29 +168,33 @@ def test_file_mode(intake, tmp_path):
     assert not any(value in text or value in done.stderr for value in PII.values())
 
 
-def _translate(env, until_idle="4"):
-    return subprocess.run([sys.executable, "-m", "pipeline", "translate", "--until-idle", until_idle], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300)
+def _worker_env(name: str, tmp_path) -> tuple:
+    """Settings of a worker of the test's own (topics, group, data dir) and their environment."""
+    settings = replace(isolated_settings(load_settings(), name), intake_accounts_file=str(tmp_path / "none"))
+    return settings, settings_env(settings)
 
 
-def test_simulated_history_through_file_mode_and_translate_exactly_once(intake, tmp_path):
-    """A simulated history as DVCQG calls -> intake --file -> translate: the contract events
-    the mapping implies, none missing; the file sent twice and a SIGKILL of the translator
-    mid-way add only duplicates of the same event ids."""
+def _wait_stored(worker: WorkerProcess, settings, count: int) -> None:
+    worker.wait_for(
+        lambda: int(sql_json(settings, "SELECT uniqExact(event_id) AS n FROM case_events")[0]["n"]) >= count,
+        300, f"{count} contract events stored")
+
+
+def test_simulated_history_through_file_mode_and_the_worker_exactly_once(intake, tmp_path):
+    """A simulated history as DVCQG calls -> intake --file -> the worker's translation: the
+    contract events the mapping implies, none missing; the file sent twice and a SIGKILL of
+    the worker mid-way add only duplicates of the same event ids, each equal to its record."""
     from pipeline.config import Settings
     from pipeline.feed.simulate import write_history
     from pipeline.sources.dvcqg.batch import translate_batch
 
     calls = tmp_path / "calls.jsonl"
     write_history(Settings(), 2025, str(calls), scale=0.02, days=15, seed=11, progress=False, output_format="dvcqg")
-    tag = uuid.uuid4().hex[:8]
-    env = {**intake["env"], "TTHC_DVCQG_TOPIC": f"tthc.dvcqg-records.e2e-{tag}", "TTHC_TOPIC": f"tthc.case-events.e2e-{tag}",
-           "TTHC_APP_ID": f"e2e-{tag}"}
+    settings, env = _worker_env("intake-e2e", tmp_path)
     loaded = subprocess.run([sys.executable, "-m", "pipeline", "intake", "--file", str(calls)], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert loaded.returncode == 0, loaded.stderr[-2000:]
-    settings = load_settings()
-    raw = read_topic(settings, env["TTHC_DVCQG_TOPIC"])
+    raw = read_topic(settings, settings.dvcqg_topic)
     by_partition: dict[int, list] = {}
     for m in raw:
         by_partition.setdefault(m.partition, []).append(m)
@@ -199,25 +206,24 @@ def test_simulated_history_through_file_mode_and_translate_exactly_once(intake, 
             expected[e["event_id"]] = e
     assert len(expected) > 500 and {e["event_type"] for e in expected.values()} >= {"received", "step", "resolved"}
 
-    # a translator killed mid-way, then restarted until idle
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "translate"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while len(read_topic(settings, env["TTHC_TOPIC"])) < 50 and time.monotonic() < deadline:
-        time.sleep(0.5)
-    proc.kill()
-    proc.wait()
-    done = _translate(env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    # the same calls sent again, translated again
-    again = subprocess.run([sys.executable, "-m", "pipeline", "intake", "--file", str(calls)], cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0
-    assert _translate(env).returncode == 0
+    # a worker killed mid-way, then restarted; the same calls sent again
+    worker = WorkerProcess(settings).start()
+    worker.wait_for(lambda: worker.counter("tthc_dvcqg_records_total") >= 50, 120, "50 raw records translated")
+    worker.stop(signal.SIGKILL)
+    worker = WorkerProcess(settings).start()
+    try:
+        again = subprocess.run([sys.executable, "-m", "pipeline", "intake", "--file", str(calls)], cwd=REPO, env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0
+        _wait_stored(worker, settings, len(expected))
+        stored = sql_json(settings, "SELECT DISTINCT event_id FROM case_events")
+    finally:
+        worker.stop()
 
-    produced = read_topic(settings, env["TTHC_TOPIC"])
+    assert {row["event_id"] for row in stored} == set(expected)  # none missing, none extra
+    produced = read_topic(settings, settings.topic)
     ids = [json.loads(m.value)["event_id"] for m in produced]
-    assert set(ids) == set(expected)  # none missing, none extra
+    assert set(ids) == set(expected)
     assert all(json.loads(m.value) == expected[json.loads(m.value)["event_id"]] for m in produced)
     assert all(m.key == json.loads(m.value)["case_id"].encode() for m in produced)
     text = b"\n".join(m.value for m in produced).decode()
@@ -236,11 +242,9 @@ def test_sigkill_loop_of_the_intake_loses_and_doubles_nothing(kafka, tmp_path):
     bodies = [json.loads(x) for x in calls.read_text(encoding="utf-8").splitlines()]
     accounts = tmp_path / "accounts"
     accounts.write_text(f"igate {PASSWORD}\n", encoding="utf-8")
-    tag = uuid.uuid4().hex[:8]
     port = int(os.environ["TTHC_WEB_PORT"]) + 5
-    env = {**os.environ, "TTHC_INTAKE_ACCOUNTS_FILE": str(accounts), "TTHC_INTAKE_PORT": str(port),
-           "TTHC_DVCQG_TOPIC": f"tthc.dvcqg-records.kill-{tag}", "TTHC_TOPIC": f"tthc.case-events.kill-{tag}",
-           "TTHC_APP_ID": f"kill-{tag}"}
+    settings, env = _worker_env("intake-kill", tmp_path)
+    env = {**env, "TTHC_INTAKE_ACCOUNTS_FILE": str(accounts), "TTHC_INTAKE_PORT": str(port)}
     url = f"http://127.0.0.1:{port}"
 
     def start():
@@ -278,18 +282,21 @@ def test_sigkill_loop_of_the_intake_loses_and_doubles_nothing(kafka, tmp_path):
         proc.kill()
         proc.wait()
     assert kills >= 7 and len(acknowledged) == len(bodies)
-    raw = read_topic(load_settings(), env["TTHC_DVCQG_TOPIC"])
+    raw = read_topic(settings, settings.dvcqg_topic)
     stored = {json.dumps(RawRecord.from_bytes(m.value).data, sort_keys=True, ensure_ascii=False) for m in raw}
     sent = {json.dumps(scrub(b["service"], b["data"][0]), sort_keys=True, ensure_ascii=False) for b in bodies}
     assert sent <= stored  # nothing acknowledged is lost
-    done = _translate(env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    events = [json.loads(m.value) for m in read_topic(load_settings(), env["TTHC_TOPIC"])]
-    translator, states, expected = Translator(registries_for(load_settings())), {}, set()
+    translator, states, expected = Translator(registries_for(settings)), {}, set()
     for body in bodies:
         records, _ = split_call(body, arrived_us=0, account="x")
         expected |= {e["event_id"] for e in translate_batch_records(translator, records, states)}
-    assert {e["event_id"] for e in events} == expected  # nothing lost, nothing extra
+    worker = WorkerProcess(settings).start()  # the translation, in the worker
+    try:
+        _wait_stored(worker, settings, len(expected))
+        stored_ids = sql_json(settings, "SELECT DISTINCT event_id FROM case_events")
+    finally:
+        worker.stop()
+    assert {row["event_id"] for row in stored_ids} == expected  # nothing lost, nothing extra
     print(f"intake SIGKILL loop: {kills} kills, {resends} resends, {len(bodies)} calls")
 
 

@@ -22,11 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def isolated_settings(base: Settings, name: str, **changes) -> Settings:
-    """A topic, consumer group, web port and data dir of the test's own on the shared broker."""
+    """A topic (and DVCQG raw topic), consumer group, web port and data dir of the test's own
+    on the shared broker."""
     tag = f"{name}-{uuid.uuid4().hex[:8]}"
     return replace(
         base,
         topic=f"tthc.test.{tag}",
+        dvcqg_topic=f"tthc.test.{tag}.dvcqg",
         app_id=f"tthc-test-{tag}",
         data_dir=base.data_dir / "runs" / tag,
         **changes,

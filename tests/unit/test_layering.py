@@ -33,7 +33,8 @@ LAYERS: dict[str, set[str]] = {
     "infra": _BASE | {"kafka_clients"},
     "alerting": _BASE | {"core", "store", "targets_file"},
     "boards": _BASE | {"core", "store", "targets_file", "calendar_file"},
-    "stream": _BASE | {"core", "store", "kafka_clients", "webguard", "targets_file", "calendar_file", "progress"},
+    "stream": _BASE | {"core", "store", "kafka_clients", "webguard", "targets_file", "calendar_file", "progress",
+                       "sources"},  # the DVCQG translation agent runs the pure translator
     "reports": _BASE | {"core", "store", "access", "targets_file", "calendar_file", "progress"},
     # the simulator, replay and the sample report: tools above the product, which never imports them
     "feed": _BASE | {"core", "store", "kafka_clients", "infra", "access", "reports", "targets_file", "sources", "intake",

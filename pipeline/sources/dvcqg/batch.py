@@ -1,9 +1,9 @@
-"""A batch of raw-topic messages through the translator: what a runner (the worker's agent
-once wired, or ``python -m pipeline translate``) sends where. Pure.
+"""A batch of raw-topic messages through the translator: what the worker's translation
+agent (``pipeline/stream/translation.py``) sends where. Pure.
 
 ``translate_batch(translator, messages, states)`` takes the messages of
 ``tthc.dvcqg-records`` (key, value) in topic order and the dossiers' states (a dict the
-caller keeps: ``MaHoSo`` -> state; updated in place) and returns the contract events to
+caller keeps: ``MaHoSo`` -> state; read with ``get``, updated in place) and returns the contract events to
 produce (keyed by ``case_id``), the dead letters (the message's original bytes and a
 reason) and the counts of the problems that are only counted.
 """
