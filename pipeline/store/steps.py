@@ -14,14 +14,17 @@ Prometheus labels (unbounded values).
 :data:`LATE_STEPS_SQL` counts, per unit × department × official, over a period
 [``start``, ``end``) (UTC instants, usually the local month) seen at clock ``t``
 (``t`` ≤ ``end``): the steps finished in the period, those finished late, and the steps
-open at ``t`` past their due (``open_overdue``). :func:`late_steps` runs it grouped by
-official or by department. :data:`OPEN_OVERDUE_STEPS_SQL` lists the open steps past due
+open at ``t`` past their due (``open_overdue``), and the distinct (due date, judged date)
+pairs of those late steps (local dates: the report turns them into working days late with
+its calendar). :func:`late_steps` runs it grouped by official or by department, for the
+province or one unit. :data:`OPEN_OVERDUE_STEPS_SQL` lists the open steps past due
 at ``t`` one by one. All values travel as query parameters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pipeline.store.readonly import QueryRunner
@@ -32,6 +35,7 @@ __all__ = [
     "STEP_COLUMNS",
     "LATE_STEPS_SQL",
     "OPEN_OVERDUE_STEPS_SQL",
+    "LateDay",
     "LateSteps",
     "late_steps",
     "open_overdue_steps",
@@ -86,33 +90,53 @@ FROM case_events
 WHERE event_type = 'step'
 """
 
-LATE_STEPS_SQL = """
+_START = "fromUnixTimestamp64Micro({start:Int64}, 'UTC')"
+_END = "fromUnixTimestamp64Micro({end:Int64}, 'UTC')"
+_T = "fromUnixTimestamp64Micro({t:Int64}, 'UTC')"
+#: the one definition of the period's two kinds of late step (see the module doc)
+_LATE_DONE = f"finished_at IS NOT NULL AND finished_at >= {_START} AND finished_at < {_END} " \
+             "AND step_due_at IS NOT NULL AND finished_at > step_due_at"
+_OPEN_OVERDUE = f"started_at <= {_T} AND (finished_at IS NULL OR finished_at > {_T}) " \
+                f"AND step_due_at IS NOT NULL AND step_due_at < {_T}"
+_LOCAL_DAY = "toString(toDate({col}, 'Asia/Ho_Chi_Minh'))"
+
+LATE_STEPS_SQL = f"""
 SELECT
     unit_label AS unit,
     ifNull(department, '') AS department,
     ifNull(handler_name, '') AS handler_name,
     ifNull(any(handler_title), '') AS handler_title,
-    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
-        AS steps_done,
-    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC')
-            AND step_due_at IS NOT NULL AND finished_at > step_due_at) AS late_done,
-    countIf(started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
-            AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')) AS open_overdue
+    countIf(finished_at IS NOT NULL AND finished_at >= {_START} AND finished_at < {_END}) AS steps_done,
+    countIf({_LATE_DONE}) AS late_done,
+    countIf({_OPEN_OVERDUE}) AS open_overdue,
+    groupUniqArrayIf(
+        concat({_LOCAL_DAY.format(col='step_due_at')}, ' ',
+               if({_LATE_DONE}, {_LOCAL_DAY.format(col='finished_at')}, {_LOCAL_DAY.format(col=_T)})),
+        ({_LATE_DONE}) OR ({_OPEN_OVERDUE})) AS late_days
 FROM steps FINAL
-WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+WHERE started_at <= {_T}
+  AND ({{unit:String}} = '' OR unit_label = {{unit:String}})
 GROUP BY unit, department, handler_name
 HAVING steps_done + open_overdue > 0
 ORDER BY late_done + open_overdue DESC, unit, department, handler_name
 """
 
-OPEN_OVERDUE_STEPS_SQL = """
+OPEN_OVERDUE_STEPS_SQL = f"""
 SELECT unit_label AS unit, case_id, step_id, ifNull(department, '') AS department,
        ifNull(handler_name, '') AS handler_name, started_at, step_due_at
 FROM steps FINAL
-WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
-  AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+WHERE {_OPEN_OVERDUE}
 ORDER BY step_due_at, case_id, step_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LateDay:
+    """A late step's local due date and the date it is judged on: its finish, or T's date
+    while it is open (the working days late between them: the report's calendar)."""
+
+    due: date
+    until: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,29 +151,48 @@ class LateSteps:
     steps_done: int
     late_done: int
     open_overdue: int
+    late_days: tuple[LateDay, ...] = ()  # distinct (due, until) dates of its late steps
 
     @property
     def late(self) -> int:
         return self.late_done + self.open_overdue
 
+    @property
+    def handled(self) -> int:
+        """Steps handled in the period: finished in it, or open past due at T."""
+        return self.steps_done + self.open_overdue
 
-def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, by: str = "official") -> list[LateSteps]:
+
+def _late_days(values: Any) -> tuple[LateDay, ...]:
+    days = set()
+    for text in values or ():
+        due, until = str(text).split(" ")
+        days.add(LateDay(date.fromisoformat(due), date.fromisoformat(until)))
+    return tuple(sorted(days, key=lambda d: (d.due, d.until)))
+
+
+def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, by: str = "official",
+               unit: str | None = None) -> list[LateSteps]:
     """Late steps per official (``by="official"``) or per department (``by="department"``)
-    over [start, end) seen at ``at_us`` (see the module doc); only lines with a step."""
+    over [start, end) seen at ``at_us`` (see the module doc); only lines with a step;
+    ``unit``: that unit's only."""
     if by not in ("official", "department"):
         raise ValueError(f"by must be official or department, got {by!r}")
     at_us = min(int(at_us), int(end_us))
-    params = {"start": int(start_us), "end": int(end_us), "t": at_us}
+    params = {"start": int(start_us), "end": int(end_us), "t": at_us, "unit": unit or ""}
     _cols, rows = runner.query(LATE_STEPS_SQL, params)
-    lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c)) for u, d, n, ti, a, b, c in rows]
+    lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c), _late_days(days))
+             for u, d, n, ti, a, b, c, days in rows]
     if by == "department":
-        merged: dict[tuple[str, str], list[int]] = {}
+        merged: dict[tuple[str, str], list[Any]] = {}
         for x in lines:
-            acc = merged.setdefault((x.unit, x.department), [0, 0, 0])
+            acc = merged.setdefault((x.unit, x.department), [0, 0, 0, set()])
             acc[0] += x.steps_done
             acc[1] += x.late_done
             acc[2] += x.open_overdue
-        lines = [LateSteps(u, d, "", "", a, b, c) for (u, d), (a, b, c) in merged.items()]
+            acc[3].update(x.late_days)
+        lines = [LateSteps(u, d, "", "", a, b, c, tuple(sorted(days, key=lambda x: (x.due, x.until))))
+                 for (u, d), (a, b, c, days) in merged.items()]
     lines.sort(key=lambda x: (-x.late, x.unit, x.department, x.handler_name))
     return lines
 
