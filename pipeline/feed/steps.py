@@ -4,7 +4,7 @@ for both of the simulator's formats.
 :func:`case_steps` reads one dossier's contract events (``pipeline.feed.lifecycle``) and
 returns every report of its process steps (:class:`StepUpdate`): the reception at the
 desk (done at once), the processing by a department's official (opened at the receipt,
-due at the dossier's due, done when the dossier is resolved, withdrawn, stopped or its
+due at the dossier's due, done when the dossier is rejected, resolved, withdrawn, stopped or its
 result returned, whichever comes first) and the apology step (``xin lỗi``, done when the
 apology is issued). The officials' names are plainly synthetic, ``Cán bộ Thử nghiệm NN``
 (:data:`OFFICIALS` per unit), drawn from the dossier code, never from the simulator's own
@@ -53,7 +53,7 @@ DEPARTMENT = {
 OTHER_DEPARTMENT = "Phòng Chuyên môn"
 APOLOGY_TEXT = "Gửi phiếu xin lỗi và hẹn lại ngày trả kết quả"
 _STEP_IDS = uuid.UUID("6f1d3c2a-5b7e-4d0a-9c1e-22b0a5e1c0de")  # namespace of the contract step events' ids
-_FINISHING = ("withdrawn", "stopped", "resolved", "result_returned")
+_FINISHING = ("rejected", "withdrawn", "stopped", "resolved", "result_returned")
 
 
 @dataclass(frozen=True, slots=True)

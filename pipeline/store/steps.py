@@ -36,6 +36,8 @@ __all__ = [
     "LATE_STEPS_SQL",
     "OPEN_OVERDUE_STEPS_SQL",
     "LateDay",
+    "LateStepRule",
+    "late_step_rule",
     "LateSteps",
     "late_steps",
     "open_overdue_steps",
@@ -90,14 +92,32 @@ FROM case_events
 WHERE event_type = 'step'
 """
 
-_START = "fromUnixTimestamp64Micro({start:Int64}, 'UTC')"
-_END = "fromUnixTimestamp64Micro({end:Int64}, 'UTC')"
+@dataclass(frozen=True, slots=True)
+class LateStepRule:
+    """The one definition of a late step, as SQL conditions over the ``steps`` columns for
+    instants given as SQL expressions (query parameters here, Grafana macros on the boards)."""
+
+    done: str  # finished in [start, end)
+    late_done: str  # finished in [start, end) after its due
+    open_overdue: str  # open at t, past its due
+
+
+def late_step_rule(start: str, end: str, t: str) -> LateStepRule:
+    """:class:`LateStepRule` for the period [``start``, ``end``) seen at ``t`` (SQL expressions)."""
+    done = f"finished_at IS NOT NULL AND finished_at >= {start} AND finished_at < {end}"
+    return LateStepRule(
+        done=done,
+        late_done=f"{done} AND step_due_at IS NOT NULL AND finished_at > step_due_at",
+        open_overdue=f"started_at <= {t} AND (finished_at IS NULL OR finished_at > {t}) "
+                     f"AND step_due_at IS NOT NULL AND step_due_at < {t}",
+    )
+
+
 _T = "fromUnixTimestamp64Micro({t:Int64}, 'UTC')"
-#: the one definition of the period's two kinds of late step (see the module doc)
-_LATE_DONE = f"finished_at IS NOT NULL AND finished_at >= {_START} AND finished_at < {_END} " \
-             "AND step_due_at IS NOT NULL AND finished_at > step_due_at"
-_OPEN_OVERDUE = f"started_at <= {_T} AND (finished_at IS NULL OR finished_at > {_T}) " \
-                f"AND step_due_at IS NOT NULL AND step_due_at < {_T}"
+_RULE = late_step_rule("fromUnixTimestamp64Micro({start:Int64}, 'UTC')",
+                       "fromUnixTimestamp64Micro({end:Int64}, 'UTC')", _T)
+_LATE_DONE = _RULE.late_done
+_OPEN_OVERDUE = _RULE.open_overdue
 _LOCAL_DAY = "toString(toDate({col}, 'Asia/Ho_Chi_Minh'))"
 
 LATE_STEPS_SQL = f"""
@@ -106,7 +126,7 @@ SELECT
     ifNull(department, '') AS department,
     ifNull(handler_name, '') AS handler_name,
     ifNull(any(handler_title), '') AS handler_title,
-    countIf(finished_at IS NOT NULL AND finished_at >= {_START} AND finished_at < {_END}) AS steps_done,
+    countIf({_RULE.done}) AS steps_done,
     countIf({_LATE_DONE}) AS late_done,
     countIf({_OPEN_OVERDUE}) AS open_overdue,
     groupUniqArrayIf(
