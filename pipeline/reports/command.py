@@ -70,7 +70,8 @@ def run_report(
             files = write_report(data, targets, Path(out), pdf=pdf)
         bar.update(bar.total - bar.n)
     print(f"report: {period.label_vi}: {len(data.units)} units, {len(data.late)} late dossiers, "
-          f"{len(data.due_soon)} due soon")
+          f"{len(data.due_soon)} due soon, {len(data.late_list.late_officials)} officials and "
+          f"{len(data.late_list.late_departments)} departments late")
     print(f"report: wrote {files.html}")
     if files.pdf:
         print(f"report: wrote {files.pdf}")
