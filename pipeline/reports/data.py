@@ -37,7 +37,7 @@ from pipeline.core.windows import local_date
 from pipeline.reports.period import Period
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
-from pipeline.store.steps import LateSteps, late_steps
+from pipeline.store.steps import LateSteps, by_department, late_steps
 from pipeline.store.units import Unit
 from pipeline.store.volume import VolumeRow, volume_rows, volume_scopes
 
@@ -344,11 +344,10 @@ def late_list(
     """The late list (II.8) of the period as a whole seen at ``at_us`` (T)."""
     end = period.end_us + 1  # late_steps: [start, end)
     moved = moved or {}
+    officials = late_steps(runner, period.start_us, end, at_us, by="official", unit=unit)
     return LateList(
-        departments=_late_handlers(late_steps(runner, period.start_us, end, at_us, by="department", unit=unit),
-                                   calendar, moved),
-        officials=_late_handlers(late_steps(runner, period.start_us, end, at_us, by="official", unit=unit),
-                                 calendar, moved),
+        departments=_late_handlers(by_department(officials), calendar, moved),
+        officials=_late_handlers(officials, calendar, moved),
     )
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "late_step_rule",
     "LateSteps",
     "late_steps",
+    "by_department",
     "open_overdue_steps",
 ]
 
@@ -204,17 +205,24 @@ def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, b
     lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c), _late_days(days))
              for u, d, n, ti, a, b, c, days in rows]
     if by == "department":
-        merged: dict[tuple[str, str], list[Any]] = {}
-        for x in lines:
-            acc = merged.setdefault((x.unit, x.department), [0, 0, 0, set()])
-            acc[0] += x.steps_done
-            acc[1] += x.late_done
-            acc[2] += x.open_overdue
-            acc[3].update(x.late_days)
-        lines = [LateSteps(u, d, "", "", a, b, c, tuple(sorted(days, key=lambda x: (x.due, x.until))))
-                 for (u, d), (a, b, c, days) in merged.items()]
+        lines = by_department(lines)
     lines.sort(key=lambda x: (-x.late, x.unit, x.department, x.handler_name))
     return lines
+
+
+def by_department(lines: list[LateSteps]) -> list[LateSteps]:
+    """Officials' lines summed per (unit, department) (``handler_name`` empty)."""
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for x in lines:
+        acc = merged.setdefault((x.unit, x.department), [0, 0, 0, set()])
+        acc[0] += x.steps_done
+        acc[1] += x.late_done
+        acc[2] += x.open_overdue
+        acc[3].update(x.late_days)
+    out = [LateSteps(u, d, "", "", a, b, c, tuple(sorted(days, key=lambda x: (x.due, x.until))))
+           for (u, d), (a, b, c, days) in merged.items()]
+    out.sort(key=lambda x: (-x.late, x.unit, x.department))
+    return out
 
 
 def open_overdue_steps(runner: QueryRunner, at_us: int) -> list[dict[str, Any]]:
