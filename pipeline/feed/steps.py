@@ -5,8 +5,11 @@ for both of the simulator's formats.
 returns every report of its process steps (:class:`StepUpdate`): the reception at the
 desk (done at once), the processing by a department's official (opened at the receipt,
 due at the dossier's due, done when the dossier is rejected, resolved, withdrawn, stopped or its
-result returned, whichever comes first) and the apology step (``xin lỗi``, done when the
-apology is issued). The officials' names are plainly synthetic, ``Cán bộ Thử nghiệm NN``
+result returned, whichever comes first), and the apology step (``xin lỗi``, done when the
+apology is issued). A supplement request closes the processing step (the official asked for
+it then); the supplement's receipt opens the next one, same official, due at the previous
+step's due plus the pause (as the dossier's effective due moves), so a citizen's delay is
+never the official's. The officials' names are plainly synthetic, ``Cán bộ Thử nghiệm NN``
 (:data:`OFFICIALS` per unit), drawn from the dossier code, never from the simulator's own
 random stream (its draws stay the same with or without steps).
 
@@ -21,10 +24,11 @@ from __future__ import annotations
 import random
 import uuid
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Mapping, Sequence
 
+from pipeline.feed.lifecycle import format_local_time
 from pipeline.sources.dvcqg.records import format_dvcqg_time
 from pipeline.sources.dvcqg.translator import step_id_of
 
@@ -34,6 +38,8 @@ __all__ = [
     "DEPARTMENT",
     "OTHER_DEPARTMENT",
     "APOLOGY_TEXT",
+    "PROCESSING_TEXT",
+    "RESUMED_TEXT",
     "StepUpdate",
     "case_rng",
     "case_steps",
@@ -52,6 +58,8 @@ DEPARTMENT = {
 }
 OTHER_DEPARTMENT = "Phòng Chuyên môn"
 APOLOGY_TEXT = "Gửi phiếu xin lỗi và hẹn lại ngày trả kết quả"
+PROCESSING_TEXT = "Thẩm định, xử lý hồ sơ"
+RESUMED_TEXT = "Thẩm định, xử lý hồ sơ sau bổ sung"
 _STEP_IDS = uuid.UUID("6f1d3c2a-5b7e-4d0a-9c1e-22b0a5e1c0de")  # namespace of the contract step events' ids
 _FINISHING = ("rejected", "withdrawn", "stopped", "resolved", "result_returned")
 
@@ -94,22 +102,37 @@ def case_steps(events: Sequence[Mapping[str, Any]]) -> list[StepUpdate]:
     received = next((e for e in events if e["event_type"] == "received"), None)
     department = DEPARTMENT.get(received["sector"] if received else "", OTHER_DEPARTMENT)
     processing: StepUpdate | None = None
+    paused_at: str | None = None  # a supplement request closed the processing step then
+    ended = False
     for i, e in enumerate(events):
         kind, at, unit = e["event_type"], e["occurred_at"], e["unit_id"]
         if kind == "received":
             out.append(StepUpdate(i, at, unit, clerk, "Công chức tiếp nhận", RECEPTION, "Tiếp nhận hồ sơ", 2,
                                   at, at, at))
-            processing = StepUpdate(i, at, unit, official, "Chuyên viên", department, "Thẩm định, xử lý hồ sơ", 1,
+            processing = StepUpdate(i, at, unit, official, "Chuyên viên", department, PROCESSING_TEXT, 1,
                                     at, e["due_at"], None)
             out.append(processing)
+        elif kind == "supplement_requested" and processing is not None and processing.finished_at is None:
+            processing = replace(processing, event_index=i, at=at, unit=unit, status=2, finished_at=at)
+            out.append(processing)
+            paused_at = at
+        elif kind == "supplement_received" and processing is not None and paused_at is not None and not ended:
+            # the processing goes on after the supplement, its due moved by the pause (as the dossier's)
+            due = processing.due_at
+            if due is not None:
+                due = format_local_time(datetime.fromisoformat(due)
+                                        + (datetime.fromisoformat(at) - datetime.fromisoformat(paused_at)))
+            processing = StepUpdate(i, at, unit, official, "Chuyên viên", department, RESUMED_TEXT, 1, at, due, None)
+            out.append(processing)
+            paused_at = None
         elif kind == "apology_issued":
             out.append(StepUpdate(i, at, unit, official, "Chuyên viên", department, APOLOGY_TEXT, 2,
                                   at, None, at))
-        elif kind in _FINISHING and processing is not None and processing.finished_at is None:
-            processing = StepUpdate(i, at, unit, processing.handler_name, processing.handler_title,
-                                    processing.department, processing.text, 2, processing.started_at,
-                                    processing.due_at, at)
-            out.append(processing)
+        elif kind in _FINISHING:
+            ended = True
+            if processing is not None and processing.finished_at is None:
+                processing = replace(processing, event_index=i, at=at, unit=unit, status=2, finished_at=at)
+                out.append(processing)
     return out
 
 

@@ -266,7 +266,14 @@ def test_pdf_pages_are_rendered_and_not_blank(reports, code, tmp_path):
         # a row has ink when a pixel is darker than light grey: small text at 30 dpi is anti-aliased
         # grey (a page holding one short table read as "blank" at < 128); a blank page has no such row
         inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 200)
-        assert inked > height // 10, f"{image.name}: almost blank ({inked} of {height} rows with ink)"
+        if inked <= height // 10:
+            # a short section alone before a chart too tall for the rest of its page (the year's
+            # "VII" before the charts): little ink, but its text is there, drawn
+            number = int(re.search(r"-(\d+)\.png$", image.name).group(1))
+            text = subprocess.run([_tool("pdftotext"), "-f", str(number), "-l", str(number), str(pdf), "-"],
+                                  capture_output=True, text=True, check=True).stdout
+            assert inked >= 5 and len("".join(text.split())) >= 40, (
+                f"{image.name}: almost blank ({inked} of {height} rows with ink, text {text[:80]!r})")
 
 
 @pytest.mark.parametrize("code", PERIODS)

@@ -13,7 +13,7 @@ from pipeline.contract.events import CaseEvent, parse_time
 from pipeline.contract.localtime import LOCAL_TZ
 from pipeline.feed.dvcqg import case_calls, simulated_catalogue
 from pipeline.feed.lifecycle import LifecycleGenerator, WorkingClock, load_province
-from pipeline.feed.steps import case_steps, step_events, with_steps
+from pipeline.feed.steps import PROCESSING_TEXT, RESUMED_TEXT, case_steps, step_events, with_steps
 from pipeline.reports.data import _late_handlers, working_days_after
 from pipeline.sources.dvcqg.records import split_call
 from pipeline.sources.dvcqg.translator import Registries, Translator
@@ -88,10 +88,20 @@ def test_steps_leave_the_other_events_alone_and_close_when_the_dossier_ends():
             assert steps == [] or all(s.text.startswith("Gửi phiếu xin lỗi") for s in steps)
             continue
         ended = kinds & {"rejected", "withdrawn", "stopped", "resolved", "result_returned"}
-        processing = [s for s in steps if s.text == "Thẩm định, xử lý hồ sơ"]
-        assert processing[0].finished_at is None
-        assert (processing[-1].finished_at is not None) == bool(ended)
-        assert len(processing) == (2 if ended else 1)
+        processing = [s for s in steps if s.text in (PROCESSING_TEXT, RESUMED_TEXT)]
+        assert processing[0].finished_at is None and processing[0].text == PROCESSING_TEXT
+        if ended:
+            assert processing[-1].finished_at is not None
+        # each step is reported open once and done at most once; supplements split the processing
+        opened = [s for s in processing if s.finished_at is None]
+        rounds = sum(1 for e in events if e["event_type"] == "supplement_received")
+        assert 1 <= len(opened) <= 1 + rounds
+        assert len(processing) - len(opened) <= len(opened)
+        for first, then in zip(opened, opened[1:]):
+            # the next step is due later by exactly the pause between them
+            pause = parse_time(then.started_at) - parse_time(
+                next(s.finished_at for s in processing if s.started_at == first.started_at and s.finished_at))
+            assert parse_time(then.due_at) - parse_time(first.due_at) == pause
 
 
 def test_a_late_list_line_takes_the_worst_working_days_and_merges_moved_units():
