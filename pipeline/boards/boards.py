@@ -49,6 +49,7 @@ from pipeline.boards.queries import (
     with_unit_names,
 )
 from pipeline.core.indicators import INDICATORS, NAMES_VI
+from pipeline.store.steps import late_step_rule
 from pipeline.store.volume import volume_sql_for_range
 from pipeline.contract.localtime import WorkCalendar
 from pipeline.core.targets import Targets, target_text
@@ -368,6 +369,44 @@ def due_soon_sql(calendar: WorkCalendar) -> str:
 """
 
 
+# The month of the board's time range end (local calendar), seen at that end: the steps'
+# late rule of pipeline/store/steps.py with Grafana's macros for its instants.
+_MONTH_START = "toDateTime64(toStartOfMonth(toDateTime($__toTime, 'Asia/Ho_Chi_Minh')), 6, 'Asia/Ho_Chi_Minh')"
+_MONTH_RULE = late_step_rule(_MONTH_START, f"addMonths({_MONTH_START}, 1)", "$__toTime")
+
+LATE_HANDLERS_SQL = f"""
+    SELECT ifNull(department, '') AS phong_ban,
+           ifNull(handler_name, '') AS can_bo,
+           ifNull(any(handler_title), '') AS chuc_danh,
+           countIf({_MONTH_RULE.done}) + countIf({_MONTH_RULE.open_overdue}) AS so_buoc_xu_ly,
+           countIf({_MONTH_RULE.late_done}) AS hoan_thanh_tre,
+           countIf({_MONTH_RULE.open_overdue}) AS dang_qua_han,
+           hoan_thanh_tre + dang_qua_han AS cham_muon,
+           round(cham_muon / so_buoc_xu_ly, 3) AS ty_le_cham_muon
+    FROM steps FINAL
+    WHERE unit_id = ${{unit:sqlstring}}
+      AND started_at <= $__toTime
+    GROUP BY phong_ban, can_bo
+    HAVING cham_muon > 0
+    ORDER BY phong_ban, cham_muon DESC, can_bo
+    LIMIT 500
+"""
+
+OPEN_OVERDUE_STEPS_BOARD_SQL = f"""
+    SELECT case_id AS ma_ho_so,
+           ifNull(department, '') AS phong_ban,
+           ifNull(handler_name, '') AS can_bo,
+           started_at AS bat_dau,
+           step_due_at AS han_buoc,
+           dateDiff('day', step_due_at, $__toTime) AS so_ngay_qua_han
+    FROM steps FINAL
+    WHERE unit_id = ${{unit:sqlstring}}
+      AND {_MONTH_RULE.open_overdue}
+    ORDER BY step_due_at, case_id, step_id
+    LIMIT 500
+"""
+
+
 APOLOGY_STATUS_SQL = """
     SELECT if(c.has_apology, 'Đã có phiếu xin lỗi', 'Chưa có phiếu xin lỗi') AS phieu_xin_loi,
            countIf(c.status = 'open') AS dang_qua_han,
@@ -480,6 +519,22 @@ def unit_drilldown(targets: Targets) -> Dashboard:
         "Tỷ lệ từng chỉ số của đơn vị theo các ảnh chụp định kỳ lưu trong ClickHouse (bảng indicator_snapshots).",
         ClickHouseQuery(HISTORY_SQL).time_series(), span=24, height=8, datasource=CLICKHOUSE,
     ).unit(PERCENT).min(0).max(1))
+
+    board = board.with_row(Row("Cơ quan, cá nhân chậm muộn (ClickHouse)"))
+    board = board.with_panel(_panel(
+        Table, ids, "Cán bộ / phòng ban chậm muộn trong tháng",
+        "Theo Kế hoạch 11/KH-UBND (mục II.8): cán bộ và phòng ban của đơn vị có bước xử lý chậm muộn trong tháng "
+        "(tháng dương lịch chứa thời điểm cuối của khoảng thời gian đã chọn): bước hoàn thành trong tháng sau "
+        "thời hạn của bước, và bước đang xử lý quá thời hạn tại thời điểm đó. Số bước xử lý: bước hoàn thành "
+        "trong tháng cộng bước đang quá hạn. Danh sách đầy đủ, có số ngày làm việc trễ: báo cáo tháng (mục VI).",
+        ClickHouseQuery(LATE_HANDLERS_SQL), span=14, height=10, datasource=CLICKHOUSE,
+    ))
+    board = board.with_panel(_panel(
+        Table, ids, "Bước xử lý đang quá hạn",
+        "Các bước xử lý hồ sơ của đơn vị chưa hoàn thành đã quá thời hạn của bước, tại thời điểm cuối của "
+        "khoảng thời gian đã chọn (mặc định: bây giờ), hạn sớm nhất ở trên; số ngày quá hạn là ngày lịch.",
+        ClickHouseQuery(OPEN_OVERDUE_STEPS_BOARD_SQL), span=10, height=10, datasource=CLICKHOUSE,
+    ))
     return board
 
 

@@ -4,7 +4,9 @@ A dossier's contract events (``pipeline.feed.lifecycle``) become the calls a pro
 one-stop system would send the national portal: a ``DongBoHoSoMC`` snapshot at each
 status change (and when a fee is paid online, or a return date moves), and
 ``CapNhatTienDoHoSoMC`` process steps that name the handling official — plainly
-synthetic names, ``Cán bộ Thử nghiệm NN`` — including the apology step (``xin lỗi``).
+synthetic names, ``Cán bộ Thử nghiệm NN`` — including the apology step (``xin lỗi``);
+the steps come from ``pipeline.feed.steps``, the one source the contract format's
+``step`` events come from too.
 Each snapshot also carries an obviously fake applicant (``Công dân Thử nghiệm …``), so
 the intake's personal-data filter is exercised on every call.
 
@@ -24,8 +26,6 @@ the simulator gives no code of its own). The translator needs it beside
 
 from __future__ import annotations
 
-import random
-import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,6 +34,7 @@ from pipeline.calendar_file import load_calendar
 from pipeline.config import Settings
 from pipeline.core.catalogue import Catalogue, Procedure
 from pipeline.feed.lifecycle import PROCEDURES as _PROCEDURES
+from pipeline.feed.steps import OFFICIALS, case_rng, case_steps, dvcqg_row
 from pipeline.sources.dvcqg.records import PROGRESS, RATINGS, SNAPSHOT, format_dvcqg_time
 from pipeline.sources.dvcqg.translator import Registries
 from pipeline.store.procedures import load_procedures
@@ -53,18 +54,6 @@ __all__ = [
 ]
 
 FULL_SUFFIX = ".TT"
-OFFICIALS = 30  # Cán bộ Thử nghiệm 01..30 per unit
-_RECEPTION = "Bộ phận Một cửa"
-_DEPARTMENT = {
-    "ho_tich": "Phòng Tư pháp - Hộ tịch", "chung_thuc": "Phòng Tư pháp - Hộ tịch", "tu_phap": "Phòng Tư pháp - Hộ tịch",
-    "dat_dai": "Phòng Kinh tế - Đất đai", "xay_dung": "Phòng Kinh tế - Hạ tầng", "giao_thong": "Phòng Kinh tế - Hạ tầng",
-    "kinh_doanh": "Phòng Kinh tế", "dau_tu": "Phòng Kinh tế", "lao_dong": "Phòng Văn hóa - Xã hội",
-    "y_te": "Phòng Văn hóa - Xã hội", "giao_duc": "Phòng Văn hóa - Xã hội", "van_hoa": "Phòng Văn hóa - Xã hội",
-}
-_OTHER_DEPARTMENT = "Phòng Chuyên môn"
-_APOLOGY_TEXT = "Gửi phiếu xin lỗi và hẹn lại ngày trả kết quả"
-
-
 @dataclass(frozen=True, slots=True)
 class DvcqgCall:
     """One sync call: when it is sent (the time of the change it reports) and its body
@@ -115,12 +104,10 @@ def case_calls(events: Sequence[Mapping[str, Any]], unit_codes: Mapping[str, str
     if not events:
         return []
     case_id = events[0]["case_id"]
-    rng = random.Random(zlib.crc32(case_id.encode("utf-8")))  # not the simulator's: its draws stay the same
-    received = next((e for e in events if e["event_type"] == "received"), None)
-    sector = received["sector"] if received else ""
-    department = _DEPARTMENT.get(sector, _OTHER_DEPARTMENT)
-    official = f"Cán bộ Thử nghiệm {rng.randint(1, OFFICIALS):02d}"
-    clerk = f"Cán bộ Thử nghiệm {rng.randint(1, OFFICIALS):02d}"
+    rng, _official, _clerk = case_rng(case_id)  # the handlers are the first draws (pipeline.feed.steps)
+    steps: dict[int, list[dict[str, Any]]] = {}
+    for step in case_steps(events):
+        steps.setdefault(step.event_index, []).append(dvcqg_row(case_id, step))
     snap: dict[str, Any] = {
         "MaHoSo": case_id,
         "ChuHoSo": f"Công dân Thử nghiệm {rng.randint(1, 99999):05d}",  # fake, dropped at the door
@@ -140,14 +127,14 @@ def case_calls(events: Sequence[Mapping[str, Any]], unit_codes: Mapping[str, str
             calls.append(DvcqgCall(_t(at), {"service": SNAPSHOT, "madonvi": madonvi, "isUpdating": True,
                                             "data": [_copy(snap)]}))
 
-    def send_step(at: str, unit: str, step: dict[str, Any]) -> None:
+    def send_steps(index: int, at: str, unit: str) -> None:
         madonvi = code_of(unit)
-        if madonvi is not None:
-            calls.append(DvcqgCall(_t(at), {"service": PROGRESS, "madonvi": madonvi, "isUpdating": True,
-                                            "data": [{"MaHoSo": case_id, **step}]}))
+        for row in steps.get(index, ()):
+            if madonvi is not None:
+                calls.append(DvcqgCall(_t(at), {"service": PROGRESS, "madonvi": madonvi, "isUpdating": True,
+                                                "data": [row]}))
 
-    processing: dict[str, Any] | None = None
-    for e in events:
+    for index, e in enumerate(events):
         kind, at, unit = e["event_type"], e["occurred_at"], e["unit_id"]
         if kind == "received":
             full = e.get("channel") == "online" and e.get("online_mode") == "full"
@@ -162,13 +149,6 @@ def case_calls(events: Sequence[Mapping[str, Any]], unit_codes: Mapping[str, str
                 "TaiKhoanDuocXacThucVoiVNeID": 1 if e.get("vneid_authenticated") else 0,
             })
             send_snapshot(at, unit)
-            send_step(at, unit, {"NguoiXuLy": clerk, "ChucDanh": "Công chức tiếp nhận", "PhongBanXuLy": _RECEPTION,
-                                 "NoiDungXuLy": "Tiếp nhận hồ sơ", "TrangThai": 2, "NgayBatDau": _d(at),
-                                 "NgayKetThucTheoQuyDinh": _d(at), "ThoiDiemXuLy": _d(at)})
-            processing = {"NguoiXuLy": official, "ChucDanh": "Chuyên viên", "PhongBanXuLy": department,
-                          "NoiDungXuLy": "Thẩm định, xử lý hồ sơ", "TrangThai": 1, "NgayBatDau": _d(at),
-                          "NgayKetThucTheoQuyDinh": _d(e["due_at"])}
-            send_step(at, unit, processing)
         elif kind == "payment":
             fees += int(e.get("amount_vnd") or 0)
             snap["DanhSachLePhi"] = [{"MaLePhi": "LP", "Gia": fees}]
@@ -189,9 +169,6 @@ def case_calls(events: Sequence[Mapping[str, Any]], unit_codes: Mapping[str, str
         elif kind == "apology_issued":
             snap["NgayHenTra"] = _d(e["new_due_at"])
             send_snapshot(at, unit)
-            send_step(at, unit, {"NguoiXuLy": official, "ChucDanh": "Chuyên viên", "PhongBanXuLy": department,
-                                 "NoiDungXuLy": _APOLOGY_TEXT, "TrangThai": 2, "NgayBatDau": _d(at),
-                                 "ThoiDiemXuLy": _d(at)})
         elif kind == "rejected":
             snap.update({"TrangThaiHoSo": 3, "NgayTuChoi": _d(at)})
             send_snapshot(at, unit)
@@ -199,17 +176,12 @@ def case_calls(events: Sequence[Mapping[str, Any]], unit_codes: Mapping[str, str
             snap.update({"TrangThaiHoSo": {"withdrawn": 7, "stopped": 8, "resolved": 9}[kind],
                          "NgayKetThucXuLy": _d(at)})
             send_snapshot(at, unit)
-            if processing is not None and "ThoiDiemXuLy" not in processing:
-                processing.update({"TrangThai": 2, "ThoiDiemXuLy": _d(at)})
-                send_step(at, unit, processing)
         elif kind == "result_returned":
             snap.update({"TrangThaiHoSo": 10, "NgayTra": _d(at), "DanhSachGiayToKetQua": [
                 {"TenGiayTo": "Kết quả", "DuongDanTepTinKetQua":
                     f"https://ketqua.example.invalid/{case_id}.pdf" if e.get("electronic_result") else ""}]})
             send_snapshot(at, unit)
-            if processing is not None and "ThoiDiemXuLy" not in processing:
-                processing.update({"TrangThai": 2, "ThoiDiemXuLy": _d(at)})
-                send_step(at, unit, processing)
+        send_steps(index, at, unit)
     calls.sort(key=lambda c: c.at)  # stable: a snapshot before the step of the same instant
     return calls
 

@@ -46,6 +46,7 @@ from pipeline.feed.lifecycle import (
     event_bytes,
     load_province,
 )
+from pipeline.feed.steps import with_steps
 
 #: kind of malformed line -> the rejection reason it must get
 MALFORMED_KINDS: dict[str, str] = {
@@ -135,8 +136,12 @@ def build_scenario(
     shuffle: bool = True,
     units: Sequence[str] | None = None,
     weak_share: float = SCENARIO_WEAK_SHARE,
+    steps: bool = False,
 ) -> Scenario:
-    """The scenario for ``seed``: same arguments (and unit list) -> same bytes."""
+    """The scenario for ``seed``: same arguments (and unit list) -> same bytes.
+
+    ``steps``: each dossier's process steps too, as contract ``step`` events
+    (``pipeline.feed.steps``, the simulator's one source of steps and officials)."""
     if cases < 1 or months < 1:
         raise ValueError("cases and months must be positive")
     rng = random.Random(seed)
@@ -167,7 +172,8 @@ def build_scenario(
     by_case: dict[str, list[dict]] = {}
     for index, t in enumerate(sorted(receipt_time() for _ in range(cases))):
         case_id = f"HS-{t:%y%m%d}-{index + 1:05d}"
-        events = [e for e in gen.case(case_id, t) if _when(e) < t_end]
+        lifecycle = gen.case(case_id, t)
+        events = [e for e in (with_steps(lifecycle) if steps else lifecycle) if _when(e) < t_end]
         if events:
             by_case[case_id] = events
     n_feedback = max(3, cases // 25)

@@ -52,6 +52,7 @@ from pipeline.feed.lifecycle import (
     active_unit_ids,
 )
 from pipeline.feed.dvcqg import case_calls, rating_calls
+from pipeline.feed.steps import with_steps
 from pipeline.intake.calls import load_accounts
 from pipeline.feed.replay import _Acks, flush_and_check, open_producer, send_all
 from pipeline.progress import progress_bar, summary
@@ -177,7 +178,7 @@ def run_simulation(
             events = generator.feedback(f"PAKN-SIM-{run_tag}-{counter['feedback']:06d}", now)
         else:
             counter["cases"] += 1
-            events = generator.case(f"HS-SIM-{run_tag}-{counter['cases']:06d}", now)
+            events = with_steps(generator.case(f"HS-SIM-{run_tag}-{counter['cases']:06d}", now))
         for event in events:
             counter["seq"] += 1
             heapq.heappush(pending, _Pending(datetime.fromisoformat(event["occurred_at"]), counter["seq"], event))
@@ -270,6 +271,9 @@ def write_history(
     Every working day each unit in force receives a Poisson number of dossiers with the
     mean of :meth:`pipeline.feed.province.Province.daily_rates` × ``scale``, at office
     hours; events dated after the year end are not written (those dossiers stay open).
+    Each dossier's process steps (``pipeline.feed.steps``: reception, processing by a
+    synthetic official, apology) are written as contract ``step`` events, or as
+    ``CapNhatTienDoHoSoMC`` calls in the DVCQG format.
     """
 
     if not 0 < scale <= 10:
@@ -331,7 +335,8 @@ def write_history(
                     for _ in range(_poisson(rng, rate * scale)):
                         counts["dossiers"] += 1
                         t = clock.at_offset(day, rng.randrange(0, WORKDAY_SECONDS - 600))
-                        push(generator.case(f"HS-{year}-{counts['dossiers']:07d}", t, unit=unit.unit_id))
+                        case = generator.case(f"HS-{year}-{counts['dossiers']:07d}", t, unit=unit.unit_id)
+                        push(case if dvcqg else with_steps(case))  # DVCQG calls: steps from the same source
                         if rng.random() < HISTORY_FEEDBACK_SHARE:
                             counts["feedbacks"] += 1
                             feedback = generator.feedback(f"PAKN-{year}-{counts['feedbacks']:06d}", t, unit=unit.unit_id)

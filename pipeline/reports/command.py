@@ -52,7 +52,7 @@ def run_report(
             _cols, rows = runner.query("SELECT toUnixTimestamp64Micro(max(occurred_at)) FROM case_events")
             if rows and rows[0][0]:
                 now_us = int(rows[0][0])
-    steps = 4 + (len(period.months()) if period.kind != "month" else 1)
+    steps = 5 + (len(period.months()) if period.kind != "month" else 1)
     with progress_bar(f"report {period.code}", total=steps + 1, unit="bước") as bar:
         def progress(step: str) -> None:
             bar.set_postfix_str(step)
@@ -70,7 +70,8 @@ def run_report(
             files = write_report(data, targets, Path(out), pdf=pdf)
         bar.update(bar.total - bar.n)
     print(f"report: {period.label_vi}: {len(data.units)} units, {len(data.late)} late dossiers, "
-          f"{len(data.due_soon)} due soon")
+          f"{len(data.due_soon)} due soon, {len(data.late_list.late_officials)} officials and "
+          f"{len(data.late_list.late_departments)} departments late")
     print(f"report: wrote {files.html}")
     if files.pdf:
         print(f"report: wrote {files.pdf}")

@@ -13,6 +13,10 @@
   date).
 - due soon (sắp trễ): open at the period's end, not yet late, effective due by the end of
   the next working day after the report date (:data:`DUE_SOON_SQL`).
+- the late list (II.8, cơ quan, cá nhân chậm muộn): process steps (``pipeline.store.steps``)
+  per department and per official of each unit over the period as a whole (a quarter or a
+  year too): steps finished in the period late, plus steps open at T past their due; the
+  worst lateness in working days by the same calendar as the late dossiers.
 - repeat misses: scopes below target (``Targets.below_target``: failing with at least
   ``min_volume`` outcomes) this period and the previous one.
 - trend: each month of the period (``mtd`` at each month's end).
@@ -33,6 +37,7 @@ from pipeline.core.windows import local_date
 from pipeline.reports.period import Period
 from pipeline.store.batch import batch_indicators
 from pipeline.store.readonly import QueryRunner
+from pipeline.store.steps import LateSteps, by_department, late_steps
 from pipeline.store.units import Unit
 from pipeline.store.volume import VolumeRow, volume_rows, volume_scopes
 
@@ -43,6 +48,7 @@ __all__ = [
     "UnitRank",
     "LateCase",
     "RepeatMiss",
+    "LateHandler",
     "ReportData",
     "collect_report",
     "local_date",
@@ -164,6 +170,37 @@ class RepeatMiss:
 
 
 @dataclass(frozen=True)
+class LateHandler:
+    """A line of the late list (II.8): a department (``handler_name`` empty) or an official
+    of a unit, with the worst lateness of its late steps in working days."""
+
+    steps: LateSteps
+    worst_days: int | None  # None: no late step
+
+    @property
+    def share(self) -> float | None:
+        """Late steps over the steps handled (finished in the period, or open past due at T)."""
+        return self.steps.late / self.steps.handled if self.steps.handled else None
+
+
+@dataclass(frozen=True)
+class LateList:
+    """The late list of a period: every department and official with a step in it, late ones
+    first within each unit (units by code)."""
+
+    departments: list[LateHandler]
+    officials: list[LateHandler]
+
+    @property
+    def late_departments(self) -> list[LateHandler]:
+        return [h for h in self.departments if h.steps.late]
+
+    @property
+    def late_officials(self) -> list[LateHandler]:
+        return [h for h in self.officials if h.steps.late]
+
+
+@dataclass(frozen=True)
 class TrendPoint:
     month: Period
     figure: IndicatorFigure | None
@@ -192,6 +229,7 @@ class ReportData:
     volume: dict[tuple[str, str], VolumeRow] = field(default_factory=dict)  # (unit, sector) scopes
     province_score: Score | None = None
     apology_lead: int = 1  # working days before the due an apology must be dated by
+    late_list: LateList = field(default_factory=lambda: LateList([], []))
 
     def name(self, unit: str) -> str:
         return self.unit_names.get(unit, unit)
@@ -267,10 +305,50 @@ def working_days_late(calendar: WorkCalendar, due_us: int | None, until: date) -
     """Working days after the due date up to and including ``until``."""
     if due_us is None:
         return 0
-    due = local_date(due_us)
+    return working_days_after(calendar, local_date(due_us), until)
+
+
+def working_days_after(calendar: WorkCalendar, due: date, until: date) -> int:
+    """Working days after the local date ``due`` up to and including ``until``."""
     if until <= due:
         return 0
     return len(calendar.working_days(due + timedelta(days=1), until + timedelta(days=1)))
+
+
+def _late_handlers(lines: Sequence[LateSteps], calendar: WorkCalendar, moved: dict[str, str]) -> list[LateHandler]:
+    merged: dict[tuple[str, str, str], LateSteps] = {}
+    for x in lines:
+        unit = moved.get(x.unit, x.unit)
+        key = (unit, x.department, x.handler_name)
+        was = merged.get(key)
+        if was is None:
+            merged[key] = LateSteps(unit, x.department, x.handler_name, x.handler_title, x.steps_done, x.late_done,
+                                    x.open_overdue, x.late_days)
+        else:  # a ceased unit's steps moved onto its successor (--structure today)
+            merged[key] = LateSteps(unit, x.department, x.handler_name, was.handler_title or x.handler_title,
+                                    was.steps_done + x.steps_done, was.late_done + x.late_done,
+                                    was.open_overdue + x.open_overdue, tuple(sorted(set(was.late_days) | set(x.late_days),
+                                                                                    key=lambda d: (d.due, d.until))))
+    out = [
+        LateHandler(x, max((working_days_after(calendar, d.due, d.until) for d in x.late_days), default=None))
+        for x in merged.values()
+    ]
+    out.sort(key=lambda h: (h.steps.unit, -h.steps.late, -(h.worst_days or 0), h.steps.department, h.steps.handler_name))
+    return out
+
+
+def late_list(
+    runner: QueryRunner, period: Period, calendar: WorkCalendar, at_us: int, unit: str | None = None,
+    moved: dict[str, str] | None = None,
+) -> LateList:
+    """The late list (II.8) of the period as a whole seen at ``at_us`` (T)."""
+    end = period.end_us + 1  # late_steps: [start, end)
+    moved = moved or {}
+    officials = late_steps(runner, period.start_us, end, at_us, by="official", unit=unit)
+    return LateList(
+        departments=_late_handlers(by_department(officials), calendar, moved),
+        officials=_late_handlers(officials, calendar, moved),
+    )
 
 
 def late_cases(
@@ -453,6 +531,9 @@ def collect_report(
     late = late_cases(runner, period, calendar, unit, at_us, apology)
     due_soon, soon_us = due_soon_cases(runner, period, calendar, unit, at_us)
 
+    progress("cơ quan, cá nhân chậm muộn")
+    steps_late = late_list(runner, period, calendar, at_us, unit, mapped_to)
+
     trend: dict[str, list[TrendPoint]] = {i: [] for i in INDICATORS}
     scope = unit or "all"
     for month in period.months():
@@ -492,4 +573,5 @@ def collect_report(
         volume=volume,
         province_score=unit_score(figures, "all"),
         apology_lead=apology.lead,
+        late_list=steps_late,
     )

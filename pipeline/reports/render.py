@@ -5,7 +5,8 @@ Files written into the output directory, ``<stem>`` = ``bao-cao-<period>[-<unit>
 - ``<stem>.html`` — self-contained (inline CSS and SVG charts, no script, no link out);
 - ``<stem>.pdf`` — the HTML printed by ``chromium --headless --print-to-pdf`` (A4);
 - ``<stem>-chi-so.csv``, ``-xep-hang.csv``, ``-so-lieu-ho-so.csv``, ``-ho-so-tre-han.csv``,
-  ``-ho-so-sap-tre.csv``, ``-tre-lap-lai.csv``, ``-xu-huong.csv`` — the tables, UTF-8 with BOM.
+  ``-ho-so-sap-tre.csv``, ``-phong-ban-cham-muon.csv``, ``-can-bo-cham-muon.csv``,
+  ``-tre-lap-lai.csv``, ``-xu-huong.csv`` — the tables, UTF-8 with BOM.
 
 Every number a reader sees is in Vietnamese format (``1.234``, ``98,8%``), in the CSV too.
 """
@@ -28,7 +29,7 @@ from pipeline.config import UserError
 from pipeline.core.indicators import INDICATORS, NAMES_VI
 from pipeline.reports.charts import distribution_svg, trend_svg
 from pipeline.core.score766 import ITEMS
-from pipeline.reports.data import IndicatorFigure, ReportData, missed_target
+from pipeline.reports.data import IndicatorFigure, LateHandler, ReportData, missed_target
 from pipeline.store.volume import ALL as VOLUME_ALL, COLUMNS as VOLUME_COLUMNS, VolumeRow
 from pipeline.reports.period import LOCAL_TZ
 from pipeline.store.sectors import load_sectors
@@ -162,6 +163,22 @@ def apology_text(c) -> str:
     return "Gửi muộn" if c.has_apology else "Chưa"
 
 
+def _late_handler_rows(data: ReportData, handlers: list[LateHandler], *, officials: bool) -> list[list[Any]]:
+    """The late list's CSV rows (the HTML table's, with the unit's code)."""
+    rows = []
+    for h in handlers:
+        x = h.steps
+        who = [x.handler_name, x.handler_title] if officials else []
+        rows.append([x.unit, data.name(x.unit), x.department or _NO_DEPARTMENT, *who, x.handled, x.late_done,
+                     x.open_overdue, x.late, vn_percent(h.share), "" if h.worst_days is None else h.worst_days])
+    return rows
+
+
+_NO_DEPARTMENT = "(không ghi phòng ban)"
+LATE_HANDLER_COLUMNS = ["so_buoc_xu_ly", "tre_da_xong", "qua_han_dang_xu_ly", "cham_muon", "ty_le_cham_muon",
+                        "tre_nhieu_nhat_ngay_lam_viec"]
+
+
 def _counts(data: ReportData) -> list[dict[str, Any]]:
     per: dict[str, dict[str, int]] = {}
     for c in data.late:
@@ -207,6 +224,7 @@ def _context(data: ReportData, targets: Any) -> dict[str, Any]:
         "apology_text": apology_text,
         "volume_tables": volume_tables(data),
         "not_computable_points": sum(i.max_points for i in ITEMS if i.indicator is None),
+        "no_department": _NO_DEPARTMENT,
     }
 
 
@@ -252,6 +270,16 @@ def write_report(data: ReportData, targets: Any, out_dir: Path, *, pdf: bool = T
         [[c.unit, data.name(c.unit), c.case_id, c.procedure_code, sector_names().get(c.sector, c.sector),
           vn_date(c.due_us),
           vn_datetime(c.effective_due_us)] for c in data.due_soon],
+    )
+    csvs["phong-ban-cham-muon"] = _csv(
+        out_dir / f"{stem}-phong-ban-cham-muon.csv",
+        ["ma_don_vi", "ten_don_vi", "phong_ban", *LATE_HANDLER_COLUMNS],
+        _late_handler_rows(data, data.late_list.late_departments, officials=False),
+    )
+    csvs["can-bo-cham-muon"] = _csv(
+        out_dir / f"{stem}-can-bo-cham-muon.csv",
+        ["ma_don_vi", "ten_don_vi", "phong_ban", "can_bo", "chuc_danh", *LATE_HANDLER_COLUMNS],
+        _late_handler_rows(data, data.late_list.late_officials, officials=True),
     )
     csvs["tre-lap-lai"] = _csv(
         out_dir / f"{stem}-tre-lap-lai.csv",

@@ -14,14 +14,17 @@ Prometheus labels (unbounded values).
 :data:`LATE_STEPS_SQL` counts, per unit × department × official, over a period
 [``start``, ``end``) (UTC instants, usually the local month) seen at clock ``t``
 (``t`` ≤ ``end``): the steps finished in the period, those finished late, and the steps
-open at ``t`` past their due (``open_overdue``). :func:`late_steps` runs it grouped by
-official or by department. :data:`OPEN_OVERDUE_STEPS_SQL` lists the open steps past due
+open at ``t`` past their due (``open_overdue``), and the distinct (due date, judged date)
+pairs of those late steps (local dates: the report turns them into working days late with
+its calendar). :func:`late_steps` runs it grouped by official or by department, for the
+province or one unit. :data:`OPEN_OVERDUE_STEPS_SQL` lists the open steps past due
 at ``t`` one by one. All values travel as query parameters.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from pipeline.store.readonly import QueryRunner
@@ -32,8 +35,12 @@ __all__ = [
     "STEP_COLUMNS",
     "LATE_STEPS_SQL",
     "OPEN_OVERDUE_STEPS_SQL",
+    "LateDay",
+    "LateStepRule",
+    "late_step_rule",
     "LateSteps",
     "late_steps",
+    "by_department",
     "open_overdue_steps",
 ]
 
@@ -86,33 +93,71 @@ FROM case_events
 WHERE event_type = 'step'
 """
 
-LATE_STEPS_SQL = """
+@dataclass(frozen=True, slots=True)
+class LateStepRule:
+    """The one definition of a late step, as SQL conditions over the ``steps`` columns for
+    instants given as SQL expressions (query parameters here, Grafana macros on the boards)."""
+
+    done: str  # finished in [start, end)
+    late_done: str  # finished in [start, end) after its due
+    open_overdue: str  # open at t, past its due
+
+
+def late_step_rule(start: str, end: str, t: str) -> LateStepRule:
+    """:class:`LateStepRule` for the period [``start``, ``end``) seen at ``t`` (SQL expressions)."""
+    done = f"finished_at IS NOT NULL AND finished_at >= {start} AND finished_at < {end}"
+    return LateStepRule(
+        done=done,
+        late_done=f"{done} AND step_due_at IS NOT NULL AND finished_at > step_due_at",
+        open_overdue=f"started_at <= {t} AND (finished_at IS NULL OR finished_at > {t}) "
+                     f"AND step_due_at IS NOT NULL AND step_due_at < {t}",
+    )
+
+
+_T = "fromUnixTimestamp64Micro({t:Int64}, 'UTC')"
+_RULE = late_step_rule("fromUnixTimestamp64Micro({start:Int64}, 'UTC')",
+                       "fromUnixTimestamp64Micro({end:Int64}, 'UTC')", _T)
+_LATE_DONE = _RULE.late_done
+_OPEN_OVERDUE = _RULE.open_overdue
+_LOCAL_DAY = "toString(toDate({col}, 'Asia/Ho_Chi_Minh'))"
+
+LATE_STEPS_SQL = f"""
 SELECT
     unit_label AS unit,
     ifNull(department, '') AS department,
     ifNull(handler_name, '') AS handler_name,
     ifNull(any(handler_title), '') AS handler_title,
-    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC'))
-        AS steps_done,
-    countIf(finished_at IS NOT NULL AND finished_at >= fromUnixTimestamp64Micro({start:Int64}, 'UTC') AND finished_at < fromUnixTimestamp64Micro({end:Int64}, 'UTC')
-            AND step_due_at IS NOT NULL AND finished_at > step_due_at) AS late_done,
-    countIf(started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
-            AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')) AS open_overdue
+    countIf({_RULE.done}) AS steps_done,
+    countIf({_LATE_DONE}) AS late_done,
+    countIf({_OPEN_OVERDUE}) AS open_overdue,
+    groupUniqArrayIf(
+        concat({_LOCAL_DAY.format(col='step_due_at')}, ' ',
+               if({_LATE_DONE}, {_LOCAL_DAY.format(col='finished_at')}, {_LOCAL_DAY.format(col=_T)})),
+        ({_LATE_DONE}) OR ({_OPEN_OVERDUE})) AS late_days
 FROM steps FINAL
-WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+WHERE started_at <= {_T}
+  AND ({{unit:String}} = '' OR unit_label = {{unit:String}})
 GROUP BY unit, department, handler_name
 HAVING steps_done + open_overdue > 0
 ORDER BY late_done + open_overdue DESC, unit, department, handler_name
 """
 
-OPEN_OVERDUE_STEPS_SQL = """
+OPEN_OVERDUE_STEPS_SQL = f"""
 SELECT unit_label AS unit, case_id, step_id, ifNull(department, '') AS department,
        ifNull(handler_name, '') AS handler_name, started_at, step_due_at
 FROM steps FINAL
-WHERE started_at <= fromUnixTimestamp64Micro({t:Int64}, 'UTC') AND (finished_at IS NULL OR finished_at > fromUnixTimestamp64Micro({t:Int64}, 'UTC'))
-  AND step_due_at IS NOT NULL AND step_due_at < fromUnixTimestamp64Micro({t:Int64}, 'UTC')
+WHERE {_OPEN_OVERDUE}
 ORDER BY step_due_at, case_id, step_id
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LateDay:
+    """A late step's local due date and the date it is judged on: its finish, or T's date
+    while it is open (the working days late between them: the report's calendar)."""
+
+    due: date
+    until: date
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,31 +172,57 @@ class LateSteps:
     steps_done: int
     late_done: int
     open_overdue: int
+    late_days: tuple[LateDay, ...] = ()  # distinct (due, until) dates of its late steps
 
     @property
     def late(self) -> int:
         return self.late_done + self.open_overdue
 
+    @property
+    def handled(self) -> int:
+        """Steps handled in the period: finished in it, or open past due at T."""
+        return self.steps_done + self.open_overdue
 
-def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, by: str = "official") -> list[LateSteps]:
+
+def _late_days(values: Any) -> tuple[LateDay, ...]:
+    days = set()
+    for text in values or ():
+        due, until = str(text).split(" ")
+        days.add(LateDay(date.fromisoformat(due), date.fromisoformat(until)))
+    return tuple(sorted(days, key=lambda d: (d.due, d.until)))
+
+
+def late_steps(runner: QueryRunner, start_us: int, end_us: int, at_us: int, *, by: str = "official",
+               unit: str | None = None) -> list[LateSteps]:
     """Late steps per official (``by="official"``) or per department (``by="department"``)
-    over [start, end) seen at ``at_us`` (see the module doc); only lines with a step."""
+    over [start, end) seen at ``at_us`` (see the module doc); only lines with a step;
+    ``unit``: that unit's only."""
     if by not in ("official", "department"):
         raise ValueError(f"by must be official or department, got {by!r}")
     at_us = min(int(at_us), int(end_us))
-    params = {"start": int(start_us), "end": int(end_us), "t": at_us}
+    params = {"start": int(start_us), "end": int(end_us), "t": at_us, "unit": unit or ""}
     _cols, rows = runner.query(LATE_STEPS_SQL, params)
-    lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c)) for u, d, n, ti, a, b, c in rows]
+    lines = [LateSteps(str(u), str(d), str(n), str(ti), int(a), int(b), int(c), _late_days(days))
+             for u, d, n, ti, a, b, c, days in rows]
     if by == "department":
-        merged: dict[tuple[str, str], list[int]] = {}
-        for x in lines:
-            acc = merged.setdefault((x.unit, x.department), [0, 0, 0])
-            acc[0] += x.steps_done
-            acc[1] += x.late_done
-            acc[2] += x.open_overdue
-        lines = [LateSteps(u, d, "", "", a, b, c) for (u, d), (a, b, c) in merged.items()]
+        lines = by_department(lines)
     lines.sort(key=lambda x: (-x.late, x.unit, x.department, x.handler_name))
     return lines
+
+
+def by_department(lines: list[LateSteps]) -> list[LateSteps]:
+    """Officials' lines summed per (unit, department) (``handler_name`` empty)."""
+    merged: dict[tuple[str, str], list[Any]] = {}
+    for x in lines:
+        acc = merged.setdefault((x.unit, x.department), [0, 0, 0, set()])
+        acc[0] += x.steps_done
+        acc[1] += x.late_done
+        acc[2] += x.open_overdue
+        acc[3].update(x.late_days)
+    out = [LateSteps(u, d, "", "", a, b, c, tuple(sorted(days, key=lambda x: (x.due, x.until))))
+           for (u, d), (a, b, c, days) in merged.items()]
+    out.sort(key=lambda x: (-x.late, x.unit, x.department))
+    return out
 
 
 def open_overdue_steps(runner: QueryRunner, at_us: int) -> list[dict[str, Any]]:

@@ -16,7 +16,11 @@ generator's output), so a panel added later is covered without touching this fil
 * each ClickHouse target (the ``grafana-clickhouse-datasource`` query model), with the
   variables substituted and the plugin's macros expanded for a real time range, runs
   through the project's read-only path (the worker's ``POST /sql``, read-only
-  check and ``readonly=1``) on the embedded engine and must return rows.
+  check and ``readonly=1``) on the embedded engine and must return rows; the unit board's
+  panels over process steps (``FROM steps``: late officials and departments in the month,
+  steps open past due) run for the unit with the most late steps, as of the scenario's end,
+  and their rows must equal an independent computation over the scenario's ``step``
+  events (``tests/steps_oracle.py``).
 
 Grafana itself does not run here; what is proven is that every query the boards send
 is valid and finds the data the scenario produced.
@@ -30,7 +34,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 
@@ -43,10 +49,12 @@ from pipeline.boards.queries import (
     panel_queries,
     substitute_variables,
 )
+from pipeline.contract.localtime import LOCAL_TZ
 from pipeline.core.indicators import INDICATORS
 from pipeline.feed.replay import replay_file
 from pipeline.feed.scenario import build_scenario
 from tests.integration.workerproc import WorkerProcess, isolated_settings
+from tests.steps_oracle import late_by_official, open_overdue_cases
 
 pytestmark = pytest.mark.integration
 
@@ -177,7 +185,7 @@ def _boards() -> dict[str, dict]:
 def test_every_board_query_runs_against_real_data(infra, tmp_path):
     boards = _boards()
     assert len(boards) == 4
-    scenario = build_scenario(seed=8, cases=1000)
+    scenario = build_scenario(seed=8, cases=1000, steps=True)
     settings = isolated_settings(infra, "boards", clock="event", batch_size=500, flush_interval=0.5, snapshot_interval=1.0)
     path = scenario.write(tmp_path / "scenario.jsonl")
     accepted = len(scenario.valid_events)
@@ -253,6 +261,25 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
         from_s, to_s = int(scenario.start.timestamp()), int(time.time()) + 60
         now = time.time()
 
+        # Process steps: the unit with the most late steps in the scenario's last month, as of its end.
+        steps_end_s = int(scenario.final_time.timestamp())
+        steps_t = datetime.fromtimestamp(steps_end_s, tz=LOCAL_TZ)
+        month_start = steps_t.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        late_steps = late_by_official(scenario.valid_events, month_start, steps_t, steps_t)
+        late_per_unit: Counter = Counter()
+        open_per_unit: Counter = Counter()
+        for (step_unit, _dept, _name), (_handled, done, open_late, _worst) in late_steps.items():
+            late_per_unit[step_unit] += done + open_late
+            open_per_unit[step_unit] += open_late
+        # one with steps finished late and steps open past due, so both panels have rows
+        steps_unit = max(late_per_unit, key=lambda u: (open_per_unit[u] > 0, late_per_unit[u] > open_per_unit[u],
+                                                      late_per_unit[u], u))
+        expected_handlers = {(d, n): (done, open_late) for (u, d, n), (_h, done, open_late, _w) in late_steps.items()
+                             if u == steps_unit}
+        expected_open = open_overdue_cases(scenario.valid_events, steps_t, steps_unit)
+        assert expected_handlers and expected_open, "the scenario's unit has late and open-overdue steps"
+        step_panels = 0
+
         failures: list[str] = []
         counts = {PROMETHEUS_TYPE: 0, CLICKHOUSE_TYPE: 0}
         promql: list[PromTarget] = []
@@ -276,6 +303,8 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                         )
                         assert due_rows, f"{where}: the scenario has no open dossier before its due"
                         variables, end_s = {**values, "unit": due_rows[0][0]}, int(due_rows[0][1]) - 3600
+                    if "FROM steps" in target["rawSql"]:
+                        variables, end_s = {**values, "unit": steps_unit}, steps_end_s
                     sql = expand_clickhouse_macros(
                         substitute_variables(target["rawSql"], variables), from_s=from_s, to_s=end_s, interval_s=60
                     )
@@ -287,11 +316,23 @@ def test_every_board_query_runs_against_real_data(infra, tmp_path):
                         continue
                     if not result:
                         failures.append(f"{where}: no rows\n    {sql}")
+                    elif "FROM steps" in target["rawSql"]:
+                        step_panels += 1
+                        rows = [dict(zip(columns, r)) for r in result]
+                        if "cham_muon" in columns:  # late officials and departments in the month
+                            got = {(r["phong_ban"], r["can_bo"]): (r["hoan_thanh_tre"], r["dang_qua_han"]) for r in rows}
+                            if got != expected_handlers:
+                                failures.append(f"{where}: {got} != {expected_handlers}")
+                            if any(not r["can_bo"].startswith("Cán bộ Thử nghiệm ") for r in rows):
+                                failures.append(f"{where}: an official without a synthetic name: {rows}")
+                        elif sorted(r["ma_ho_so"] for r in rows) != expected_open:
+                            failures.append(f"{where}: {sorted(r['ma_ho_so'] for r in rows)} != {expected_open}")
                 else:
                     failures.append(f"{where}: unknown data source type {source}")
         failures += _failing_promql(settings, promql, now)
         assert not failures, f"{len(failures)} failing queries:\n" + "\n".join(failures)
         # The walk found the boards' queries (a broken walk must not pass silently).
         assert counts[PROMETHEUS_TYPE] >= 60 and counts[CLICKHOUSE_TYPE] >= 4, counts
+        assert step_panels == 2
     finally:
         worker.stop()

@@ -10,10 +10,14 @@ Then the real commands run as subprocesses, as a person runs them:
   the year: every unit and the province, every indicator;
 - the late dossiers equal an independent computation over the raw JSONL events, and per
   unit the finished-late ones equal ``on_time``'s denominator − numerator;
+- the list of late departments and officials (section VI, II.8) equals an independent
+  computation over the raw ``step`` events: counts, share and worst working days late;
+  a month without steps says so;
 - the HTML opens in headless Chromium without console errors (the detector is shown to
   catch a page with an error), and the PDF has pages that are not blank, the first with
   the Vietnamese title;
-- the committed sample (``docs/sample-report``) is what its command produces.
+- the committed sample (``docs/sample-report``) is what its command produces, and it names
+  late officials and departments.
 
 Chromium, pdftoppm and pdftotext are required: the tests fail (not skip) without them.
 """
@@ -35,9 +39,11 @@ from PIL import Image
 from pipeline.config import load_settings
 from pipeline.feed.simulate import write_history
 from pipeline.reports.period import LOCAL_TZ, parse_period
+from pipeline.reports.render import vn_percent
 from pipeline.feed.sample_report import SAMPLE_DIR, build_sample
 from pipeline.store.units import load_units
 from tests.integration.workerproc import ROOT
+from tests.steps_oracle import late_by_official
 from tests.oracle import earliest, finish_of, of_type, paused_time, to_time, when
 from tests.tools import required_tool
 
@@ -168,6 +174,43 @@ def test_late_list_equals_an_independent_computation(scenario, reports, code):
     assert missed["all"] == sum(finished_late.values())
 
 
+@pytest.mark.parametrize("code", PERIODS)
+def test_late_officials_and_departments_equal_an_independent_computation(scenario, reports, code):
+    period = parse_period(code)
+    end = datetime.fromtimestamp(period.end_us / 1e6, tz=LOCAL_TZ)
+    expected = late_by_official(scenario["events"], datetime.fromtimestamp(period.start_us / 1e6, tz=LOCAL_TZ),
+                                end, end)
+    assert expected, "the scenario has late steps"
+    rows = _read_csv(reports[code] / f"bao-cao-{code}-can-bo-cham-muon.csv")
+    got = {(r["ma_don_vi"], r["phong_ban"], r["can_bo"]):
+           (int(r["so_buoc_xu_ly"]), int(r["tre_da_xong"]), int(r["qua_han_dang_xu_ly"]),
+            int(r["tre_nhieu_nhat_ngay_lam_viec"])) for r in rows}
+    assert got == expected
+    for r in rows:
+        assert r["can_bo"].startswith("Cán bộ Thử nghiệm ") and int(r["cham_muon"]) == (
+            int(r["tre_da_xong"]) + int(r["qua_han_dang_xu_ly"]))
+        assert r["ty_le_cham_muon"] == vn_percent(int(r["cham_muon"]) / int(r["so_buoc_xu_ly"]))
+    departments: dict[tuple[str, str], list[int]] = {}
+    for (unit, dept, _name), (handled, done, late_open, worst) in expected.items():
+        row = departments.setdefault((unit, dept), [0, 0, 0, -1])
+        row[1] += done
+        row[2] += late_open
+        row[3] = max(row[3], worst)
+    rows = _read_csv(reports[code] / f"bao-cao-{code}-phong-ban-cham-muon.csv")
+    got = {(r["ma_don_vi"], r["phong_ban"]): [int(r["tre_da_xong"]), int(r["qua_han_dang_xu_ly"]),
+                                              int(r["tre_nhieu_nhat_ngay_lam_viec"])] for r in rows}
+    assert got == {k: v[1:] for k, v in departments.items()}
+    html = (reports[code] / f"bao-cao-{code}.html").read_text(encoding="utf-8")
+    assert "VI. Danh sách cơ quan, cá nhân chậm muộn" in html and "Cán bộ chậm muộn" in html
+
+
+def test_a_month_without_steps_says_so(scenario, tmp_path):
+    _cli(scenario["settings"], "report", "--period", "2024-12", "--out", str(tmp_path), "--no-pdf")
+    html = (tmp_path / "bao-cao-2024-12.html").read_text(encoding="utf-8")
+    assert "Không có dữ liệu bước xử lý hồ sơ trong kỳ" in html
+    assert len(_read_csv(tmp_path / "bao-cao-2024-12-can-bo-cham-muon.csv")) == 0
+
+
 def _console_problems(html: Path, profile: Path) -> tuple[str, list[str]]:
     result = subprocess.run(
         [_tool("chromium"), "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
@@ -198,7 +241,7 @@ def test_html_opens_in_chromium_without_console_errors(reports, code, tmp_path):
     assert f"Báo cáo kết quả giải quyết thủ tục hành chính — {parse_period(code).label_vi}" in dom
     assert dom.count("<svg") >= 2  # the two charts, inline
     for heading in ("Tổng hợp chỉ số", "Xếp hạng các đơn vị", "Hồ sơ trễ hạn", "Hồ sơ sắp trễ hạn",
-                    "không đạt chỉ tiêu hai kỳ liên tiếp", "Biểu đồ"):
+                    "Danh sách cơ quan, cá nhân chậm muộn", "không đạt chỉ tiêu hai kỳ liên tiếp", "Biểu đồ"):
         assert heading in dom
 
 
@@ -223,7 +266,14 @@ def test_pdf_pages_are_rendered_and_not_blank(reports, code, tmp_path):
         # a row has ink when a pixel is darker than light grey: small text at 30 dpi is anti-aliased
         # grey (a page holding one short table read as "blank" at < 128); a blank page has no such row
         inked = sum(1 for y in range(height) if min(data[y * width:(y + 1) * width]) < 200)
-        assert inked > height // 10, f"{image.name}: almost blank ({inked} of {height} rows with ink)"
+        if inked <= height // 10:
+            # a short section alone before a chart too tall for the rest of its page (the year's
+            # "VII" before the charts): little ink, but its text is there, drawn
+            number = int(re.search(r"-(\d+)\.png$", image.name).group(1))
+            text = subprocess.run([_tool("pdftotext"), "-f", str(number), "-l", str(number), str(pdf), "-"],
+                                  capture_output=True, text=True, check=True).stdout
+            assert inked >= 5 and len("".join(text.split())) >= 40, (
+                f"{image.name}: almost blank ({inked} of {height} rows with ink, text {text[:80]!r})")
 
 
 @pytest.mark.parametrize("code", PERIODS)
@@ -310,6 +360,16 @@ def test_committed_sample_is_what_its_command_produces(tmp_path):
         )
     for files in built:
         assert (SAMPLE_DIR / files.html.name.replace(".html", ".pdf")).exists()
+    # the sample month names late officials and departments (Kế hoạch 11/KH-UBND, II.8)
+    officials = _read_csv(SAMPLE_DIR / "bao-cao-2025-06-can-bo-cham-muon.csv")
+    departments = _read_csv(SAMPLE_DIR / "bao-cao-2025-06-phong-ban-cham-muon.csv")
+    assert len(officials) >= 10 and len(departments) >= 10
+    assert all(r["can_bo"].startswith("Cán bộ Thử nghiệm ") and int(r["cham_muon"]) > 0 for r in officials)
+    assert {r["phong_ban"] for r in departments} >= {"Phòng Tư pháp - Hộ tịch"}
+    html = (SAMPLE_DIR / "bao-cao-2025-06.html").read_text(encoding="utf-8")
+    section = html[html.index("VI. Danh sách cơ quan, cá nhân chậm muộn"):html.index("VII. Đơn vị không đạt")]
+    assert officials[0]["can_bo"] in section and departments[0]["phong_ban"] in section
+    assert "Phòng ban chậm muộn" in section and "Cán bộ chậm muộn" in section
 
 
 def test_one_units_report(scenario, reports, tmp_path):
@@ -325,6 +385,9 @@ def test_one_units_report(scenario, reports, tmp_path):
     assert figures == [r for r in everyone if r["ma_don_vi"] in (unit, "all")]
     ranking = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-xep-hang.csv")
     assert [r["ma_don_vi"] for r in ranking] == [unit]
+    officials = _read_csv(reports[code] / f"bao-cao-{code}-can-bo-cham-muon.csv")
+    own = _read_csv(tmp_path / f"bao-cao-{code}-{unit}-can-bo-cham-muon.csv")
+    assert own == [r for r in officials if r["ma_don_vi"] == unit]
 
 
 def test_a_running_period_is_reported_as_of_the_clock(scenario, tmp_path):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from pipeline.contract.events import CaseEvent, parse_time
 from pipeline.store.client import connect
 from pipeline.store.readonly import ClientRunner
 from pipeline.store.schema import TABLES, ensure_schema
-from pipeline.store.steps import late_steps, open_overdue_steps
+from pipeline.store.steps import LateDay, late_steps, open_overdue_steps
 from pipeline.store.writer import AcceptedEvent, FactWriter
 
 T = parse_time
@@ -63,6 +65,13 @@ def test_steps_fill_from_case_events_and_late_lists_count_them(ch):
     }
     first = late_steps(runner, *june, at_us=june[1])[0]
     assert first.late == 1 and first.handler_title == "Công chức"
+    # the local dates the working days late are counted between: due, then the finish or T's date
+    days = {(x.department, x.handler_name): x.late_days for x in late_steps(runner, *june, at_us=june[1] - 1)}
+    assert days[("Phòng Tư pháp", "Cán bộ Thử nghiệm 01")] == (LateDay(date(2025, 6, 3), date(2025, 6, 5)),)
+    assert days[("Phòng Kinh tế", "Cán bộ Thử nghiệm 02")] == (LateDay(date(2025, 6, 24), date(2025, 6, 30)),)
+    assert days[("Phòng Tư pháp", "Cán bộ Thử nghiệm 02")] == ()
+    assert {x.unit for x in late_steps(runner, *june, at_us=june[1], unit="X_A")} == {"X_A"}
+    assert late_steps(runner, *june, at_us=june[1], unit="X_OTHER") == []
     departments = {x.department: (x.steps_done, x.late) for x in late_steps(runner, *june, at_us=june[1], by="department")}
     assert departments == {"Phòng Tư pháp": (2, 1), "Phòng Kinh tế": (0, 1)}
     # seen on 4 June, C1's step was open and past due; C3's had not started
