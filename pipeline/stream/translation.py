@@ -198,12 +198,16 @@ class TranslationAgent:
 
     async def _consume(self, stream) -> None:
         async for events in stream.noack_take(TAKE_MAX, within=TAKE_WITHIN_S):
+            taken = self.generation
             while True:
                 await self.ready.wait()
                 async with self.lock:
                     if not self.ready.is_set():
                         continue  # revoked meanwhile: wait for the next assignment
-                    await self._batch(events, stream.ack)
+                    if taken == self.generation:
+                        await self._batch(events, stream.ack)
+                    # else taken in an assignment that is over: never acked (an ack ahead of
+                    # the re-read copies could let Faust commit past one), read again
                     break
 
     async def _batch(self, events: Sequence[Any], ack: Callable[[Any], Awaitable[Any]]) -> None:

@@ -104,7 +104,16 @@ class Worker:
         self.linked = asyncio.Event()
         self.seq = 0  # batches handed to the engine
         self.ahead = asyncio.Semaphore(BATCHES_AHEAD)
-        self.inflight: dict[int, list] = {}  # seq -> Faust events, until the engine processed them
+        # Assignments, counted: a message taken from the stream in one is acked only in it
+        # (or by the flush its revocation waits for). Faust seeks every partition back
+        # to its committed offset at each assignment, so a message of an earlier one is
+        # read again; acking the earlier copy later would put an ack ahead of unacked
+        # ones, and Faust commits across a one-message gap at the head (its
+        # ``_new_offset`` allows it, for a transaction marker), which lost a message in
+        # the two-worker soak.
+        self.generation = 0
+        self.revoking: int | None = None  # the generation a revocation is closing
+        self.inflight: dict[int, tuple[int, list]] = {}  # seq -> (generation, Faust events) until processed
         self.unacked: dict[int, list] = {}  # seq -> events to ack once a flush covers seq
         self.answers: dict[int, asyncio.Future] = {}
         self.requests = 0
@@ -275,8 +284,10 @@ class Worker:
         while True:
             message = await self.ordered.get()
             if isinstance(message, channel.Done):
-                events = self.inflight.pop(message.seq)
+                generation, events = self.inflight.pop(message.seq)
                 self.engine_clock_us = message.clock_us
+                if generation not in (self.generation, self.revoking):
+                    continue  # taken in an assignment that is over: read again from the committed offset
                 skipped = set(message.skipped)
                 self.unacked[message.seq] = [e for i, e in enumerate(events) if i not in skipped] if skipped else events
                 if skipped:
@@ -317,9 +328,12 @@ class Worker:
         self.membership.joining()  # the consumer joins the group again after this returns
         # The engine writes what it holds while this worker still owns the partitions,
         # and the acks are done before Faust goes on (the next owner starts from them).
+        self.revoking, self.generation = self.generation, self.generation + 1
         if self.linked.is_set() and not self.failure:
             await self._request(channel.Revoke, None)
         await self.translation.revoke()
+        self.revoking = None
+        self.unacked.clear()  # (empty: the revocation's flush covered every processed batch)
         self.held = set()  # the next assignment reads from the committed offsets
 
     async def _on_partitions_assigned(self, app, assigned, **kwargs) -> None:
@@ -348,9 +362,10 @@ class Worker:
         self._stream = stream
         take_max = max(1, min(self.settings.batch_size, TAKE_MAX))
         async for events in stream.noack_take(take_max, within=TAKE_WITHIN_S):
+            generation = self.generation  # when taken, not when sent
             await self.ahead.acquire()
             self.seq += 1
-            self.inflight[self.seq] = events
+            self.inflight[self.seq] = (generation, events)
             messages = [event.message for event in events]
             await self._send(channel.Batch(
                 self.seq,
