@@ -32,7 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
-from sortedcontainers import SortedDict, SortedList
+from heapq import heappop, heappush
+
+from sortedcontainers import SortedList
 
 from pipeline.core.cases import UNKNOWN_SECTOR, OpenCase
 from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number
@@ -117,8 +119,11 @@ class IndicatorView:
         self._year_n: list[int] = []
         self._year_d: list[int] = []
         self._months: list[dict[int, list[int]]] = []  # per slot: month index -> [n, d]
-        self._log: SortedDict = SortedDict()  # time -> [_Delta] applied, within 30 days
-        self._pending: SortedDict = SortedDict()  # effective time -> [_Delta] not yet applied
+        self._log: dict[int, list[_Delta]] = {}  # time -> [_Delta] applied, within 30 days
+        # per rolling window: the times of the log still inside it (a heap: the next to leave first)
+        self._inside: list[list[int]] = [[] for _ in _ROLLING]
+        self._pending: dict[int, list[_Delta]] = {}  # effective time -> [_Delta] not yet applied
+        self._pending_times: list[int] = []  # the keys of _pending, a heap
         self._month = local_month_index(clock_us)
 
     # -- feeding -------------------------------------------------------------------
@@ -139,7 +144,12 @@ class IndicatorView:
         if effective <= self.clock_us:
             self._apply_now(delta)
         else:
-            self._pending.setdefault(effective, []).append(delta)
+            waiting = self._pending.get(effective)
+            if waiting is None:
+                self._pending[effective] = [delta]
+                heappush(self._pending_times, effective)
+            else:
+                waiting.append(delta)
 
     def apply_all(self, changes: Iterable[tuple[Outcome, int]]) -> None:
         for outcome, sign in changes:
@@ -152,27 +162,28 @@ class IndicatorView:
             return
         log = self._log
         for wi, (_, length) in enumerate(_ROLLING):
-            # deltas with old - length < t <= now - length leave the window
-            hi = min(old, now_us - length)
-            if hi <= old - length:
+            # the deltas with t <= now - length leave the window (all logged ones have t <= old)
+            inside = self._inside[wi]
+            edge = now_us - length
+            if not inside or inside[0] > edge:
                 continue
             n_w, d_w = self._left_n[wi], self._left_d[wi]
-            for t in log.irange(old - length, hi, inclusive=(False, True)):
+            while inside and inside[0] <= edge:
+                t = heappop(inside)
                 for delta in log[t]:
                     for s in delta.slots:
                         n_w[s] += delta.hits
                         d_w[s] += delta.count
-        horizon = now_us - _MAX_ROLLING_US
-        while log and log.peekitem(0)[0] <= horizon:
-            log.popitem(0)
+                if wi == _N_ROLLING - 1:  # left the longest window: no longer needed
+                    del log[t]
         self.clock_us = now_us
         month = local_month_index(now_us)
         if month != self._month:
             self._month = month
             self._rebuild_calendar()
-        pending = self._pending
-        while pending and pending.peekitem(0)[0] <= now_us:
-            for delta in pending.popitem(0)[1]:
+        pending, times = self._pending, self._pending_times
+        while times and times[0] <= now_us:
+            for delta in pending.pop(heappop(times)):
                 self._apply_now(delta)
 
     # -- reading -------------------------------------------------------------------
@@ -251,8 +262,10 @@ class IndicatorView:
                 in_n[s] += dn
                 in_d[s] += dd
             # the windows that do not hold t (the shorter ones first): it has left them
+            first_inside = _N_ROLLING - 1
             for wi in range(_N_ROLLING - 1):
                 if t > now - _ROLLING[wi][1]:
+                    first_inside = wi
                     break
                 n_w, d_w = self._left_n[wi], self._left_d[wi]
                 for s in slots:
@@ -260,8 +273,10 @@ class IndicatorView:
                     d_w[s] += dd
             log = self._log
             logged = log.get(t)
-            if logged is None:
+            if logged is None:  # a new time: it leaves each window holding it when T gets there
                 log[t] = [delta]
+                for inside in self._inside[first_inside:]:
+                    heappush(inside, t)
             else:
                 logged.append(delta)
         month = local_month_index(t)
