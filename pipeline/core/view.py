@@ -30,14 +30,14 @@ times), so "overdue at T" is a binary search, not a walk over cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, NamedTuple
-
+from datetime import date
 from heapq import heappop, heappush
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 from sortedcontainers import SortedList
 
 from pipeline.core.cases import UNKNOWN_SECTOR, OpenCase
-from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number
+from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number, local_midnight_us
 from pipeline.core.outcomes import Outcome
 from pipeline.core.targets import Targets
 from pipeline.core.windows import ROLLING_US, WINDOWS, local_month_index
@@ -66,6 +66,11 @@ _N_ROLLING = len(_ROLLING)  # the calendar windows follow the rolling ones in WI
 NEVER = 2**63 - 1
 _ZERO = (0, 0)
 assert [length for _, length in _ROLLING] == sorted(length for _, length in _ROLLING)  # _apply_now's prefix
+
+
+def _month_start_us(month_index: int) -> int:
+    """The first instant of the local month ``month_index`` (``local_month_index``'s numbering)."""
+    return local_midnight_us(date(month_index // 12, month_index % 12 + 1, 1))
 
 
 class SeriesKey(NamedTuple):
@@ -125,6 +130,7 @@ class IndicatorView:
         self._pending: dict[int, list[_Delta]] = {}  # effective time -> [_Delta] not yet applied
         self._pending_times: list[int] = []  # the keys of _pending, a heap
         self._month = local_month_index(clock_us)
+        self._month_start_us = _month_start_us(self._month)
 
     # -- feeding -------------------------------------------------------------------
     def ensure_cell(self, indicator: str, unit: str, sector: str) -> tuple[int, ...]:
@@ -180,6 +186,7 @@ class IndicatorView:
         month = local_month_index(now_us)
         if month != self._month:
             self._month = month
+            self._month_start_us = _month_start_us(month)
             self._rebuild_calendar()
         pending, times = self._pending, self._pending_times
         while times and times[0] <= now_us:
@@ -279,10 +286,12 @@ class IndicatorView:
                     heappush(inside, t)
             else:
                 logged.append(delta)
-        month = local_month_index(t)
         current = self._month
         # t <= T, so never a later month: T's month counts in the month totals alone
-        if month != current:
+        if t >= self._month_start_us:
+            month = current
+        else:
+            month = local_month_index(t)
             if month >= current - current % 3:
                 n_w, d_w = self._quarter_n, self._quarter_d
             elif month >= current - current % 12:
