@@ -31,6 +31,7 @@ import hashlib
 import json
 import random
 import tempfile
+from time import time_ns
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -125,7 +126,8 @@ class ProvinceLoad:
 def province_stats(lines: list[bytes]) -> dict:
     """The shape of a load: its dossiers and events per dossier (valid, first of each
     event_id), feedback items, units, (unit, sector) pairs, channels, duplicates and
-    malformed lines."""
+    malformed lines (as the worker sees them now: the wall clock decides what is in the future)."""
+    now_us = time_ns() // 1000
     seen: set[str] = set()
     cases: set[str] = set()
     feedbacks: set[str] = set()
@@ -135,7 +137,7 @@ def province_stats(lines: list[bytes]) -> dict:
     invalid = duplicates = valid = 0
     for line in lines:
         try:
-            event = parse_event(line, key=message_key(line), now_us=2**62)
+            event = parse_event(line, key=message_key(line), now_us=now_us)
         except InvalidEvent:
             invalid += 1
             continue

@@ -90,7 +90,7 @@ def ratio(base: Settings, seed: int, events: int, timeout: float, load_kind: str
     ``bench`` (the consecutive one-month scenarios, ``load.history_file``)."""
     if load_kind == "province":
         history = load.province_file(seed, events)
-        shape = {"load": "province", "load_scale": round(history.scale, 6), "load_stats": history.stats}
+        shape = {"load": "province", "load_year": load.PROVINCE_YEAR, "load_scale": round(history.scale, 6), "load_stats": history.stats}
         print(f"  province load: {history.stats['dossiers']:,} dossiers, "
               f"{history.stats['events_per_dossier']} events per dossier, {history.stats['units']} units, "
               f"{history.stats['unit_sector_pairs']} (unit, sector) pairs", flush=True)
@@ -118,6 +118,7 @@ def ratio(base: Settings, seed: int, events: int, timeout: float, load_kind: str
             page = worker.metrics()
             scrape_s = time.monotonic() - scrape_started
             series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
+            open_cases = metric_sum(page, "tthc_open_cases")
         finally:
             worker.stop()
         rows.append(RateRow(
@@ -139,6 +140,7 @@ def ratio(base: Settings, seed: int, events: int, timeout: float, load_kind: str
         "product_rss_mb": round(rss / MB, 1),
         "product_scrape_s": round(scrape_s, 3),
         "product_series": series,
+        "product_open_cases": round(open_cases),
         "ratio_vs_naive_faust": round(rates["product"] / rates["naive"], 4),
         "ratio_vs_raw_consumer": round(rates["product"] / rates["ceiling"], 4),
     }
