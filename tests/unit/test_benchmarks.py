@@ -156,7 +156,8 @@ def test_ratio_line_has_the_exact_format():
 
 @pytest.mark.parametrize(
     "args",
-    [["--only", "ratio,speed"], ["--only", ""], ["--events", "0"], ["--latency-rates", "200,fast"], ["--events", "x"]],
+    [["--only", "ratio,speed"], ["--only", ""], ["--events", "0"], ["--latency-rates", "200,fast"], ["--events", "x"],
+     ["--load", "city"]],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args, tmp_path):
     result = subprocess.run(
