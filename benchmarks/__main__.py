@@ -25,6 +25,7 @@ import time
 
 from pipeline.config import UserError
 
+LOADS = ("province", "bench")  # of the ratio part (benchmarks.load: province_file, history_file)
 PARTS = ("contract", "ratio", "latency", "memory", "restart", "scaleout", "backfill", "state")
 
 
@@ -50,6 +51,12 @@ def _rates(text: str) -> list[int]:
     return rates
 
 
+def _load_kind(text: str) -> str:
+    if text not in LOADS:
+        raise argparse.ArgumentTypeError(f"loads are {', '.join(LOADS)}; got {text!r}")
+    return text
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -73,6 +80,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=_env_int("BENCH_SEED", 7))
     p.add_argument("--events", type=_positive, default=env.get("BENCH_EVENTS", "300000"),
                    help="messages of the ratio run (BENCH_EVENTS, 300000)")
+    p.add_argument("--load", type=_load_kind, default=env.get("BENCH_LOAD", "province"),
+                   help="load of the ratio run: province (simulate --history's year with the scenario's mess) "
+                        "or bench (one-month scenarios) (BENCH_LOAD, province)")
     p.add_argument("--latency-rates", type=_rates, default=env.get("BENCH_LATENCY_RATES", "200,1000"),
                    help="events/s of the latency phases (BENCH_LATENCY_RATES, 200,1000)")
     p.add_argument("--latency-seconds", type=_positive, default=env.get("BENCH_LATENCY_SECONDS", "60"),
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run("state", lambda: bench_state(args.state_dossiers, args.open_dossiers))
     measures = {
-        "ratio": lambda: parts.ratio(base, args.seed, args.events, args.timeout),
+        "ratio": lambda: parts.ratio(base, args.seed, args.events, args.timeout, args.load),
         "latency": lambda: parts.latency(base, args.seed, args.latency_rates, args.latency_seconds,
                                          args.scrape_interval, args.timeout),
         "memory": lambda: parts.memory(base, args.seed, args.open_dossiers, args.timeout),

@@ -9,6 +9,15 @@ Generating costs about 6 s per chunk on this machine; each chunk and each file i
 keyed by the seed, the size and a hash of the generator's source, so a changed simulator
 never serves stale bytes.
 
+``province_file(seed, events)``: the province's kind of data (issue 25): a year (2025, both
+periods of the registry: the units before and after 1 July) of ``simulate --history``'s
+lifecycles (:func:`pipeline.feed.simulate.write_history`: every unit of ``deploy/units.csv``
+in force on each day, volumes by population, its mix of channels, supplements, late
+dossiers, ratings and feedback), at the scale that gives ``events`` messages, with the
+scenario's mess (:func:`pipeline.feed.scenario.messy_lines`: out of order, duplicates,
+malformed lines), cut at ``events``. Its shape (events per dossier, units, sectors) is
+written beside it (``.stats.json``).
+
 ``open_dossiers_file(seed, dossiers)``: only the ``received`` event of ``dossiers``
 distinct dossiers (the lifecycle generator's), so every one of them stays open.
 
@@ -21,6 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import tempfile
+from time import time_ns
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -28,8 +39,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.config import PROJECT_ROOT
-from pipeline.feed import lifecycle, scenario
+from pipeline.config import PROJECT_ROOT, Settings
+from pipeline.contract.events import InvalidEvent, message_key, parse_event
+from pipeline.feed import lifecycle, scenario, simulate
 from pipeline.feed.lifecycle import LOCAL_TZ, LifecycleGenerator, WorkingClock, event_bytes, active_unit_ids
 
 CHUNK_CASES = 20_000  # dossiers per one-month chunk (~77,000 messages)
@@ -40,7 +52,7 @@ LOAD_DIR = PROJECT_ROOT / "var" / "bench" / "load"
 def generator_version() -> str:
     """A short hash of the generator sources (and this module): part of every cache key."""
     digest = hashlib.sha256()
-    for module in (scenario, lifecycle):
+    for module in (scenario, lifecycle, simulate):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(Path(__file__).read_bytes())
     return digest.hexdigest()[:10]
@@ -94,6 +106,97 @@ def history_file(seed: int, events: int, directory: Path | None = None, progress
             index += 1
     _write_atomically(path, b"".join(lines))
     return LoadFile(path, events)
+
+
+PROVINCE_YEAR = 2025  # both periods of the registry (the merger of 1 July 2025)
+#: messages per dossier of the province load at any scale (events, feedback, duplicates and
+#: malformed lines): a first guess of the scale, raised until the year gives enough messages
+PROVINCE_MESSAGES_PER_DOSSIER = 4.9
+PROVINCE_DOSSIERS_PER_YEAR = 1_000_000  # at scale 1 (pipeline.feed.province: ~0.28 per resident)
+
+
+@dataclass(frozen=True)
+class ProvinceLoad:
+    path: Path
+    events: int  # lines (= Kafka messages)
+    scale: float  # write_history's volume factor
+    stats: dict  # dossiers, events per dossier, units, sectors … (see province_stats)
+
+
+def province_stats(lines: list[bytes]) -> dict:
+    """The shape of a load: its dossiers and events per dossier (valid, first of each
+    event_id), feedback items, units, (unit, sector) pairs, channels, duplicates and
+    malformed lines (as the worker sees them now: the wall clock decides what is in the future)."""
+    now_us = time_ns() // 1000
+    seen: set[str] = set()
+    cases: set[str] = set()
+    feedbacks: set[str] = set()
+    units: set[str] = set()
+    scopes: set[tuple[str, str]] = set()
+    types: dict[str, int] = {}
+    invalid = duplicates = valid = 0
+    for line in lines:
+        try:
+            event = parse_event(line, key=message_key(line), now_us=now_us)
+        except InvalidEvent:
+            invalid += 1
+            continue
+        if event.event_id in seen:
+            duplicates += 1
+            continue
+        seen.add(event.event_id)
+        valid += 1
+        types[event.event_type] = types.get(event.event_type, 0) + 1
+        units.add(event.unit_id)
+        if event.event_type.startswith("feedback_"):
+            feedbacks.add(event.case_id)
+            continue
+        cases.add(event.case_id)
+        if event.event_type == "received":
+            scopes.add((event.unit_id, event.fields.get("sector") or ""))
+    dossier_events = valid - sum(n for t, n in types.items() if t.startswith("feedback_"))
+    return {
+        "messages": len(lines),
+        "valid_events": valid,
+        "duplicates": duplicates,
+        "malformed": invalid,
+        "dossiers": len(cases),
+        "events_per_dossier": round(dossier_events / max(len(cases), 1), 2),
+        "feedback_items": len(feedbacks),
+        "units": len(units),
+        "unit_sector_pairs": len(scopes),
+        "event_types": dict(sorted(types.items())),
+    }
+
+
+def province_file(seed: int, events: int, directory: Path | None = None, progress: bool = True) -> ProvinceLoad:
+    """The cached JSONL file of ``events`` messages of the province load (module doc)."""
+    if events < 1:
+        raise ValueError("events must be positive")
+    directory = (directory or LOAD_DIR) / generator_version()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"province-s{seed}-n{events}.jsonl"
+    meta = path.with_suffix(".stats.json")
+    if path.exists() and meta.exists():
+        info = json.loads(meta.read_text())
+        return ProvinceLoad(path, events, info["scale"], info["stats"])
+    settings = Settings()
+    scale = min(10.0, 1.1 * events / (PROVINCE_MESSAGES_PER_DOSSIER * PROVINCE_DOSSIERS_PER_YEAR))
+    while True:
+        with tempfile.NamedTemporaryFile(dir=directory, suffix=".history") as tmp:
+            simulate.write_history(settings, PROVINCE_YEAR, tmp.name, scale=scale, seed=seed, progress=progress)
+            history = [json.loads(line) for line in Path(tmp.name).read_bytes().splitlines()]
+        rng = random.Random(seed)
+        new_id = lambda: str(uuid.UUID(int=rng.getrandbits(128), version=4))  # noqa: E731
+        lines = [line for line, _tag in scenario.messy_lines(history, rng, new_id)]
+        if len(lines) >= events or scale >= 10.0:
+            break
+        scale = min(10.0, scale * 1.25 * events / len(lines))
+    lines = lines[:events]
+    stats = province_stats(lines)
+    _write_atomically(path, b"".join(line + b"\n" for line in lines))
+    meta.write_text(json.dumps({"scale": round(scale, 6), "stats": stats}, indent=1))
+    return ProvinceLoad(path, len(lines), scale, stats)
 
 
 def _received_template(rng: random.Random, units: list[str]) -> LifecycleGenerator:

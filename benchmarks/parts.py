@@ -85,8 +85,18 @@ def _follow_product(worker: ProductWorker, events: int, timeout: float, desc: st
     return first, end
 
 
-def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
-    history = load.history_file(seed, events)
+def ratio(base: Settings, seed: int, events: int, timeout: float, load_kind: str = "province") -> dict:
+    """``load_kind``: ``province`` (the province's kind of data, ``load.province_file``) or
+    ``bench`` (the consecutive one-month scenarios, ``load.history_file``)."""
+    if load_kind == "province":
+        history = load.province_file(seed, events)
+        shape = {"load": "province", "load_year": load.PROVINCE_YEAR, "load_scale": round(history.scale, 6), "load_stats": history.stats}
+        print(f"  province load: {history.stats['dossiers']:,} dossiers, "
+              f"{history.stats['events_per_dossier']} events per dossier, {history.stats['units']} units, "
+              f"{history.stats['unit_sector_pairs']} (unit, sector) pairs", flush=True)
+    else:
+        history = load.history_file(seed, events)
+        shape = {"load": "bench"}
     settings = run_settings(base, "ratio", clock="event")
     load_rate = load_into_broker(settings, history.path)
     rows: list[RateRow] = []
@@ -105,8 +115,10 @@ def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
             first, end = _follow_product(worker, events, timeout, "product")
             rss = rss_bytes(worker.pid)
             scrape_started = time.monotonic()
-            worker.metrics()
+            page = worker.metrics()
             scrape_s = time.monotonic() - scrape_started
+            series = sum(1 for line in page.splitlines() if line and not line.startswith(b"#"))
+            open_cases = metric_sum(page, "tthc_open_cases")
         finally:
             worker.stop()
         rows.append(RateRow(
@@ -119,7 +131,7 @@ def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
         raise
     remove_run(settings)
     rates = {row.consumer: row.rate for row in rows}
-    return {
+    return shape | {
         "events": events,
         "seed": seed,
         "load_file": history.path.name,
@@ -127,6 +139,8 @@ def ratio(base: Settings, seed: int, events: int, timeout: float) -> dict:
         "rows": [asdict(row) | {"rate": round(row.rate), "wall_rate": round(row.wall_rate)} for row in rows],
         "product_rss_mb": round(rss / MB, 1),
         "product_scrape_s": round(scrape_s, 3),
+        "product_series": series,
+        "product_open_cases": round(open_cases),
         "ratio_vs_naive_faust": round(rates["product"] / rates["naive"], 4),
         "ratio_vs_raw_consumer": round(rates["product"] / rates["ceiling"], 4),
     }

@@ -70,6 +70,21 @@ def commit() -> str:
     return head + ("-dirty" if dirty else "")
 
 
+def _load_shape(ratio: dict) -> list[str]:
+    """The province load's shape (``load.province_stats``), when the run was on it."""
+    stats = ratio.get("load_stats")
+    if ratio.get("load") != "province" or not stats:
+        return []
+    return [
+        "",
+        f"Load: the province's kind of data (`simulate --history {ratio.get('load_year', '?')}` at scale "
+        f"{ratio['load_scale']:g}, the scenario's mess): {_n(stats['dossiers'])} dossiers, "
+        f"**{stats['events_per_dossier']} events per dossier**, {_n(stats['feedback_items'])} feedback items, "
+        f"{_n(stats['units'])} units, {_n(stats['unit_sector_pairs'])} (unit, sector) pairs; "
+        f"{_n(stats['duplicates'])} duplicates, {_n(stats['malformed'])} malformed lines.",
+    ]
+
+
 def ratio_line(ratio: dict) -> str:
     return f"ratio_vs_naive_faust={ratio['ratio_vs_naive_faust']:.2f} ratio_vs_raw_consumer={ratio['ratio_vs_raw_consumer']:.2f}"
 
@@ -112,6 +127,7 @@ def render(results: dict, only=PART_ORDER) -> str:
             f"### Throughput: {r['events']:,} messages (seed {r['seed']}) in the real broker",
             "",
             _stamp(r) + f"; loaded at {_n(r['load_rate'])} msg/s",
+            *_load_shape(r),
             "",
             "| consumer | events/s | seconds | events/s incl. start-up | product ÷ this |",
             "| --- | ---: | ---: | ---: | ---: |",
@@ -121,10 +137,13 @@ def render(results: dict, only=PART_ORDER) -> str:
                 f"| {row['label']} | {_n(row['rate'])} | {_n(row['seconds'], 1)} | {_n(row['wall_rate'])} "
                 f"| {rates['product'] / row['rate']:.2f} |"
             )
+        series = f" ({_n(r['product_series'])} samples)" if "product_series" in r else ""
+        if "product_open_cases" in r:
+            series += f"; {_n(r['product_open_cases'])} open dossiers at the end"
         out += [
             "",
             f"Product after the run: RSS {_n(r['product_rss_mb'], 1)} MB, one `/metrics` scrape "
-            f"{_n(r['product_scrape_s'], 2)} s.",
+            f"{_n(r['product_scrape_s'], 2)} s{series}.",
             "",
             f"`{ratio_line(r)}`",
         ]

@@ -7,12 +7,18 @@ proportional to the number of series, whatever the length of history:
 
 * every published scope (unit, sector province-wide, province) has one slot; a
   delta for (indicator, unit, sector) goes to its two or three scope slots;
-* rolling windows (``1h 24h 7d 30d``): per slot a running total, plus a log of the
-  applied deltas of the last 30 days ordered by outcome time; when T advances, the
-  deltas that leave a window are subtracted (exact to the microsecond);
-* calendar windows (``mtd qtd ytd``): per slot a running total for T's month,
-  quarter and year, plus per-slot month totals from which a new period is rebuilt
-  when T crosses a month boundary (Asia/Ho_Chi_Minh);
+* rolling windows (``1h 24h 7d 30d``): per slot one running total of the applied
+  deltas of the last 30 days, and per window the total of those that have left it
+  (a window's figure is their difference), plus a log of those deltas ordered by
+  outcome time; when T advances, the deltas that leave a window are added to its
+  "left" total (exact to the microsecond). So a delta inside every window (the usual
+  case) changes one total per slot, not one per window;
+* calendar windows (``mtd qtd ytd``): per-slot month totals, plus per slot the total
+  of the quarter's months before T's month and of the year's months before T's
+  quarter (mtd is T's month, qtd adds the first, ytd both), rebuilt from the month
+  totals when T crosses a month boundary (Asia/Ho_Chi_Minh);
+* the figures per window are computed from these when read (``totals``,
+  ``columns``), in time proportional to the number of series;
 * a delta whose time is after T (future-dated under the wall clock), and a held
   outcome (sector ``unknown``, counted only once ``t + retention < T``), waits in a
   queue ordered by the time it takes effect, and is applied when T gets there.
@@ -24,12 +30,14 @@ times), so "overdue at T" is a binary search, not a walk over cases.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from heapq import heappop, heappush
 from typing import Iterable, Iterator, Mapping, NamedTuple
 
-from sortedcontainers import SortedDict, SortedList
+from sortedcontainers import SortedList
 
 from pipeline.core.cases import UNKNOWN_SECTOR, OpenCase
-from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number
+from pipeline.contract.localtime import WorkCalendar, end_of_next_working_day_us, local_day_number, local_midnight_us
 from pipeline.core.outcomes import Outcome
 from pipeline.core.targets import Targets
 from pipeline.core.windows import ROLLING_US, WINDOWS, local_month_index
@@ -56,6 +64,13 @@ _CALENDAR = tuple(w for w in WINDOWS if w not in ROLLING_US)  # mtd, qtd, ytd
 _MAX_ROLLING_US = max(length for _, length in _ROLLING)
 _N_ROLLING = len(_ROLLING)  # the calendar windows follow the rolling ones in WINDOWS
 NEVER = 2**63 - 1
+_ZERO = (0, 0)
+assert [length for _, length in _ROLLING] == sorted(length for _, length in _ROLLING)  # _apply_now's prefix
+
+
+def _month_start_us(month_index: int) -> int:
+    """The first instant of the local month ``month_index`` (``local_month_index``'s numbering)."""
+    return local_midnight_us(date(month_index // 12, month_index % 12 + 1, 1))
 
 
 class SeriesKey(NamedTuple):
@@ -97,13 +112,25 @@ class IndicatorView:
         self._slot_of: dict[tuple[str, str, str], int] = {}
         self._scope_keys: list[tuple[str, str, str]] = []
         self._cell_slots: dict[tuple[str, str, str], tuple[int, ...]] = {}
-        # per window (WINDOWS order): numerators and denominators by slot
-        self._num: list[list[int]] = [[] for _ in WINDOWS]
-        self._den: list[list[int]] = [[] for _ in WINDOWS]
+        # per slot: numerator and denominator of the logged deltas (applied, t within 30
+        # days of the clock when applied), and per rolling window those that left it
+        self._in_n: list[int] = []
+        self._in_d: list[int] = []
+        self._left_n: list[list[int]] = [[] for _ in _ROLLING]
+        self._left_d: list[list[int]] = [[] for _ in _ROLLING]
+        # per slot: the quarter's months before T's month, the year's months before T's quarter
+        self._quarter_n: list[int] = []
+        self._quarter_d: list[int] = []
+        self._year_n: list[int] = []
+        self._year_d: list[int] = []
         self._months: list[dict[int, list[int]]] = []  # per slot: month index -> [n, d]
-        self._log: SortedDict = SortedDict()  # time -> [_Delta] applied, within 30 days
-        self._pending: SortedDict = SortedDict()  # effective time -> [_Delta] not yet applied
+        self._log: dict[int, list[_Delta]] = {}  # time -> [_Delta] applied, within 30 days
+        # per rolling window: the times of the log still inside it (a heap: the next to leave first)
+        self._inside: list[list[int]] = [[] for _ in _ROLLING]
+        self._pending: dict[int, list[_Delta]] = {}  # effective time -> [_Delta] not yet applied
+        self._pending_times: list[int] = []  # the keys of _pending, a heap
         self._month = local_month_index(clock_us)
+        self._month_start_us = _month_start_us(self._month)
 
     # -- feeding -------------------------------------------------------------------
     def ensure_cell(self, indicator: str, unit: str, sector: str) -> tuple[int, ...]:
@@ -123,7 +150,12 @@ class IndicatorView:
         if effective <= self.clock_us:
             self._apply_now(delta)
         else:
-            self._pending.setdefault(effective, []).append(delta)
+            waiting = self._pending.get(effective)
+            if waiting is None:
+                self._pending[effective] = [delta]
+                heappush(self._pending_times, effective)
+            else:
+                waiting.append(delta)
 
     def apply_all(self, changes: Iterable[tuple[Outcome, int]]) -> None:
         for outcome, sign in changes:
@@ -135,29 +167,30 @@ class IndicatorView:
         if now_us <= old:
             return
         log = self._log
-        num, den = self._num, self._den
         for wi, (_, length) in enumerate(_ROLLING):
-            # deltas with old - length < t <= now - length leave the window
-            hi = min(old, now_us - length)
-            if hi <= old - length:
+            # the deltas with t <= now - length leave the window (all logged ones have t <= old)
+            inside = self._inside[wi]
+            edge = now_us - length
+            if not inside or inside[0] > edge:
                 continue
-            n_w, d_w = num[wi], den[wi]
-            for t in log.irange(old - length, hi, inclusive=(False, True)):
+            n_w, d_w = self._left_n[wi], self._left_d[wi]
+            while inside and inside[0] <= edge:
+                t = heappop(inside)
                 for delta in log[t]:
                     for s in delta.slots:
-                        n_w[s] -= delta.hits
-                        d_w[s] -= delta.count
-        horizon = now_us - _MAX_ROLLING_US
-        while log and log.peekitem(0)[0] <= horizon:
-            log.popitem(0)
+                        n_w[s] += delta.hits
+                        d_w[s] += delta.count
+                if wi == _N_ROLLING - 1:  # left the longest window: no longer needed
+                    del log[t]
         self.clock_us = now_us
         month = local_month_index(now_us)
         if month != self._month:
             self._month = month
+            self._month_start_us = _month_start_us(month)
             self._rebuild_calendar()
-        pending = self._pending
-        while pending and pending.peekitem(0)[0] <= now_us:
-            for delta in pending.popitem(0)[1]:
+        pending, times = self._pending, self._pending_times
+        while times and times[0] <= now_us:
+            for delta in pending.pop(heappop(times)):
                 self._apply_now(delta)
 
     # -- reading -------------------------------------------------------------------
@@ -166,7 +199,7 @@ class IndicatorView:
 
         ``extra``: (numerator, denominator) per scope to add in every window (the open
         cases of ``on_time_766``, counted at T, see ``OpenCaseIndex.on_time_766``)."""
-        num, den = self._num, self._den
+        num, den = self._figures()
         extra = extra or {}
         for slot, scope in enumerate(self._scope_keys):
             indicator, unit, sector = scope
@@ -183,8 +216,10 @@ class IndicatorView:
 
     def columns(self) -> tuple[list[tuple[str, str, str]], list[list[int]], list[list[int]]]:
         """(scopes by slot, numerators[window][slot], denominators[window][slot]),
-        windows in ``WINDOWS`` order: the view's own arrays, for exporters; read only."""
-        return self._scope_keys, self._num, self._den
+        windows in ``WINDOWS`` order, for exporters (the scopes are the view's own list:
+        read only)."""
+        num, den = self._figures()
+        return self._scope_keys, num, den
 
     def slot_of(self, scope: tuple[str, str, str]) -> int | None:
         return self._slot_of.get(scope)
@@ -203,42 +238,70 @@ class IndicatorView:
         if slot is None:
             slot = self._slot_of[scope] = len(self._scope_keys)
             self._scope_keys.append(scope)
-            for series in self._num:
-                series.append(0)
-            for series in self._den:
+            for series in (self._in_n, self._in_d, self._quarter_n, self._quarter_d, self._year_n, self._year_d,
+                           *self._left_n, *self._left_d):
                 series.append(0)
             self._months.append({})
         return slot
 
+    def _figures(self) -> tuple[list[list[int]], list[list[int]]]:
+        """Numerators and denominators per window (``WINDOWS`` order) and slot, at T."""
+        in_n, in_d = self._in_n, self._in_d
+        num = [[a - b for a, b in zip(in_n, left)] for left in self._left_n]
+        den = [[a - b for a, b in zip(in_d, left)] for left in self._left_d]
+        current = self._month
+        month = [m.get(current, _ZERO) for m in self._months]
+        mtd_n = [m[0] for m in month]
+        mtd_d = [m[1] for m in month]
+        qtd_n = [a + b for a, b in zip(mtd_n, self._quarter_n)]
+        qtd_d = [a + b for a, b in zip(mtd_d, self._quarter_d)]
+        num += [mtd_n, qtd_n, [a + b for a, b in zip(qtd_n, self._year_n)]]
+        den += [mtd_d, qtd_d, [a + b for a, b in zip(qtd_d, self._year_d)]]
+        return num, den
+
     def _apply_now(self, delta: _Delta) -> None:
         """Count a delta whose time is at or before T in every window holding it."""
         t, slots, dn, dd = delta
-        num, den = self._num, self._den
         now = self.clock_us
         if t > now - _MAX_ROLLING_US:  # in the 30-day window, maybe in shorter ones
-            for wi, (_, length) in enumerate(_ROLLING):
-                if t > now - length:
-                    n_w, d_w = num[wi], den[wi]
-                    for s in slots:
-                        n_w[s] += dn
-                        d_w[s] += dd
-            self._log.setdefault(t, []).append(delta)
-        month = local_month_index(t)
-        current = self._month
-        # t <= T, so never a later month: the windows mtd, qtd, ytd are nested
-        if month == current:
-            first = 0
-        elif month >= current - current % 3:
-            first = 1
-        elif month >= current - current % 12:
-            first = 2
-        else:
-            first = 3
-        for wi in range(_N_ROLLING + first, _N_ROLLING + 3):
-            n_w, d_w = num[wi], den[wi]
+            in_n, in_d = self._in_n, self._in_d
             for s in slots:
-                n_w[s] += dn
-                d_w[s] += dd
+                in_n[s] += dn
+                in_d[s] += dd
+            # the windows that do not hold t (the shorter ones first): it has left them
+            first_inside = _N_ROLLING - 1
+            for wi in range(_N_ROLLING - 1):
+                if t > now - _ROLLING[wi][1]:
+                    first_inside = wi
+                    break
+                n_w, d_w = self._left_n[wi], self._left_d[wi]
+                for s in slots:
+                    n_w[s] += dn
+                    d_w[s] += dd
+            log = self._log
+            logged = log.get(t)
+            if logged is None:  # a new time: it leaves each window holding it when T gets there
+                log[t] = [delta]
+                for inside in self._inside[first_inside:]:
+                    heappush(inside, t)
+            else:
+                logged.append(delta)
+        current = self._month
+        # t <= T, so never a later month: T's month counts in the month totals alone
+        if t >= self._month_start_us:
+            month = current
+        else:
+            month = local_month_index(t)
+            if month >= current - current % 3:
+                n_w, d_w = self._quarter_n, self._quarter_d
+            elif month >= current - current % 12:
+                n_w, d_w = self._year_n, self._year_d
+            else:
+                n_w = d_w = None
+            if n_w is not None:
+                for s in slots:
+                    n_w[s] += dn
+                    d_w[s] += dd
         months = self._months
         for s in slots:
             totals = months[s].get(month)
@@ -249,21 +312,22 @@ class IndicatorView:
                 totals[1] += dd
 
     def _rebuild_calendar(self) -> None:
-        """T entered a new month: recompute mtd/qtd/ytd from the month totals."""
+        """T entered a new month: recompute the quarter's and the year's earlier months."""
         current = self._month
-        firsts = (current, current - current % 3, current - current % 12)
-        base = len(_ROLLING)
-        keep_from = current - current % 12 - 12  # the previous year is kept, older dropped
-        for ci, first in enumerate(firsts):
-            n_w, d_w = self._num[base + ci], self._den[base + ci]
-            for slot, months in enumerate(self._months):
-                n = d = 0
-                for month, (mn, md) in months.items():
-                    if first <= month <= current:
-                        n += mn
-                        d += md
-                n_w[slot], d_w[slot] = n, d
-        for months in self._months:
+        quarter = current - current % 3
+        year = current - current % 12
+        keep_from = year - 12  # the previous year is kept, older dropped
+        quarter_n, quarter_d, year_n, year_d = self._quarter_n, self._quarter_d, self._year_n, self._year_d
+        for slot, months in enumerate(self._months):
+            qn = qd = yn = yd = 0
+            for month, (mn, md) in months.items():
+                if quarter <= month < current:
+                    qn += mn
+                    qd += md
+                elif year <= month < quarter:
+                    yn += mn
+                    yd += md
+            quarter_n[slot], quarter_d[slot], year_n[slot], year_d[slot] = qn, qd, yn, yd
             for month in [m for m in months if m < keep_from]:
                 del months[month]
 

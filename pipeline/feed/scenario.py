@@ -226,52 +226,12 @@ def build_scenario(
     rated_first = sorted(rng.sample(candidates, min(len(candidates), max(2, cases // 300))))
     taken.update(rated_first)
 
-    # ---- the main stream: time order, then a sliding-window shuffle and some delays
-    stream = [e for case_id in by_case for e in by_case[case_id]]
-    stream.sort(key=_when)  # stable: a case's events keep their order on ties
-    if shuffle:
-        keys = [i + rng.uniform(0, SHUFFLE_WINDOW) for i in range(len(stream))]
-        for i in range(len(keys)):
-            if rng.random() < 0.01:
-                keys[i] += rng.uniform(1000, 4000)
-        stream = [e for _, e in sorted(zip(keys, stream), key=lambda pair: pair[0])]
-    for case_id in rated_first:
-        rated = next(e for e in stream if e["case_id"] == case_id and e["event_type"] == "rated")
-        stream.remove(rated)
-        position = next(i for i, e in enumerate(stream) if e["case_id"] == case_id and e["event_type"] == "received")
-        stream.insert(position, rated)
-
-    special_ids = {e["event_id"] for e in stream if e["case_id"] in taken}
-    entries: list[tuple[float, bytes, tuple[str, str] | None]] = [
-        (float(i), event_bytes(e, spaced=rng.random() < 0.15), None) for i, e in enumerate(stream)
-    ]
-    n_main = len(entries)
-
-    # ---- duplicates
-    n_duplicates = round(duplicate_rate * n_main) if duplicate_rate > 0 else 0
-    eligible = [i for i, e in enumerate(stream) if e["event_id"] not in special_ids]
-    for _ in range(n_duplicates if eligible else 0):
-        i = rng.choice(eligible)
-        if rng.random() < 2 / 3:  # an exact copy, later
-            position = min(n_main - 1, i + rng.randint(1, 2000))
-            entries.append((position + rng.random(), entries[i][1], None))
-        else:  # same event_id, different content, before or after
-            position = max(0, min(n_main - 1, i + rng.randint(-300, 300)))
-            entries.append((position + rng.random(), event_bytes(_variant(stream[i])), None))
-
-    # ---- malformed lines
-    by_type: dict[str, list[dict]] = {}
-    for event in stream:
-        by_type.setdefault(event["event_type"], []).append(event)
-    n_malformed = max(len(MALFORMED_KINDS), round(malformed_rate * len(entries))) if malformed_rate > 0 else 0
-    kinds = list(MALFORMED_KINDS)
-    kinds = (kinds + [rng.choice(kinds) for _ in range(max(0, n_malformed - len(kinds)))])[:n_malformed]
-    for kind in kinds:
-        line = _malformed(kind, rng, by_type, stream, new_id)
-        entries.append((rng.uniform(0, n_main), line, (kind, MALFORMED_KINDS[kind])))
-
-    entries.sort(key=lambda entry: entry[0])
-    final = [(line, tag) for _, line, tag in entries] + [(event_bytes(e), None) for e in late_lines]
+    special_ids = {e["event_id"] for c in taken for e in by_case[c]}
+    final = messy_lines(
+        [e for case_id in by_case for e in by_case[case_id]], rng, new_id,
+        duplicate_rate=duplicate_rate, malformed_rate=malformed_rate, shuffle=shuffle,
+        special_ids=special_ids, rated_first=rated_first,
+    ) + [(event_bytes(e), None) for e in late_lines]
 
     # ---- what a correct pipeline makes of it
     lines: list[bytes] = []
@@ -308,6 +268,69 @@ def build_scenario(
         orphan_case_ids=tuple(orphans),
         rated_first_case_ids=tuple(rated_first),
     )
+
+
+def messy_lines(
+    events: list[dict],
+    rng: random.Random,
+    new_id: Callable[[], str],
+    *,
+    duplicate_rate: float = 0.03,
+    malformed_rate: float = 0.02,
+    shuffle: bool = True,
+    special_ids: set[str] | frozenset[str] = frozenset(),
+    rated_first: Sequence[str] = (),
+) -> list[tuple[bytes, tuple[str, str] | None]]:
+    """The scenario's mess on ``events`` (any order): time order, a sliding-window shuffle
+    (:data:`SHUFFLE_WINDOW`) with about 1 % delayed by 1,000–4,000 lines, the ``rated`` of
+    the ``rated_first`` cases moved right before their ``received``, duplicates (exact
+    copies later, same id with other content before or after; none of ``special_ids``) and
+    malformed lines of every :data:`MALFORMED_KINDS`. (line, (kind, reason) of a malformed
+    line, else None), in replay order. Also the benchmarks' province load
+    (``benchmarks/load.py``)."""
+    stream = sorted(events, key=_when)  # stable: a case's events keep their order on ties
+    if shuffle:
+        keys = [i + rng.uniform(0, SHUFFLE_WINDOW) for i in range(len(stream))]
+        for i in range(len(keys)):
+            if rng.random() < 0.01:
+                keys[i] += rng.uniform(1000, 4000)
+        stream = [e for _, e in sorted(zip(keys, stream), key=lambda pair: pair[0])]
+    for case_id in rated_first:
+        rated = next(e for e in stream if e["case_id"] == case_id and e["event_type"] == "rated")
+        stream.remove(rated)
+        position = next(i for i, e in enumerate(stream) if e["case_id"] == case_id and e["event_type"] == "received")
+        stream.insert(position, rated)
+
+    entries: list[tuple[float, bytes, tuple[str, str] | None]] = [
+        (float(i), event_bytes(e, spaced=rng.random() < 0.15), None) for i, e in enumerate(stream)
+    ]
+    n_main = len(entries)
+
+    # ---- duplicates
+    n_duplicates = round(duplicate_rate * n_main) if duplicate_rate > 0 else 0
+    eligible = [i for i, e in enumerate(stream) if e["event_id"] not in special_ids]
+    for _ in range(n_duplicates if eligible else 0):
+        i = rng.choice(eligible)
+        if rng.random() < 2 / 3:  # an exact copy, later
+            position = min(n_main - 1, i + rng.randint(1, 2000))
+            entries.append((position + rng.random(), entries[i][1], None))
+        else:  # same event_id, different content, before or after
+            position = max(0, min(n_main - 1, i + rng.randint(-300, 300)))
+            entries.append((position + rng.random(), event_bytes(_variant(stream[i])), None))
+
+    # ---- malformed lines
+    by_type: dict[str, list[dict]] = {}
+    for event in stream:
+        by_type.setdefault(event["event_type"], []).append(event)
+    n_malformed = max(len(MALFORMED_KINDS), round(malformed_rate * len(entries))) if malformed_rate > 0 else 0
+    kinds = list(MALFORMED_KINDS)
+    kinds = (kinds + [rng.choice(kinds) for _ in range(max(0, n_malformed - len(kinds)))])[:n_malformed]
+    for kind in kinds:
+        line = _malformed(kind, rng, by_type, stream, new_id)
+        entries.append((rng.uniform(0, n_main), line, (kind, MALFORMED_KINDS[kind])))
+
+    entries.sort(key=lambda entry: entry[0])
+    return [(line, tag) for _, line, tag in entries]
 
 
 def _variant(event: dict) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -54,6 +54,31 @@ def test_history_is_the_scenarios_messy_mix(small_chunks, tmp_path):
     assert len(accepted) > 1000 and rejected > 0  # malformed lines on purpose, as in the scenario
     months = {datetime.fromtimestamp(e.occurred_at_us / 1e6, timezone.utc).strftime("%Y-%m") for e in accepted}
     assert len(months) >= 2
+
+
+def test_province_load_is_the_registrys_year_with_the_scenarios_mess(tmp_path):
+    got = load.province_file(2, 4000, directory=tmp_path, progress=False)
+    lines = got.path.read_bytes().splitlines()
+    assert len(lines) == 4000 == got.events
+    again = load.province_file(2, 4000, directory=tmp_path, progress=False)
+    assert again.path.read_bytes() == got.path.read_bytes() and again.stats == got.stats  # cached, seeded
+    accepted, rejected = [], 0
+    for line in lines:
+        try:
+            accepted.append(parse_event(line, key=message_key(line), now_us=NOW_US))
+        except Exception:
+            rejected += 1
+    assert rejected == got.stats["malformed"] > 0
+    ids = [e.event_id for e in accepted]
+    assert len(ids) - len(set(ids)) == got.stats["duplicates"] > 0
+    # both periods of the registry: units of the former provinces before 1 July 2025, the new ones after
+    july = int(datetime(2025, 7, 1, tzinfo=timezone(timedelta(hours=7))).timestamp() * 1_000_000)
+    before = {e.unit_id for e in accepted if e.event_type == "received" and e.occurred_at_us < july}
+    after = {e.unit_id for e in accepted if e.event_type == "received" and e.occurred_at_us >= july}
+    assert before and after and before.isdisjoint(after)
+    times = [e.occurred_at_us for e in accepted]
+    assert times != sorted(times)  # out of order
+    assert got.stats["units"] > 100 and 3 < got.stats["events_per_dossier"] < 6
 
 
 def test_open_dossiers_are_distinct_valid_receipts(tmp_path):
@@ -131,7 +156,8 @@ def test_ratio_line_has_the_exact_format():
 
 @pytest.mark.parametrize(
     "args",
-    [["--only", "ratio,speed"], ["--only", ""], ["--events", "0"], ["--latency-rates", "200,fast"], ["--events", "x"]],
+    [["--only", "ratio,speed"], ["--only", ""], ["--events", "0"], ["--latency-rates", "200,fast"], ["--events", "x"],
+     ["--load", "city"]],
 )
 def test_bad_arguments_are_one_line_and_exit_2(args, tmp_path):
     result = subprocess.run(
