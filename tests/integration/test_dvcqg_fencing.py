@@ -22,19 +22,29 @@ from tests.integration.workerproc import isolated_settings
 pytestmark = pytest.mark.integration
 
 
-async def _committed_values(settings, topic: str) -> list[bytes]:
+async def _committed_values(settings, topic: str, wait_s: float = 30.0) -> list[bytes]:
     """Every message of ``topic`` a read_committed reader sees (what the worker's facts and
-    any consumer of the dead letters can rely on)."""
+    any consumer of the dead letters can rely on), read up to the high watermark: the
+    markers of a fenced producer's aborted transaction are written by the coordinator
+    after the fencing, and until then a read_committed reader's end (the last stable
+    offset) stays before them."""
+    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+    probe = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False, group_id=None)
+    await probe.start()
+    try:
+        ends = await probe.end_offsets(tps)  # read_uncommitted: the high watermark
+    finally:
+        await probe.stop()
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False, group_id=None,
                                 isolation_level="read_committed")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
         consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)
         values = []
+        deadline = asyncio.get_running_loop().time() + wait_s
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert asyncio.get_running_loop().time() < deadline, f"{topic}: not readable up to {ends} in {wait_s} s"
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 values += [m.value for m in messages]
         return values
