@@ -475,16 +475,18 @@ def run_worker(settings: Settings, registries: Registries) -> int:
         f"metrics at {settings.web_url}/metrics (clock: {settings.clock})",
         flush=True,
     )
-    code: int | str | None = 0
+    stopped: SystemExit | None = None
     try:
         faust_worker.execute_from_commandline()
-    except SystemExit as exit_:
-        code = exit_.code
+    except SystemExit as exit_:  # how Faust's worker always ends: its code is the process's
+        stopped = exit_
     finally:
         worker.stop_engine()
-    if code and not worker.joined and worker.failure is None:
+    if stopped is not None and stopped.code and not worker.joined and worker.failure is None:
         start_again()  # Faust's own start failed (a broker went down meanwhile): returns when tried enough
-    return code if isinstance(code, int) else 1
+    if stopped is not None:
+        raise stopped
+    return 0
 
 
 def start_again() -> None:
